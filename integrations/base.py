@@ -1,0 +1,206 @@
+"""The action contract: what every integration provides and what the engine may rely on.
+
+Owns: ``ActionParams``/``ActionResult`` base models, ``ActionSpec`` (one registered action),
+``ActionContext`` (what an action receives at run time), ``ActionRegistry`` (the closed set of
+action names a runbook may use, filled from the ``stanch.integrations`` entry points), and the
+re-exported error hierarchy.
+
+Must not touch: ``flows`` and ``prefect``. The engine imports this module, never the reverse.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from integrations.errors import (
+    ActionError,
+    ConfigurationError,
+    DrillSafetyError,
+    InputError,
+    PermanentActionError,
+    RunbookError,
+    StanchError,
+    TransientActionError,
+)
+from integrations.settings import StanchSettings
+
+__all__ = [
+    "ActionContext",
+    "ActionError",
+    "ActionParams",
+    "ActionRegistry",
+    "ActionResult",
+    "ActionSpec",
+    "ConfigurationError",
+    "DrillSafetyError",
+    "InputError",
+    "PermanentActionError",
+    "PlannedOperation",
+    "RunbookError",
+    "StanchError",
+    "TransientActionError",
+    "default_registry",
+]
+
+log = logging.getLogger("stanch.actions")
+
+
+class ActionParams(BaseModel):
+    """Typed ``with:`` block of an action. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActionResult(BaseModel):
+    """Typed output of an action; becomes ``steps.<id>.output`` in expressions.
+
+    Never put secret material in a result: results go to the timeline, reports and Slack.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlannedOperation(BaseModel):
+    """One outside-world call an action would make (for ``stanch plan`` and dry runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    operation: str
+    account: str | None = None
+    region: str | None = None
+    resources: list[str] = []
+    note: str | None = None
+
+
+P = TypeVar("P", bound=ActionParams)
+R = TypeVar("R", bound=ActionResult)
+
+
+@dataclass
+class ActionContext:
+    """What an action receives besides its params.
+
+    ``record(kind, data)`` appends an event to the incident timeline (the engine wires it);
+    ``redact(value)`` registers a string that must never appear in any output.
+    """
+
+    incident_id: str
+    step_id: str
+    settings: StanchSettings
+    item_key: str | None = None
+    drill: bool = False
+    runbook: str = ""
+    record: Callable[[str, dict[str, Any]], None] = field(default=lambda kind, data: None)
+    logger: logging.Logger = field(default_factory=lambda: log)
+    _secrets: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def redact(self, value: str) -> None:
+        if value:
+            with self._lock:
+                self._secrets.add(value)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return frozenset(self._secrets)
+
+    @property
+    def idempotency_token(self) -> str:
+        """Stable per incident/step/item: pass it where an API accepts a client token."""
+        base = f"{self.incident_id}:{self.step_id}"
+        return f"{base}:{self.item_key}" if self.item_key else base
+
+
+@dataclass(frozen=True)
+class ActionSpec(Generic[P, R]):
+    """One action in the registry.
+
+    ``run(ctx, params) -> result`` performs it; ``describe(ctx, params)`` lists the calls it
+    would make without making any mutating call (read-only lookups are allowed); ``compensation``
+    names the action that undoes it, fed with ``compensation_params(params, result)``.
+    """
+
+    name: str
+    summary: str
+    params: type[P]
+    result: type[R]
+    run: Callable[[ActionContext, P], R]
+    mutating: bool
+    idempotent: bool
+    describe: Callable[[ActionContext, P], list[PlannedOperation]] | None = None
+    compensation: str | None = None
+    compensation_params: Callable[[P, R], dict[str, Any]] | None = None
+
+    def validate_params(self, raw: dict[str, Any]) -> P:
+        return self.params.model_validate(raw)
+
+    def execute(self, ctx: ActionContext, raw: dict[str, Any]) -> R:
+        return self.run(ctx, self.validate_params(raw))
+
+
+class ActionRegistry:
+    """The closed set of actions a runbook may name. ``action:`` is a key here, never a path."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, ActionSpec[Any, Any]] = {}
+
+    def register(self, spec: ActionSpec[Any, Any]) -> ActionSpec[Any, Any]:
+        if spec.name in self._actions and self._actions[spec.name] is not spec:
+            raise ConfigurationError(f"action {spec.name!r} registered twice")
+        self._actions[spec.name] = spec
+        return spec
+
+    def register_all(self, specs: Iterable[ActionSpec[Any, Any]]) -> None:
+        for spec in specs:
+            self.register(spec)
+
+    def get(self, name: str) -> ActionSpec[Any, Any]:
+        try:
+            return self._actions[name]
+        except KeyError:
+            hint = self.suggest(name)
+            extra = f" (did you mean {', '.join(repr(h) for h in hint)}?)" if hint else ""
+            raise ConfigurationError(f"unknown action {name!r}{extra}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def names(self) -> list[str]:
+        return sorted(self._actions)
+
+    def specs(self) -> list[ActionSpec[Any, Any]]:
+        return [self._actions[n] for n in self.names()]
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        return difflib.get_close_matches(name, self.names(), n=n, cutoff=0.6)
+
+
+_default: ActionRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def load_entry_point_registry(group: str = "stanch.integrations") -> ActionRegistry:
+    """Build a registry from every ``stanch.integrations`` entry point (``register(registry)``)."""
+    registry = ActionRegistry()
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        register = ep.load()
+        register(registry)
+    return registry
+
+
+def default_registry() -> ActionRegistry:
+    """The process-wide registry of built-in (and installed third-party) actions."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = load_entry_point_registry()
+        return _default

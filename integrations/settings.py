@@ -1,0 +1,38 @@
+"""Process settings for stanch, read from ``STANCH_*`` environment variables.
+
+Owns: the names and defaults of every setting an integration or entry point reads.
+Must not touch: Prefect, boto3, Slack (settings are plain values; clients are built elsewhere).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StanchSettings(BaseSettings):
+    """All knobs, one place. ``STANCH_AWS_ENDPOINT_URL=http://127.0.0.1:5000`` and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="STANCH_", extra="forbid")
+
+    home: Path = Field(default=Path(".stanch"), description="State directory (sandbox state, default store).")
+    store: Path | None = Field(default=None, description="Incident store; defaults to <home>/incidents.")
+    aws_endpoint_url: str | None = Field(default=None, description="Override AWS endpoint (sandbox/moto).")
+    aws_region: str = "us-east-1"
+    assume_role_name: str = Field(default="StanchIncidentResponder", description="Role assumed in each account.")
+    slack_base_url: str | None = Field(default=None, description="Slack Web API base URL (stand-in in sandbox).")
+    slack_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_channel: str = "#incident"
+    inventory: Path | None = Field(default=None, description="Default inventory file.")
+    advisories_dir: Path | None = Field(default=None, description="Directory of OSV records looked up by id.")
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store if self.store is not None else self.home / "incidents"
+
+
+def load_settings() -> StanchSettings:
+    return StanchSettings()
