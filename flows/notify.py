@@ -1,0 +1,90 @@
+"""Incident status in Slack: one header message per incident, one threaded update per step.
+
+Owns: ``StatusNotifier`` — best-effort posting through ``integrations.slack``. A Slack outage or
+rate limit never fails containment: ``step_update`` returns the problem text so the engine can
+record ``slack.unavailable`` in the timeline.
+Must not touch: Prefect (it is called from the runtime, but is itself Prefect-free).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from integrations.settings import StanchSettings
+
+if TYPE_CHECKING:
+    from flows.compiler import Plan, PlannedStep
+    from flows.incident import Incident
+
+
+class StatusNotifier:
+    def __init__(self, thread: Any, incident: Incident, plan: Plan, *, drill: bool) -> None:
+        self.thread = thread
+        self.incident = incident
+        self.plan = plan
+        self.drill = drill
+        self.lines: dict[str, str] = {s.id: f"⏳ {s.title}" for s in plan.steps}
+        self.header_ts: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: StanchSettings, incident: Incident, plan: Plan, *,
+                      drill: bool) -> StatusNotifier:
+        thread = None
+        if settings.slack_token is not None:
+            from integrations.slack import IncidentThread, SlackClient
+
+            channel = (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
+                       else settings.slack_channel)
+            thread = IncidentThread(SlackClient.from_settings(settings), channel)
+        return cls(thread, incident, plan, drill=drill)
+
+    def _header(self, status: str) -> tuple[str, list[dict[str, Any]]]:
+        from integrations.slack.blocks import header_blocks
+
+        title = ("[DRILL] " if self.drill else "") + self.plan.runbook.title
+        blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
+                               list(self.lines.values()))
+        return f"{self.incident.id}: {title} — {status}", blocks
+
+    def start(self) -> str | None:
+        if self.thread is None:
+            return None
+        try:
+            text, blocks = self._header("running")
+            self.header_ts = self.thread.start(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def step_update(self, step: PlannedStep, status: str, markdown: str) -> str | None:
+        if self.thread is None:
+            return None
+        icon = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️"}.get(status, "•")
+        self.lines[step.id] = f"{icon} {step.title} — {status}"
+        try:
+            from integrations.slack.blocks import report_blocks
+
+            if self.header_ts is None:
+                text, blocks = self._header("running")
+                self.header_ts = self.thread.start(text, blocks)
+            for blocks in report_blocks(step.title, self.incident.redactor.text(markdown), status, {}):
+                self.thread.post_update(f"{step.title}: {status}", blocks)
+            text, blocks = self._header("running")
+            self.thread.update_header(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def finish(self, outcome: str, postmortem: Any) -> str | None:
+        if self.thread is None or self.header_ts is None:
+            return None
+        try:
+            text, blocks = self._header("contained" if outcome == "succeeded" else "FAILED — see thread")
+            self.thread.update_header(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

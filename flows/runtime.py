@@ -1,0 +1,492 @@
+"""The one generic Prefect flow that runs any compiled runbook.
+
+Owns: ``run_runbook`` (the flow), the per-item task (``run_action``), the scheduling loop that
+submits ready steps (parallel branches, bounded fan-out), retries on transient errors only,
+per-attempt timeouts, Prefect markdown artifacts, the saga of compensations on failure, and the
+final flow state (computed by the conductor: a failed required step fails the run).
+
+Decisions live in ``flows.conductor``; the incident record in ``flows.incident``; rendering in
+``flows.reports``. This module only wires them to Prefect and to the action registry.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.compiler import Plan, PlannedStep, compile_plan, resolve_inputs
+from flows.conductor import RunState, StepStatus, compensation_order
+from flows.expressions import ExpressionError, is_truthy, render_value
+from flows.incident import Incident
+from flows.notify import StatusNotifier
+from flows.redaction import Redactor
+from flows.reports import ReportError, render_step_report
+from flows.spec import load_runbook
+from flows.timeline import isoformat, utcnow
+from integrations.base import ActionContext, ActionRegistry, default_registry
+from integrations.errors import ActionError, DrillSafetyError, StanchError
+from integrations.settings import StanchSettings
+
+Listener = Callable[[dict[str, Any]], None]
+_listeners: list[Listener] = []
+_listeners_lock = threading.Lock()
+
+
+def add_listener(fn: Listener) -> Callable[[], None]:
+    """Subscribe to timeline events of runs in this process (the CLI's live progress)."""
+    with _listeners_lock:
+        _listeners.append(fn)
+
+    def remove() -> None:
+        with _listeners_lock:
+            if fn in _listeners:
+                _listeners.remove(fn)
+    return remove
+
+
+def _publish(event: dict[str, Any]) -> None:
+    with _listeners_lock:
+        targets = list(_listeners)
+    for fn in targets:
+        try:
+            fn(event)
+        except Exception:  # a broken progress display must never break containment
+            pass
+
+
+def item_key(step: PlannedStep, item: Any, index: int, scope: dict[str, Any]) -> str:
+    if step.item_name:
+        key = str(render_value(step.item_name, {**scope, "item": item}))
+    elif isinstance(item, dict):
+        key = str(item.get("name") or item.get("id") or item.get("key") or index)
+    elif isinstance(item, str | int | float):
+        key = str(item)
+    else:
+        key = str(index)
+    return re.sub(r"[^A-Za-z0-9._@:/-]+", "-", key)[:80] or str(index)
+
+
+def _backoff(base: float, retries: int) -> list[float]:
+    """Jittered exponential backoff per retry: base, 2·base, 4·base … (±25 %)."""
+    return [round(base * (2**i) * random.uniform(0.75, 1.25), 3) for i in range(retries)]
+
+
+@dataclass
+class ItemCall:
+    """What a task run needs; a plain object so Prefect passes it through untouched."""
+
+    engine: Engine
+    step: PlannedStep
+    key: str | None
+    params: dict[str, Any]
+
+    def __repr__(self) -> str:  # shows in Prefect logs; never the params (may be sensitive)
+        return f"ItemCall({self.step.id}[{self.key}])" if self.key else f"ItemCall({self.step.id})"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or (isinstance(exc, ActionError) and exc.transient)
+
+
+def _retry_condition(task_: Any, task_run: Any, state: State) -> bool:
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:
+        return False
+    return isinstance(exc, BaseException) and _is_transient(exc)
+
+
+@task(persist_result=False, log_prints=False)
+def run_action(call: ItemCall) -> dict[str, Any]:
+    """Run one action (one step, or one fan-out item of a step)."""
+    return call.engine.execute(call)
+
+
+@dataclass
+class StepRun:
+    step: PlannedStep
+    started: datetime
+    items: list[dict[str, Any]] = field(default_factory=list)  # {key, status, output, error, params}
+    pending: int = 0
+    queue: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    attempts: int = 1
+    fan_out: bool = False
+
+
+class Engine:
+    """State of one run inside the flow. Touches Prefect only through the flow/task above."""
+
+    def __init__(self, plan: Plan, incident: Incident, inputs: dict[str, Any], settings: StanchSettings,
+                 registry: ActionRegistry, *, drill: bool, initiator: str) -> None:
+        self.plan = plan
+        self.incident = incident
+        self.inputs = inputs
+        self.settings = settings
+        self.registry = registry
+        self.drill = drill
+        self.initiator = initiator
+        self.state = RunState(plan)
+        self.outputs: dict[str, Any] = {}
+        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill)
+        self._attempts: dict[tuple[str, str | None], int] = {}
+        self._lock = threading.Lock()
+
+    # ----- timeline ---------------------------------------------------------------------------
+    def record(self, kind: str, *, step: str | None = None, item: str | None = None,
+               data: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
+        event = self.incident.timeline.append(kind, step=step, item=item, data=data,
+                                              actor=actor or "stanch")
+        _publish({**event, "incident": self.incident.id})
+        return event
+
+    # ----- expressions ------------------------------------------------------------------------
+    def scope(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "steps": {sid: {"output": out, "status": str(self.state.status[sid])}
+                      for sid, out in self.outputs.items()}
+                     | {s.id: {"output": self.outputs.get(s.id), "status": str(self.state.status[s.id])}
+                        for s in self.plan.steps if s.id not in self.outputs},
+            "incident": {"id": self.incident.id, "drill": self.drill, "runbook": self.plan.name,
+                         "title": self.plan.runbook.title, "severity": self.plan.runbook.severity},
+            "runbook": {"name": self.plan.name, "title": self.plan.runbook.title},
+        }
+
+    # ----- task body (worker threads) ---------------------------------------------------------
+    def execute(self, call: ItemCall) -> dict[str, Any]:
+        step, key = call.step, call.key
+        assert step.action is not None
+        spec = self.registry.get(step.action)
+        with self._lock:
+            attempt = self._attempts.get((step.id, key), 0) + 1
+            self._attempts[(step.id, key)] = attempt
+        ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
+                            item_key=key, drill=self.drill, runbook=self.plan.name,
+                            record=lambda kind, data: self.record(kind, step=step.id, item=key, data=data))
+        try:
+            result = spec.execute(ctx, call.params)
+        except Exception as exc:
+            for secret in ctx.secrets:
+                self.incident.redactor.add(secret)
+            transient = _is_transient(exc)
+            if transient and attempt <= step.retries:
+                self.record("item.retrying", step=step.id, item=key,
+                            data={"attempt": attempt, "error": _error_text(exc)})
+            raise
+        for secret in ctx.secrets:
+            self.incident.redactor.add(secret)
+        out: dict[str, Any] = result.model_dump(mode="json")
+        return {"output": self.incident.redactor(out), "attempts": attempt}
+
+    # ----- scheduling loop (flow thread) ------------------------------------------------------
+    def _make_task(self, step: PlannedStep, key: str | None) -> Any:
+        name = f"{step.id}[{key}]" if key is not None else step.id
+        return run_action.with_options(
+            name=step.id,
+            task_run_name=name,
+            retries=step.retries,
+            retry_delay_seconds=_backoff(step.retry_delay, step.retries) or 0,
+            retry_condition_fn=_retry_condition,
+            timeout_seconds=step.timeout,
+        )
+
+    def _start_step(self, step: PlannedStep, running: dict[Any, tuple[StepRun, str | None]],
+                    runs: dict[str, StepRun]) -> None:
+        blocked = self.state.blocked_by(step)
+        scope = self.scope()
+        reason = blocked
+        if reason is None and step.if_ is not None:
+            try:
+                if not is_truthy(render_value(step.if_, scope)):
+                    reason = f"condition is false: {step.if_}"
+            except ExpressionError as exc:
+                self._fail_step_early(step, f"cannot evaluate 'if': {exc}")
+                return
+        if reason is not None:
+            self.state.mark(step.id, StepStatus.SKIPPED)
+            self.record("step.skipped", step=step.id, data={"reason": reason})
+            self._finish_report(StepRun(step, utcnow()), StepStatus.SKIPPED, reason=reason)
+            return
+        if step.approval is not None:
+            self._fail_step_early(step, "approval steps need the Slack/CLI approval service, which this "
+                                        "version does not run yet")
+            return
+        run = StepRun(step, utcnow())
+        try:
+            if step.for_each is not None:
+                items = render_value(step.for_each, scope)
+                if not isinstance(items, list):
+                    raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
+                run.fan_out = True
+                for i, item in enumerate(items):
+                    key = item_key(step, item, i, scope)
+                    params = render_value(step.with_, {**scope, "item": item})
+                    run.queue.append((key, params))
+            else:
+                run.queue.append((None, render_value(step.with_, scope)))
+        except ExpressionError as exc:
+            self._fail_step_early(step, str(exc))
+            return
+        self.state.mark(step.id, StepStatus.RUNNING)
+        runs[step.id] = run
+        self.record("step.started", step=step.id, data={"title": step.title, "action": step.action,
+                                                        "items": len(run.queue) if run.fan_out else None})
+        if not run.queue:
+            self._complete_step(run)
+            return
+        self._pump(run, running)
+
+    def _pump(self, run: StepRun, running: dict[Any, tuple[StepRun, str | None]]) -> None:
+        while run.queue and run.pending < run.step.concurrency:
+            key, params = run.queue.pop(0)
+            if run.fan_out:
+                self.record("item.started", step=run.step.id, item=key)
+            fut: PrefectFuture[Any] = self._make_task(run.step, key).submit(
+                ItemCall(self, run.step, key, params))
+            run.pending += 1
+            running[fut.wrapped_future] = (run, key)  # type: ignore[attr-defined]
+            run.items.append({"key": key, "status": "running", "params": params, "future": fut})
+
+    def _collect(self, run: StepRun, key: str | None, fut_state: State) -> None:
+        entry = next(it for it in run.items if it["key"] == key and it["status"] == "running")
+        entry.pop("future", None)
+        run.pending -= 1
+        if fut_state.is_completed():
+            res = fut_state.result()
+            entry.update(status="succeeded", output=res["output"])
+            run.attempts = max(run.attempts, res["attempts"])
+            if run.fan_out:
+                self.record("item.succeeded", step=run.step.id, item=key, data={"output": res["output"]})
+        else:
+            exc = fut_state.result(raise_on_failure=False)
+            entry.update(status="failed", error=_error_text(exc))
+            run.attempts = max(run.attempts, self._attempts.get((run.step.id, key), 1))
+            self.record("item.failed", step=run.step.id, item=key,
+                        data={"error": entry["error"], "transient": _is_transient(exc)
+                              if isinstance(exc, BaseException) else False})
+
+    def _complete_step(self, run: StepRun) -> None:
+        step = run.step
+        failed = [it for it in run.items if it["status"] == "failed"]
+        duration = (utcnow() - run.started).total_seconds()
+        if run.fan_out:
+            output: Any = {"items": {it["key"]: it.get("output") for it in run.items},
+                           "succeeded": [it["key"] for it in run.items if it["status"] == "succeeded"],
+                           "failed": [it["key"] for it in run.items if it["status"] == "failed"]}
+        else:
+            output = run.items[0].get("output") if run.items else None
+        if failed:
+            status = StepStatus.FAILED
+            error = "; ".join(f"{it['key']}: {it['error']}" if it["key"] else it["error"] for it in failed)
+            self.outputs[step.id] = output
+            self.state.mark(step.id, status)
+            self.record("step.failed", step=step.id, data={"error": error, "duration_s": duration,
+                                                           "continue_on_error": step.continue_on_error})
+        else:
+            status = StepStatus.SUCCEEDED
+            error = None
+            self.outputs[step.id] = output
+            self.state.mark(step.id, status)
+            self.record("step.succeeded", step=step.id, data={
+                "output": output, "duration_s": duration, "attempts": run.attempts,
+                "compensation": self._compensation_record(run)})
+        self._finish_report(run, status, error=error, output=output, duration=duration)
+
+    def _compensation_record(self, run: StepRun) -> list[dict[str, Any]] | None:
+        comp = run.step.compensate
+        if comp is None:
+            return None
+        spec = self.registry.get(run.step.action) if run.step.action else None
+        records = []
+        for it in run.items:
+            if it["status"] != "succeeded":
+                continue
+            if comp.with_:
+                params = render_value(comp.with_, {**self.scope(), "params": it["params"],
+                                                   "output": it.get("output")})
+            elif spec is not None and spec.compensation_params is not None:
+                params = spec.compensation_params(spec.params.model_validate(it["params"]),
+                                                  spec.result.model_validate(it["output"]))
+            else:
+                params = dict(it["params"])
+            records.append({"item": it["key"], "action": comp.action, "with": params})
+        return records
+
+    def _fail_step_early(self, step: PlannedStep, error: str) -> None:
+        self.state.mark(step.id, StepStatus.FAILED)
+        self.record("step.failed", step=step.id, data={"error": error, "duration_s": 0.0,
+                                                       "continue_on_error": step.continue_on_error})
+        self._finish_report(StepRun(step, utcnow()), StepStatus.FAILED, error=error)
+
+    def _finish_report(self, run: StepRun, status: StepStatus, *, error: str | None = None,
+                       reason: str | None = None, output: Any = None, duration: float | None = None) -> None:
+        step = run.step
+        context = {
+            "incident": self.scope()["incident"] | {"started_at": None},
+            "inputs": self.inputs,
+            "step": {
+                "id": step.id, "title": step.title, "action": step.action, "status": str(status),
+                "started_at": isoformat(run.started) if status is not StepStatus.SKIPPED else None,
+                "finished_at": isoformat(utcnow()), "duration_s": duration, "attempts": run.attempts,
+                "error": error, "reason": reason, "output": output,
+                "items": [{"key": it["key"], "status": it["status"], "output": it.get("output"),
+                           "error": it.get("error")} for it in run.items] if run.fan_out else [],
+                "compensation": {"action": step.compensate.action} if step.compensate else None,
+            },
+        }
+        try:
+            markdown = render_step_report(step.report or self.plan.default_report,
+                                          self.incident.redactor(context))
+        except ReportError as exc:
+            markdown = f"# {step.title} — {str(status).upper()}\n\n(report template failed: {exc})\n"
+        path = self.incident.write_report(step.id, markdown)
+        markdown = path.read_text(encoding="utf-8")
+        try:
+            create_markdown_artifact(markdown=markdown, key=_artifact_key(self.incident.id, step.id),
+                                     description=f"{step.title}: {status}")
+        except Exception as exc:  # artifacts are a convenience; the incident folder is the record
+            get_run_logger().warning("could not create artifact for %s: %s", step.id, exc)
+        self.record("report.written", step=step.id, data={"path": str(path.relative_to(self.incident.folder)),
+                                                          "status": str(status)})
+        problem = self.notifier.step_update(step, str(status), markdown)
+        if problem:
+            self.record("slack.unavailable", step=step.id, data={"error": problem})
+
+    def run(self) -> RunState:
+        running: dict[Any, tuple[StepRun, str | None]] = {}
+        runs: dict[str, StepRun] = {}
+        while True:
+            for step in self.state.ready():
+                self._start_step(step, running, runs)
+            if not running:
+                if self.state.finished:
+                    break
+                if not self.state.ready():  # nothing in flight and nothing startable: stuck
+                    for s in self.plan.steps:
+                        if not self.state.status[s.id].final:
+                            self._fail_step_early(s, "could not be scheduled")
+                    break
+                continue
+            done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
+            for wrapped in done:
+                run, key = running.pop(wrapped)
+                fut = next(it["future"] for it in run.items if it["key"] == key and it.get("future"))
+                fut.wait()
+                self._collect(run, key, fut.state)
+                if run.queue:
+                    self._pump(run, running)
+                elif run.pending == 0:
+                    self._complete_step(run)
+        return self.state
+
+    # ----- saga ----------------------------------------------------------------------------------
+    def compensate(self) -> None:
+        succeeded = {sid for sid, st in self.state.status.items() if st is StepStatus.SUCCEEDED}
+        steps = compensation_order(self.plan, self.state.completed, succeeded)
+        events = {e["step"]: e for e in self.incident.events() if e["kind"] == "step.succeeded"}
+        for step in steps:
+            records = (events.get(step.id, {}).get("data") or {}).get("compensation") or []
+            for rec in records:
+                self._run_compensation(step, rec)
+
+    def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> None:
+        action = rec["action"]
+        self.record("compensation.started", step=step.id, item=rec.get("item"), data={"action": action})
+        comp_step = PlannedStep(
+            id=f"undo-{step.id}", title=f"Undo {step.title}", action=action, with_={}, needs=(),
+            upstream=frozenset(), if_=None, for_each=None, item_name=None, concurrency=1,
+            retries=max(step.retries, 3), retry_delay=step.retry_delay, timeout=step.timeout,
+            continue_on_error=False, mutating=True, compensate=None, report=None, approval=None)
+        fut = self._make_task(comp_step, rec.get("item")).submit(
+            ItemCall(self, comp_step, rec.get("item"), rec["with"]))
+        fut.wait()
+        if fut.state.is_completed():
+            self.record("compensation.succeeded", step=step.id, item=rec.get("item"),
+                        data={"action": action, "output": fut.state.result()["output"]})
+        else:
+            self.record("compensation.failed", step=step.id, item=rec.get("item"),
+                        data={"action": action, "error": _error_text(fut.state.result(raise_on_failure=False))})
+
+
+def _artifact_key(incident_id: str, step_id: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"{incident_id}-{step_id}".lower()).strip("-")
+
+
+def _error_text(exc: Any) -> str:
+    if isinstance(exc, StanchError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {exc}" if str(exc) else "timed out"
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"
+    return str(exc)
+
+
+def check_drill_targets(settings: StanchSettings) -> None:
+    """Drills may only talk to loopback sandbox endpoints."""
+    from urllib.parse import urlparse
+
+    problems = []
+    for name, url in (("AWS", settings.aws_endpoint_url), ("Slack", settings.slack_base_url)):
+        if name == "Slack" and url is None:
+            continue
+        host = urlparse(url).hostname if url else None
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            problems.append(f"{name} endpoint is {url or 'real AWS'!r}")
+    if problems:
+        raise DrillSafetyError("refusing to run a drill outside the sandbox: " + "; ".join(problems)
+                               + ". Start one with `stanch sandbox up` and pass --sandbox.")
+
+
+@flow(name="stanch-runbook", flow_run_name="{incident_id}", task_runner=ThreadPoolTaskRunner(max_workers=16),
+      validate_parameters=False, persist_result=False)
+def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
+                drill: bool = False, initiator: str = "cli") -> Any:
+    """Run a runbook end to end for one incident; the final state comes from the steps."""
+    settings = StanchSettings()
+    if drill:
+        check_drill_targets(settings)
+    registry = default_registry()
+    loaded = load_runbook(Path(runbook_path), registry)
+    plan = compile_plan(loaded.runbook, loaded.path, registry)
+    values = resolve_inputs(plan, inputs)
+    redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items() if spec.secret and values.get(k)})
+    incident = Incident(Path(store), incident_id, redactor)
+    engine = Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator)
+    plan_json = plan.to_json() | {"incident_id": incident_id, "inputs": values, "drill": drill}
+    incident.write_plan(plan_json)
+    incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(loaded.path),
+                         "inputs": values, "drill": drill, "initiator": initiator,
+                         "created_at": datetime.now(UTC).isoformat()})
+    engine.record("run.started", actor=initiator, data={
+        "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
+        "severity": plan.runbook.severity, "inputs": values, "drill": drill})
+    engine.notifier.start()
+    started = time.monotonic()
+    state = engine.run()
+    outcome = state.outcome()
+    if outcome.value == "failed":
+        engine.compensate()
+    engine.record("run.finished", data={"outcome": outcome.value, "failed_steps": state.failed_required(),
+                                        "duration_s": round(time.monotonic() - started, 3)})
+    pm = incident.render_postmortem(plan.postmortem_template)
+    engine.notifier.finish(outcome.value, pm)
+    summary = {"incident_id": incident_id, "outcome": outcome.value, "folder": str(incident.folder),
+               "failed_steps": state.failed_required()}
+    if outcome.value == "failed":
+        return Failed(message=f"required step(s) failed: {', '.join(state.failed_required())}", data=summary)
+    return Completed(message="all required steps succeeded", data=summary)

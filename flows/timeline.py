@@ -1,0 +1,158 @@
+"""The incident timeline: an append-only, hash-chained JSON-lines event log.
+
+Owns: writing events to ``<incident>/timeline.jsonl`` (one JSON object per line, each carrying
+``seq``, ``prev`` = the previous event's hash and ``hash`` = sha256 of its own canonical form),
+reading them back, and verifying the chain (edited, dropped, inserted or reordered lines).
+It is also the undo log: succeeded steps record their compensation here.
+
+Must not touch: Prefect, boto3, Slack. Secrets are scrubbed by the caller-provided redactor
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+FILENAME = "timeline.jsonl"
+HEAD = "timeline.head"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _canonical(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON of every field but ``hash`` itself."""
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events: int
+    problem: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"timeline intact: {self.events} events, hash chain verified"
+        return f"timeline BROKEN at line {self.line}: {self.problem}"
+
+
+class Timeline:
+    """Append-only writer for one incident. Thread- and process-safe (lock + flock)."""
+
+    def __init__(self, folder: Path, redact: Callable[[Any], Any] | None = None) -> None:
+        self.folder = folder
+        self.path = folder / FILENAME
+        self._redact = redact or (lambda v: v)
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _tail(self) -> tuple[int, str]:
+        last: dict[str, Any] | None = None
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                for raw in fh:
+                    if raw.strip():
+                        last = json.loads(raw)
+        if last is None:
+            return 0, GENESIS
+        return int(last["seq"]), str(last["hash"])
+
+    def append(self, kind: str, *, step: str | None = None, item: str | None = None,
+               data: dict[str, Any] | None = None, actor: str = "stanch",
+               ts: datetime | None = None) -> dict[str, Any]:
+        with self._lock, self.path.open("a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                seq, prev = self._tail()
+                event: dict[str, Any] = {
+                    "seq": seq + 1,
+                    "ts": isoformat(ts or utcnow()),
+                    "kind": kind,
+                    "step": step,
+                    "item": item,
+                    "actor": actor,
+                    "data": self._redact(data or {}),
+                    "prev": prev,
+                }
+                event["hash"] = event_hash(event)
+                fh.write(_canonical(event) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                head = self.folder / HEAD
+                tmp = head.with_suffix(".tmp")
+                tmp.write_text(f"{event['seq']} {event['hash']}\n")
+                os.replace(tmp, head)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return event
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(read_events(self.path))
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                yield json.loads(raw)
+
+
+def verify(path: Path) -> VerifyResult:
+    """Check every line: parseable, seq contiguous from 1, ``prev`` links, ``hash`` matches."""
+    if not path.exists():
+        return VerifyResult(False, 0, f"{path} does not exist", None)
+    prev = GENESIS
+    count = 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                return VerifyResult(False, count, "blank line inserted", lineno)
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                return VerifyResult(False, count, "line is not valid JSON (edited?)", lineno)
+            if not isinstance(event, dict) or "hash" not in event:
+                return VerifyResult(False, count, "line is not a timeline event", lineno)
+            if event.get("seq") != count + 1:
+                return VerifyResult(False, count, f"expected seq {count + 1}, found {event.get('seq')} "
+                                    "(line dropped, inserted or reordered)", lineno)
+            if event.get("prev") != prev:
+                return VerifyResult(False, count, "previous-hash link broken (line dropped or reordered)",
+                                    lineno)
+            if event_hash(event) != event["hash"]:
+                return VerifyResult(False, count, "content does not match its hash (line edited)", lineno)
+            prev = event["hash"]
+            count += 1
+    if count == 0:
+        return VerifyResult(False, 0, "timeline is empty", None)
+    head = path.parent / HEAD
+    if head.exists():
+        seq_s, _, hash_s = head.read_text().strip().partition(" ")
+        if int(seq_s) != count or hash_s != prev:
+            return VerifyResult(False, count, f"the last {int(seq_s) - count} event(s) were dropped "
+                                f"(head says seq {seq_s}, file ends at {count})", count)
+    return VerifyResult(True, count)
