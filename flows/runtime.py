@@ -32,13 +32,15 @@ from flows.compiler import Plan, PlannedStep, compile_plan, resolve_inputs
 from flows.conductor import RunState, StepStatus, compensation_order
 from flows.expressions import ExpressionError, is_truthy, render_value
 from flows.incident import Incident
+from flows.items import item_key
 from flows.notify import StatusNotifier
 from flows.redaction import Redactor
 from flows.reports import ReportError, render_step_report
+from flows.safety import check_drill_targets
 from flows.spec import load_runbook
 from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry, default_registry
-from integrations.errors import ActionError, DrillSafetyError, StanchError
+from integrations.errors import ActionError, StanchError
 from integrations.settings import StanchSettings
 
 Listener = Callable[[dict[str, Any]], None]
@@ -66,18 +68,6 @@ def _publish(event: dict[str, Any]) -> None:
             fn(event)
         except Exception:  # a broken progress display must never break containment
             pass
-
-
-def item_key(step: PlannedStep, item: Any, index: int, scope: dict[str, Any]) -> str:
-    if step.item_name:
-        key = str(render_value(step.item_name, {**scope, "item": item}))
-    elif isinstance(item, dict):
-        key = str(item.get("name") or item.get("id") or item.get("key") or index)
-    elif isinstance(item, str | int | float):
-        key = str(item)
-    else:
-        key = str(index)
-    return re.sub(r"[^A-Za-z0-9._@:/-]+", "-", key)[:80] or str(index)
 
 
 def _backoff(base: float, retries: int) -> list[float]:
@@ -434,22 +424,6 @@ def _error_text(exc: Any) -> str:
     if isinstance(exc, BaseException):
         return f"{type(exc).__name__}: {exc}"
     return str(exc)
-
-
-def check_drill_targets(settings: StanchSettings) -> None:
-    """Drills may only talk to loopback sandbox endpoints."""
-    from urllib.parse import urlparse
-
-    problems = []
-    for name, url in (("AWS", settings.aws_endpoint_url), ("Slack", settings.slack_base_url)):
-        if name == "Slack" and url is None:
-            continue
-        host = urlparse(url).hostname if url else None
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            problems.append(f"{name} endpoint is {url or 'real AWS'!r}")
-    if problems:
-        raise DrillSafetyError("refusing to run a drill outside the sandbox: " + "; ".join(problems)
-                               + ". Start one with `stanch sandbox up` and pass --sandbox.")
 
 
 @flow(name="stanch-runbook", flow_run_name="{incident_id}", task_runner=ThreadPoolTaskRunner(max_workers=16),

@@ -1,0 +1,49 @@
+# stanch — two commands on a fresh machine: `make demo` and `make test`.
+# Everything installs from uv.lock (hashes); uv itself is bootstrapped from PyPI if missing.
+
+SHELL := /bin/bash
+UV_VERSION ?= 0.13.8
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: help install demo test lint typecheck layers docs schema bench clean
+
+help:
+	@echo "make demo   - install from uv.lock, start a sandbox, run compromised-dependency end to end"
+	@echo "make test   - lint, layering contract, types, and the test suite"
+	@echo "make lint   - ruff + import-linter + mypy"
+	@echo "make docs   - regenerate runbooks/schema.json and docs/actions.md"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced
+
+demo: install
+	$(UV) run --frozen --no-sync stanch demo
+
+lint: install
+	$(UV) run --frozen --no-sync ruff check flows integrations tests bench
+	$(UV) run --frozen --no-sync lint-imports
+	$(UV) run --frozen --no-sync mypy flows integrations
+
+test: lint
+	$(UV) run --frozen --no-sync pytest
+
+docs: install
+	$(UV) run --frozen --no-sync python -m flows.spec.schema
+	$(UV) run --frozen --no-sync stanch actions --markdown > docs/actions.md
+
+bench: install
+	$(UV) run --frozen --no-sync python bench/scope.py
+	$(UV) run --frozen --no-sync python bench/blast_radius.py
+
+clean:
+	rm -rf .venv .stanch .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""The action catalogue as a table (``stanch actions``) and as ``docs/actions.md``.
+
+Owns: rendering registry metadata (name, summary, mutating/idempotent, compensation, params
+and result fields) for humans. Must not touch: Prefect, boto3, Slack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from integrations.base import ActionRegistry, ActionSpec
+
+
+def _fields(model: Any) -> list[tuple[str, str, bool, str]]:
+    out = []
+    for name, f in model.model_fields.items():
+        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        out.append((f.alias or name, ann, f.is_required(), (f.description or "").replace("|", "\\|")))
+    return out
+
+
+def actions_table(registry: ActionRegistry) -> Table:
+    table = Table(title="stanch actions", show_lines=False)
+    for col in ("action", "summary", "mutating", "idempotent", "undo"):
+        table.add_column(col)
+    for spec in registry.specs():
+        table.add_row(spec.name, spec.summary, "yes" if spec.mutating else "no",
+                      "yes" if spec.idempotent else "no", spec.compensation or "")
+    return table
+
+
+def _section(spec: ActionSpec[Any, Any]) -> str:
+    lines = [f"## `{spec.name}`", "", spec.summary, "",
+             f"- mutating: **{'yes' if spec.mutating else 'no'}** · idempotent: "
+             f"**{'yes' if spec.idempotent else 'no'}**"
+             + (f" · compensation: `{spec.compensation}`" if spec.compensation else ""), ""]
+    doc = (spec.run.__doc__ or "").strip()
+    if doc:
+        lines += [doc, ""]
+    lines += ["| param | type | required | description |", "|---|---|---|---|"]
+    lines += [f"| `{n}` | `{t}` | {'yes' if r else 'no'} | {d} |" for n, t, r, d in _fields(spec.params)]
+    lines += ["", "Result:", "", "| field | type | description |", "|---|---|---|"]
+    lines += [f"| `{n}` | `{t}` | {d} |" for n, t, _, d in _fields(spec.result)]
+    return "\n".join(lines) + "\n"
+
+
+def actions_markdown(registry: ActionRegistry) -> str:
+    head = ("# Action catalogue\n\n"
+            "Generated from the registry by `stanch actions --markdown > docs/actions.md`; "
+            "a test checks it is current. A runbook's `action:` must be one of these names.\n\n")
+    index = "\n".join(f"- [`{s.name}`](#{s.name.replace('.', '').replace('_', '_')}) — {s.summary}"
+                      for s in registry.specs())
+    return head + index + "\n\n" + "\n".join(_section(s) for s in registry.specs())

@@ -1,0 +1,382 @@
+"""The ``stanch`` command line.
+
+Owns: argument parsing, exit codes (0 ok, 1 the run/validation failed, 2 bad input or
+configuration), human output (rich), and wiring the sandbox into settings for ``--sandbox`` /
+``--drill`` / ``demo``. Work itself lives in flows.spec / compiler / runtime and integrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from integrations.errors import InputError, RunbookError, StanchError
+
+app = typer.Typer(
+    name="stanch",
+    help=(
+        "Incident-response runbooks as code: validate, plan and run declarative YAML runbooks as "
+        "Prefect flows, with a status report per step, a hash-chained timeline and a post-mortem.\n\n"
+        "Typical use:  stanch validate  ·  stanch plan compromised-dependency --input advisory=MAL-2026-2307 "
+        "·  stanch run compromised-dependency --input advisory=MAL-2026-2307 --sandbox"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+timeline_app = typer.Typer(help="Inspect and verify an incident's hash-chained timeline.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Local sandbox: moto server (3 AWS accounts) + Slack stand-in + inventory.",
+                          no_args_is_help=True)
+app.add_typer(timeline_app, name="timeline")
+app.add_typer(sandbox_app, name="sandbox")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+REPO_RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
+
+InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="Runbook input as key=value (repeat).")]
+
+
+def _settings() -> Any:
+    from integrations.settings import StanchSettings
+
+    return StanchSettings()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def resolve_runbook(ref: str) -> Path:
+    """A path, or a runbook name looked up in ./runbooks and the bundled runbooks/ folder."""
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise InputError(f"runbook file not found: {p}")
+        return p
+    for base in (Path.cwd() / "runbooks", REPO_RUNBOOKS):
+        for ext in (".yaml", ".yml"):
+            cand = base / f"{ref}{ext}"
+            if cand.exists():
+                return cand
+    known = sorted({c.stem for base in (Path.cwd() / "runbooks", REPO_RUNBOOKS) if base.exists()
+                    for c in base.glob("*.y*ml")})
+    raise InputError(f"no runbook named {ref!r} (known: {', '.join(known) or 'none'})")
+
+
+def _print_diagnostics(diags: list[Any]) -> None:
+    for d in diags:
+        err.print(d.format(), markup=False, soft_wrap=True)
+
+
+@app.command()
+def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook files or folders "
+                                                                  "(default: ./runbooks).")] = None) -> None:
+    """Check runbooks and report every error at once as file:line:col: error[CODE]: message."""
+    from flows.spec import validate_file
+    from integrations.base import default_registry
+
+    targets: list[Path] = []
+    for p in paths or [Path("runbooks") if Path("runbooks").exists() else REPO_RUNBOOKS]:
+        if p.is_dir():
+            targets += sorted(q for q in p.glob("*.y*ml"))
+        elif p.exists():
+            targets.append(p)
+        else:
+            raise _fail(f"no such file or folder: {p}")
+    if not targets:
+        raise _fail("no runbooks found")
+    registry = default_registry()
+    total = 0
+    for t in targets:
+        diags = validate_file(t, registry)
+        errors = [d for d in diags if d.severity == "error"]
+        total += len(errors)
+        _print_diagnostics(diags)
+        if not errors:
+            console.print(f"[green]ok[/]  {t}")
+    if total:
+        err.print(f"{total} error{'s' if total != 1 else ''} in {len(targets)} runbook(s)")
+        raise typer.Exit(1)
+
+
+def _load_plan(runbook: str) -> tuple[Any, Any]:
+    from flows.compiler import compile_plan
+    from flows.spec import load_runbook
+    from integrations.base import default_registry
+
+    path = resolve_runbook(runbook)
+    registry = default_registry()
+    loaded = load_runbook(path, registry)
+    return compile_plan(loaded.runbook, loaded.path, registry), registry
+
+
+@app.command()
+def plan(
+    runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")],
+    input: InputOpt = None,
+    sandbox: Annotated[bool, typer.Option(help="Resolve against the running sandbox (`stanch sandbox up`).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the ordered steps with their action, resolved parameters and fan-out. No side effects:
+    read-only steps (e.g. scoping) are evaluated to resolve fan-out; mutating steps are only described."""
+    from flows.compiler import parse_input_pairs, resolve_inputs
+    from flows.planner import dry_run
+
+    try:
+        if sandbox:
+            _use_sandbox()
+        plan_, registry = _load_plan(runbook)
+        values = resolve_inputs(plan_, parse_input_pairs(input or []))
+        rows = dry_run(plan_, values, registry, _settings())
+    except RunbookError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise _fail(str(exc), 1) from None
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    from flows.planner import render_plan
+
+    console.print(render_plan(plan_, rows), markup=False, soft_wrap=True)
+
+
+def _use_sandbox() -> Any:
+    from integrations.sandbox import load_state
+
+    settings = _settings()
+    state = load_state(settings.home)
+    os.environ.update(state.environment())
+    return state
+
+
+@app.command()
+def run(
+    runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")],
+    input: InputOpt = None,
+    drill: Annotated[bool, typer.Option(help="Tabletop drill: sandbox only, refuses any other endpoint; "
+                                             "every report says DRILL.")] = False,
+    sandbox: Annotated[bool, typer.Option(help="Target the running sandbox (`stanch sandbox up`).")] = False,
+    incident_id: Annotated[str | None, typer.Option(help="Use this incident id (default: new).")] = None,
+    initiator: Annotated[str, typer.Option(help="Who started the run (recorded in the timeline).")] = "",
+) -> None:
+    """Run a runbook: creates an incident, runs the flow with live per-step progress, prints the
+    incident folder. Exit code 1 when a required step failed.
+
+    Uses the Prefect server at PREFECT_API_URL when set, otherwise a temporary local one."""
+    from flows.compiler import parse_input_pairs, resolve_inputs
+    from flows.incident import new_incident_id
+
+    try:
+        if sandbox or drill:
+            _use_sandbox()
+        settings = _settings()
+        if drill:
+            from flows.safety import check_drill_targets
+
+            check_drill_targets(settings)
+        plan_, _ = _load_plan(runbook)
+        given = parse_input_pairs(input or [])
+        resolve_inputs(plan_, given)  # fail fast, before any Prefect machinery starts
+    except RunbookError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise _fail(str(exc), 1) from None
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    inc = incident_id or new_incident_id()
+    who = initiator or os.environ.get("USER") or "cli"
+    result = execute_run(plan_.source, given, inc, settings.store_dir, drill=drill, initiator=f"cli:{who}")
+    raise typer.Exit(0 if result["outcome"] == "succeeded" else 1)
+
+
+def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, store: Path, *,
+                drill: bool, initiator: str) -> dict[str, Any]:
+    """Run the flow in this process with live progress; returns the summary dict."""
+    from flows.progress import Progress
+    from flows.runtime import add_listener, run_runbook
+
+    store.mkdir(parents=True, exist_ok=True)
+    console.print(f"incident [bold]{incident_id}[/] · runbook {runbook_path} · "
+                  f"{'DRILL (sandbox only)' if drill else 'live'}")
+    progress = Progress(console, runbook_path)
+    remove = add_listener(progress.on_event)
+    try:
+        with progress:
+            state = run_runbook(str(runbook_path), given, incident_id, str(store.resolve()), drill, initiator,
+                                return_state=True)
+    finally:
+        remove()
+    summary: dict[str, Any] = state.result(raise_on_failure=False) if state.is_completed() or \
+        state.is_failed() else {}
+    if not isinstance(summary, dict):
+        summary = {"incident_id": incident_id, "outcome": "failed", "folder": str(store / incident_id),
+                   "failed_steps": [], "error": str(summary)}
+    folder = Path(summary.get("folder") or store / incident_id)
+    ok = summary.get("outcome") == "succeeded"
+    console.print()
+    if ok:
+        console.print(f"[bold green]contained[/] — all required steps succeeded ({state.name})")
+    else:
+        failed = ", ".join(summary.get("failed_steps") or []) or summary.get("error", "see the timeline")
+        console.print(f"[bold red]run failed[/] — {failed}")
+    console.print(f"incident folder: {folder}")
+    if (folder / "postmortem.md").exists():
+        console.print(f"post-mortem:     {folder / 'postmortem.md'}")
+    return summary
+
+
+@app.command()
+def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md.")] = False) -> None:
+    """List the registered actions a runbook may use (the closed registry)."""
+    from flows.catalogue import actions_markdown, actions_table
+    from integrations.base import default_registry
+
+    reg = default_registry()
+    if markdown:
+        sys.stdout.write(actions_markdown(reg))
+    else:
+        console.print(actions_table(reg))
+
+
+@app.command()
+def scope(
+    advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
+    inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
+    live_from: Annotated[str | None, typer.Option(help="When the bad release went live (ISO 8601, UTC).")] = None,
+    live_until: Annotated[str | None, typer.Option(help="When it was pulled (default: advisory published).")] = None,
+    output: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Which services pulled the bad version, by which path, and were they exposed?"""
+    from datetime import datetime
+
+    from integrations.inventory import render_scope_table
+    from integrations.inventory import scope as run_scope
+
+    def ts(v: str | None) -> datetime | None:
+        if v is None:
+            return None
+        try:
+            return datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(f"not an ISO 8601 time: {v!r}") from None
+
+    try:
+        settings = _settings()
+        result = run_scope(advisory, inventory, live_from=ts(live_from), live_until=ts(live_until),
+                           advisories_dir=settings.advisories_dir)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(render_scope_table(result))
+    if output:
+        output.write_text(result.model_dump_json(indent=2) + "\n")
+        console.print(f"wrote {output}")
+
+
+@timeline_app.command("verify")
+def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Check the hash chain: exit 1 if any line was edited, dropped, inserted or reordered."""
+    from flows.incident import Incident
+    from flows.timeline import verify
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    result = verify(inc.timeline.path)
+    if result.ok:
+        console.print(f"[green]{result}[/]")
+    else:
+        err.print(f"[bold red]{result}[/]")
+        raise typer.Exit(1)
+
+
+@timeline_app.command("show")
+def timeline_show(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Print the timeline events."""
+    from flows.incident import Incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    for e in inc.events():
+        where = (e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else "")
+        console.print(f"{e['seq']:>4} {e['ts']} {e['kind']:<22} {where}", markup=False)
+
+
+@app.command()
+def postmortem(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Re-render postmortem.md from the timeline (never edit it in place)."""
+    from flows.incident import Incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+        path = inc.render_postmortem(_postmortem_template(inc))
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {path}")
+
+
+def _postmortem_template(inc: Any) -> Path | None:
+    meta = inc.read_meta()
+    try:
+        plan_, _ = _load_plan(meta["runbook_path"])
+    except (StanchError, KeyError):
+        return None
+    template: Path | None = plan_.postmortem_template
+    return template
+
+
+@sandbox_app.command("up")
+def sandbox_up() -> None:
+    """Start the sandbox in the background and print its endpoints (state in $STANCH_HOME)."""
+    from integrations.sandbox import up
+
+    try:
+        state = up(_settings().home)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"sandbox up: AWS {state.moto_url} · Slack {state.slack_url} · inventory {state.inventory}")
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the background sandbox."""
+    from integrations.sandbox import down
+
+    down(_settings().home)
+    console.print("sandbox down")
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the sandbox running afterwards (Ctrl-C to stop).")] = False,
+) -> None:
+    """Start a sandbox, run compromised-dependency against it for MAL-2026-2307 (axios), print
+    where the post-mortem is."""
+    from flows.demo import run_demo
+
+    raise typer.Exit(run_demo(console, keep=keep))
+
+
+def main() -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    home = Path(os.environ.get("STANCH_HOME", ".stanch"))
+    os.environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+    app()
+
+
+if __name__ == "__main__":
+    main()
