@@ -103,8 +103,14 @@ class _Message:
     edited: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "message", "user": self.user, "bot_id": BOT_ID, "ts": self.ts,
-                               "text": self.text, "channel": self.channel}
+        out: dict[str, Any] = {
+            "type": "message",
+            "user": self.user,
+            "bot_id": BOT_ID,
+            "ts": self.ts,
+            "text": self.text,
+            "channel": self.channel,
+        }
         if self.blocks is not None:
             out["blocks"] = self.blocks
         if self.thread_ts:
@@ -221,11 +227,18 @@ class SlackStandIn:
             return [
                 m.as_dict()
                 for m in msgs
-                if (channel is None or m.channel == channel) and (thread_ts is None or m.thread_ts == thread_ts)
+                if (channel is None or m.channel == channel)
+                and (thread_ts is None or m.thread_ts == thread_ts)
             ]
 
     def inject_fault(
-        self, method: str = "*", count: int = 1, *, status: int = 429, retry_after: int = 1, error: str | None = None
+        self,
+        method: str = "*",
+        count: int = 1,
+        *,
+        status: int = 429,
+        retry_after: int = 1,
+        error: str | None = None,
     ) -> None:
         """The next ``count`` calls of ``method`` (``*`` = any) answer ``status`` (429 or 5xx)."""
         if count < 1:
@@ -233,7 +246,12 @@ class SlackStandIn:
         default_error = "ratelimited" if status == 429 else "service_unavailable"
         with self._lock:
             self._faults.setdefault(method, []).append(
-                _Fault(count=count, status=status, retry_after=max(0, int(retry_after)), error=error or default_error)
+                _Fault(
+                    count=count,
+                    status=status,
+                    retry_after=max(0, int(retry_after)),
+                    error=error or default_error,
+                )
             )
 
     def clear_faults(self) -> None:
@@ -268,7 +286,7 @@ class SlackStandIn:
         if path == "/_fault":
             return self._fault_endpoint(request)
         if path.startswith("/api/"):
-            return self._api(request, path[len("/api/"):])
+            return self._api(request, path[len("/api/") :])
         return _json({"ok": False, "error": "not_found"}, status=404)
 
     def _fault_endpoint(self, request: Request) -> Response:
@@ -332,7 +350,7 @@ class SlackStandIn:
             params = self._params(request)
         except ValueError:
             params = {}
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else str(params.get("token", ""))
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else str(params.get("token", ""))
         params.pop("token", None)
         record: dict[str, Any] = {
             "method": method,
@@ -347,7 +365,9 @@ class SlackStandIn:
             self._calls.append(record)
         return _json(body, status=status, headers=extra_headers)
 
-    def _handle(self, method: str, params: dict[str, Any], token: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _handle(
+        self, method: str, params: dict[str, Any], token: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         fault = self._take_fault(method)
         if fault is not None:
             hdrs = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
@@ -471,8 +491,13 @@ class SlackStandIn:
         include_users = str(params.get("include_users", "")).lower() in ("1", "true")
         groups = []
         for gid, g in self.usergroups.items():
-            entry: dict[str, Any] = {"id": gid, "team_id": TEAM_ID, "handle": g["handle"], "name": g["name"],
-                                     "user_count": len(g["users"])}
+            entry: dict[str, Any] = {
+                "id": gid,
+                "team_id": TEAM_ID,
+                "handle": g["handle"],
+                "name": g["name"],
+                "user_count": len(g["users"]),
+            }
             if include_users:
                 entry["users"] = list(g["users"])
             groups.append(entry)
@@ -488,8 +513,15 @@ class SlackStandIn:
         ref = params.get("channel")
         if not isinstance(ref, str) or ref not in self.channels:
             raise _SlackError("channel_not_found")
-        return {"channel": {"id": ref, "name": self.channels[ref], "is_channel": True, "is_member": True,
-                            "is_archived": False}}
+        return {
+            "channel": {
+                "id": ref,
+                "name": self.channels[ref],
+                "is_channel": True,
+                "is_member": True,
+                "is_archived": False,
+            }
+        }
 
 
 class _Invalid(str):
@@ -500,7 +532,9 @@ def _validate_blocks(blocks: Any) -> None:
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         raise _SlackError("invalid_blocks_format")
     if len(blocks) > MAX_BLOCKS:
-        raise _SlackError("invalid_blocks", errors=[f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"])
+        raise _SlackError(
+            "invalid_blocks", errors=[f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]
+        )
     errors: list[str] = []
     for i, block in enumerate(blocks):
         btype = block["type"]
@@ -510,10 +544,15 @@ def _validate_blocks(blocks: Any) -> None:
             if text is None and not fields:
                 errors.append(f"must provide text or fields [json-pointer:/blocks/{i}]")
             if isinstance(text, dict) and len(str(text.get("text", ""))) > MAX_SECTION_TEXT:
-                errors.append(f"must be less than {MAX_SECTION_TEXT + 1} characters [json-pointer:/blocks/{i}/text/text]")
+                errors.append(
+                    f"must be less than {MAX_SECTION_TEXT + 1} characters "
+                    f"[json-pointer:/blocks/{i}/text/text]"
+                )
             if fields is not None:
                 if len(fields) > MAX_SECTION_FIELDS:
-                    errors.append(f"no more than {MAX_SECTION_FIELDS} items allowed [json-pointer:/blocks/{i}/fields]")
+                    errors.append(
+                        f"no more than {MAX_SECTION_FIELDS} items allowed [json-pointer:/blocks/{i}/fields]"
+                    )
                 for j, f in enumerate(fields):
                     if len(str(f.get("text", ""))) > MAX_FIELD_TEXT:
                         errors.append(
@@ -525,11 +564,15 @@ def _validate_blocks(blocks: Any) -> None:
             if text.get("type") != "plain_text":
                 errors.append(f"must be plain_text [json-pointer:/blocks/{i}/text/type]")
             if len(str(text.get("text", ""))) > MAX_HEADER_TEXT:
-                errors.append(f"must be less than {MAX_HEADER_TEXT + 1} characters [json-pointer:/blocks/{i}/text/text]")
+                errors.append(
+                    f"must be less than {MAX_HEADER_TEXT + 1} characters [json-pointer:/blocks/{i}/text/text]"
+                )
         elif btype == "context":
             elements = block.get("elements") or []
             if not elements or len(elements) > MAX_CONTEXT_ELEMENTS:
-                errors.append(f"must have 1-{MAX_CONTEXT_ELEMENTS} elements [json-pointer:/blocks/{i}/elements]")
+                errors.append(
+                    f"must have 1-{MAX_CONTEXT_ELEMENTS} elements [json-pointer:/blocks/{i}/elements]"
+                )
     if errors:
         raise _SlackError("invalid_blocks", errors=errors)
 

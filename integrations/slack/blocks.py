@@ -1,0 +1,406 @@
+"""Block Kit builders for stanch's Slack messages.
+
+Owns: escaping untrusted text for Slack mrkdwn (``escape``), the only ways to emit intended
+Slack syntax (``mention``, ``link``), markdown -> mrkdwn conversion of status reports, and
+splitting long reports into messages that respect Slack's limits (3,000 chars per section text,
+10 fields of 2,000 chars, 150-char headers, 50 blocks per message, and a conservative 12,000
+characters of text per message -- Slack rejects some messages well below 50 full sections with
+``msg_blocks_too_long``). Also the incident header that the engine edits with ``chat.update``.
+
+Everything here is pure (no I/O): it returns lists of block dicts. Must not touch: ``flows``,
+``prefect``, the network. All text coming from runbooks, advisories, inventories and step
+outputs is treated as untrusted and escaped: a report can never ping ``<!channel>`` or hide a
+link behind a label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from slack_sdk.models.blocks import (
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_FIELDS",
+    "MAX_FIELD_TEXT",
+    "MAX_HEADER_TEXT",
+    "MAX_MESSAGE_CHARS",
+    "MAX_SECTION_TEXT",
+    "StepLine",
+    "escape",
+    "header_blocks",
+    "header_text",
+    "link",
+    "markdown_to_mrkdwn",
+    "mention",
+    "report_blocks",
+    "split_mrkdwn",
+    "status_emoji",
+    "text_blocks",
+]
+
+MAX_SECTION_TEXT = 3000
+MAX_BLOCKS = 50
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_HEADER_TEXT = 150
+MAX_MESSAGE_CHARS = 12000
+ELLIPSIS = "…"
+DRILL_BANNER = ":test_tube: *DRILL* — sandbox only; nothing real was changed"
+
+StepLine = str | tuple[str, str] | tuple[str, str, str]
+"""A header step line: preformatted (escaped) text, or ``(step_id, state[, detail])``."""
+
+_STATUS_EMOJI = {
+    "pending": ":white_circle:",
+    "planned": ":white_circle:",
+    "running": ":arrows_counterclockwise:",
+    "started": ":arrows_counterclockwise:",
+    "retrying": ":repeat:",
+    "awaiting_approval": ":hourglass_flowing_sand:",
+    "approval_requested": ":hourglass_flowing_sand:",
+    "approved": ":white_check_mark:",
+    "succeeded": ":white_check_mark:",
+    "completed": ":white_check_mark:",
+    "contained": ":white_check_mark:",
+    "skipped": ":fast_forward:",
+    "failed": ":x:",
+    "denied": ":no_entry:",
+    "expired": ":alarm_clock:",
+    "compensating": ":leftwards_arrow_with_hook:",
+    "compensated": ":leftwards_arrow_with_hook:",
+    "aborted": ":octagonal_sign:",
+    "cancelled": ":octagonal_sign:",
+}
+_SEVERITY_EMOJI = {
+    "sev0": ":rotating_light:",
+    "sev1": ":rotating_light:",
+    "sev2": ":warning:",
+    "sev3": ":large_yellow_circle:",
+    "sev4": ":information_source:",
+}
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def escape(text: object) -> str:
+    """Escape Slack's three mrkdwn control characters (``&`` first). For every untrusted string."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(target: str) -> str:
+    """Intended mention syntax: ``U…``/``W…`` users, ``S…`` user groups, ``here``/``channel``."""
+    if _USER_ID.match(target):
+        return f"<@{target}>"
+    if _GROUP_ID.match(target):
+        return f"<!subteam^{target}>"
+    if target in ("here", "channel", "everyone"):
+        return f"<!{target}>"
+    raise ValueError(f"not a Slack user or user group id: {target!r}")
+
+
+def link(url: str, label: str | None = None) -> str:
+    """An intended link; only http(s) URLs. The label is escaped and cannot contain markup."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c in url for c in "<>| \n"):
+        return escape(url if label is None else f"{label} ({url})")
+    safe_url = url.replace("&", "&amp;")
+    if label is None:
+        return f"<{safe_url}>"
+    return f"<{safe_url}|{escape(label).replace('|', '¦')}>"
+
+
+def status_emoji(status: str) -> str:
+    return _STATUS_EMOJI.get(status.lower().replace(" ", "_").replace("-", "_"), ":grey_question:")
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = limit - len(ELLIPSIS)
+    amp = text.rfind("&", max(0, cut - 6), cut)  # never cut an &entity; in half
+    if amp != -1 and ";" not in text[amp:cut]:
+        cut = amp
+    return text[:cut] + ELLIPSIS
+
+
+# ---------------------------------------------------------------------- markdown -> mrkdwn
+_FENCE = re.compile(r"^\s*```")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+")
+
+
+def markdown_to_mrkdwn(markdown: str) -> str:
+    """Render a (GitHub-flavoured) markdown report as Slack mrkdwn, escaping all of it first.
+
+    Headings and ``**bold**`` become ``*bold*``, ``~~x~~`` -> ``~x~``, bullets -> ``•``; a markdown
+    link ``[label](url)`` is shown as ``label (url)`` so a label can never disguise where it goes.
+    Code fences are kept verbatim (escaped). Slack mentions in the input are neutralised.
+    """
+    out: list[str] = []
+    in_code = False
+    for line in escape(markdown.replace("\r\n", "\n")).split("\n"):
+        if _FENCE.match(line):
+            in_code = not in_code
+            out.append(line.strip())
+            continue
+        if in_code:
+            out.append(line)
+            continue
+        m = _HEADING.match(line)
+        if m:
+            line = f"*{m.group(1)}*" if m.group(1) else ""
+        line = _BOLD.sub(lambda mm: f"*{mm.group(1) or mm.group(2)}*", line)
+        line = _STRIKE.sub(r"~\1~", line)
+        line = _MD_LINK.sub(lambda mm: f"{mm.group(1)} ({mm.group(2)})", line)
+        line = _BULLET.sub(lambda mm: f"{mm.group(1)}• ", line)
+        out.append(line)
+    return "\n".join(out).strip("\n")
+
+
+def split_mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
+    """Split already-escaped mrkdwn into chunks of at most ``limit`` characters.
+
+    Prefers line boundaries; hard-cuts overlong lines without splitting an ``&entity;``; a chunk
+    that ends inside a code fence is closed with ``` and the next one reopens it.
+    """
+    if limit < 64:
+        raise ValueError("limit too small")
+    budget = limit - 8  # room to close/reopen a code fence
+    chunks: list[str] = []
+    buf: list[str] = []
+    size = 0
+    in_code = False  # fence state at the end of buf
+    open_at_start = False  # buf starts inside a fence
+
+    def flush() -> None:
+        nonlocal buf, size, open_at_start
+        body = "\n".join(buf)
+        if body.strip() and body.strip() != "```":
+            if open_at_start:
+                body = "```\n" + body
+            if in_code:
+                body += "\n```"
+            chunks.append(body)
+        buf, size, open_at_start = [], 0, in_code
+
+    for line in text.split("\n"):
+        pieces: list[str] = []
+        while len(line) > budget:
+            cut = budget
+            amp = line.rfind("&", max(0, cut - 6), cut)
+            if amp != -1 and ";" not in line[amp:cut]:
+                cut = amp
+            space = line.rfind(" ", budget // 2, cut)
+            if space != -1:
+                cut = space + 1
+            pieces.append(line[:cut])
+            line = line[cut:]
+        pieces.append(line)
+        for piece in pieces:
+            extra = len(piece) + (1 if buf else 0)
+            if buf and size + extra > budget:
+                flush()
+                extra = len(piece)
+            buf.append(piece)
+            size += extra
+            if _FENCE.match(piece):
+                in_code = not in_code
+    flush()
+    return chunks
+
+
+def _section(text: str) -> dict[str, Any]:
+    return SectionBlock(text=MarkdownTextObject(text=text)).to_dict()
+
+
+def _context(*texts: str) -> dict[str, Any]:
+    return ContextBlock(
+        elements=[MarkdownTextObject(text=_truncate(t, MAX_SECTION_TEXT)) for t in texts]
+    ).to_dict()
+
+
+def _header(text: str) -> dict[str, Any]:
+    return HeaderBlock(
+        text=PlainTextObject(text=_truncate(" ".join(text.split()) or "-", MAX_HEADER_TEXT))
+    ).to_dict()
+
+
+def _field_sections(
+    fields: Mapping[str, object] | Sequence[tuple[str, object]] | None,
+) -> list[dict[str, Any]]:
+    items = list(fields.items()) if isinstance(fields, Mapping) else list(fields or [])
+    rendered = [_truncate(f"*{escape(k)}*\n{escape(v)}", MAX_FIELD_TEXT) for k, v in items]
+    return [
+        SectionBlock(fields=[MarkdownTextObject(text=t) for t in rendered[i : i + MAX_FIELDS]]).to_dict()
+        for i in range(0, len(rendered), MAX_FIELDS)
+    ]
+
+
+def _block_chars(block: dict[str, Any]) -> int:
+    total = 0
+    text = block.get("text")
+    if isinstance(text, dict):
+        total += len(str(text.get("text", "")))
+    for item in block.get("fields", []) + block.get("elements", []):
+        if isinstance(item, dict):
+            total += len(str(item.get("text", "")))
+    return total
+
+
+def text_blocks(text: str, *, limit: int = MAX_SECTION_TEXT) -> list[dict[str, Any]]:
+    """Untrusted plain text as escaped section blocks (for short notices; may exceed one message)."""
+    return [_section(chunk) for chunk in split_mrkdwn(escape(text), limit)]
+
+
+def report_blocks(
+    title: str,
+    markdown: str,
+    status: str,
+    fields: Mapping[str, object] | Sequence[tuple[str, object]] | None = None,
+    *,
+    drill: bool = False,
+    max_blocks: int = MAX_BLOCKS,
+    max_chars: int = MAX_MESSAGE_CHARS,
+    max_messages: int = 10,
+) -> list[list[dict[str, Any]]]:
+    """A markdown status report as one or more messages' blocks (post them in order, in the thread).
+
+    Message 1: [drill banner], header (title), status context, fields, divider, body sections.
+    Later messages start with a "continued (k/n)" context. Every section text is <= 3,000 chars,
+    every message <= ``max_blocks`` blocks and <= ``max_chars`` characters of text. Beyond
+    ``max_messages`` the report is truncated with a note (the full report is in the incident folder).
+    """
+    if max_blocks < 4 or max_messages < 1:
+        raise ValueError("max_blocks must be >= 4 and max_messages >= 1")
+    head: list[dict[str, Any]] = []
+    if drill:
+        head.append(_context(DRILL_BANNER))
+    head.append(_header(title))
+    head.append(_context(f"{status_emoji(status)} *{escape(status)}*"))
+    head.extend(_field_sections(fields))
+    head.append(DividerBlock().to_dict())
+    section_limit = min(MAX_SECTION_TEXT, max(256, max_chars // 3))
+    body = [_section(c) for c in split_mrkdwn(markdown_to_mrkdwn(markdown), section_limit)]
+
+    messages: list[list[dict[str, Any]]] = []
+    current = list(head)
+    chars = sum(_block_chars(b) for b in current)
+    reserve = 300  # continuation / truncation context
+    truncated_from: int | None = None
+    for i, block in enumerate(body):
+        size = _block_chars(block)
+        if len(current) + 1 > max_blocks - 1 or chars + size > max_chars - reserve:
+            if len(messages) + 1 >= max_messages:
+                truncated_from = i
+                break
+            messages.append(current)
+            current = [{"type": "context", "elements": []}]  # continuation placeholder
+            chars = reserve
+        current.append(block)
+        chars += size
+    messages.append(current)
+
+    if truncated_from is not None:
+        dropped = sum(_block_chars(b) for b in body[truncated_from:])
+        messages[-1].append(
+            _context(
+                f":scissors: _report truncated here: {dropped:,} more characters; the full report is in the "
+                "incident folder_"
+            )
+        )
+    total = len(messages)
+    safe_title = escape(" ".join(title.split()))
+    for k, msg in enumerate(messages[1:], start=2):
+        note = f"*{_truncate(safe_title, 200)}* — continued ({k}/{total})"
+        if drill:
+            note = ":test_tube: *DRILL* · " + note
+        msg[0] = _context(note)
+    return messages
+
+
+def header_text(incident_id: str, title: str, severity: str, status: str, *, drill: bool = False) -> str:
+    """The plain ``text`` fallback (notification line) of the incident header."""
+    prefix = "[DRILL] " if drill else ""
+    return escape(f"{prefix}[{severity.upper()}] {title} — {status} ({incident_id})")
+
+
+def _step_line(step: StepLine) -> str:
+    if isinstance(step, str):
+        return escape(step)
+    step_id, state = step[0], step[1]
+    line = f"{status_emoji(state)} `{escape(step_id)}` {escape(state)}"
+    if len(step) > 2:
+        line += f" — {escape(step[2])}"
+    return line
+
+
+def header_blocks(
+    incident_id: str,
+    title: str,
+    severity: str,
+    status: str,
+    steps: Sequence[StepLine] = (),
+    *,
+    drill: bool = False,
+    updated_at: datetime | None = None,
+    links: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, Any]]:
+    """The incident header message (posted once, then edited in place with ``chat.update``).
+
+    ``steps`` are one line each: ``(step_id, state[, detail])`` or a preformatted string (escaped).
+    ``links`` are ``(label, url)`` pairs (e.g. the Prefect flow run). Always a single message.
+    """
+    blocks: list[dict[str, Any]] = []
+    if drill:
+        blocks.append(_context(DRILL_BANNER))
+    sev_emoji = _SEVERITY_EMOJI.get(severity.lower(), ":rotating_light:")
+    blocks.append(_header(f"{'DRILL · ' if drill else ''}{severity.upper()} · {title}"))
+    blocks.extend(
+        _field_sections(
+            [
+                ("Incident", incident_id),
+                ("Severity", severity.upper()),
+                ("Status", status),
+            ]
+        )
+    )
+    blocks[-1]["fields"][1]["text"] = f"*Severity*\n{sev_emoji} {escape(severity.upper())}"
+    blocks[-1]["fields"][2]["text"] = f"*Status*\n{status_emoji(status)} {escape(status)}"
+
+    lines = [_step_line(s) for s in steps]
+    room = MAX_BLOCKS - len(blocks) - 3
+    sections: list[str] = []
+    for chunk in split_mrkdwn("\n".join(lines), MAX_SECTION_TEXT) if lines else []:
+        sections.append(chunk)
+    if len(sections) > room:
+        hidden = sum(c.count("\n") + 1 for c in sections[room - 1 :])
+        sections = [*sections[: room - 1], f"_… and {hidden} more steps_"]
+    blocks.extend(_section(s) for s in sections)
+
+    footer: list[str] = []
+    if links:
+        footer.append(" · ".join(link(url, label) for label, url in links))
+    if updated_at is not None:
+        epoch = int(updated_at.timestamp())
+        footer.append(
+            f"Updated <!date^{epoch}^{{date_short_pretty}} {{time_secs}}|{escape(updated_at.isoformat())}>"
+        )
+    if footer:
+        blocks.append(_context(*footer))
+    return blocks
