@@ -1,0 +1,211 @@
+"""boto3 clients for one AWS account, obtained by assuming the incident-responder role.
+
+Owns: how stanch authenticates to an account (STS ``AssumeRole`` into
+``arn:aws:iam::<account>:role/<settings.assume_role_name>`` with the ambient credentials),
+the botocore configuration every client uses (no botocore retries — the engine retries
+``TransientActionError`` itself —, bounded timeouts, ``max_pool_connections=32``), the
+``endpoint_url`` override for the sandbox, and a thread-safe cache of one refreshable session per
+(endpoint, role, account).
+
+Sandbox detail: moto maps an access key to its account through in-memory STS state, which
+``/moto-api/reset`` wipes. For loopback endpoints only, every request additionally carries
+``x-moto-account-id: <account>`` so a cached session keeps hitting the right account after a
+reset. Real AWS never sees that header.
+
+Must not touch: ``flows``, ``prefect``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from botocore.session import get_session
+
+from integrations.aws.errors import aws_call
+from integrations.base import ActionContext
+from integrations.errors import DrillSafetyError
+from integrations.settings import StanchSettings
+
+__all__ = [
+    "CLIENT_CONFIG",
+    "AccountClients",
+    "clear_client_cache",
+    "clients_for",
+    "is_loopback_endpoint",
+    "role_arn",
+]
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    max_pool_connections=32,
+    connect_timeout=5,
+    read_timeout=30,
+    tcp_keepalive=True,
+)
+"""One attempt per call: retrying is the engine's job (it sees TransientActionError)."""
+
+_SESSION_SECONDS = 3600
+
+
+def is_loopback_endpoint(url: str | None) -> bool:
+    """True if ``url`` points at this machine (127.0.0.0/8, ::1 or ``localhost``)."""
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def role_arn(account: str, role_name: str) -> str:
+    return f"arn:aws:iam::{account}:role/{role_name}"
+
+
+class AccountClients:
+    """Clients for one account: ``clients("iam")`` or ``clients.client("s3", region)``.
+
+    Thread-safe; clients are created once per (service, region) and shared (botocore clients are
+    thread-safe, creating them is not cheap).
+    """
+
+    def __init__(self, session: boto3.Session, account: str, region: str, endpoint_url: str | None) -> None:
+        self.session = session
+        self.account = account
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        reg = region or self.region
+        key = (service, reg)
+        with self._lock:
+            cli = self._clients.get(key)
+            if cli is None:
+                cli = self.session.client(  # type: ignore[call-overload]
+                    service, region_name=reg, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
+                )
+                if is_loopback_endpoint(self.endpoint_url):
+                    _pin_moto_account(cli, self.account)
+                self._clients[key] = cli
+            return cli
+
+    def __call__(self, service: str, region: str | None = None) -> Any:
+        return self.client(service, region)
+
+
+def _pin_moto_account(client: Any, account: str) -> None:
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = account
+
+    client.meta.events.register("before-sign.*.*", add_header)
+
+
+_cache: dict[tuple[str | None, str, str], boto3.Session] = {}
+_cache_lock = threading.Lock()
+_account_clients: dict[tuple[str | None, str, str, str], AccountClients] = {}
+
+
+def clear_client_cache() -> None:
+    """Forget every cached session and client (tests call this after resetting the sandbox)."""
+    with _cache_lock:
+        _cache.clear()
+        _account_clients.clear()
+
+
+def _settings_of(ctx_or_settings: ActionContext | StanchSettings) -> tuple[StanchSettings, bool]:
+    if isinstance(ctx_or_settings, ActionContext):
+        return ctx_or_settings.settings, ctx_or_settings.drill
+    return ctx_or_settings, False
+
+
+def _assume_role_refresher(
+    endpoint_url: str | None, region: str, arn: str, session_name: str
+) -> Callable[[], dict[str, str]]:
+    def refresh() -> dict[str, str]:
+        base = boto3.Session(region_name=region)
+        if base.get_credentials() is None and is_loopback_endpoint(endpoint_url):
+            # The sandbox accepts any credentials; spare the operator from exporting fake ones.
+            base = boto3.Session(
+                region_name=region, aws_access_key_id="sandbox", aws_secret_access_key="sandbox"
+            )
+        sts = base.client("sts", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG)
+        with aws_call("sts", "AssumeRole"):
+            resp = sts.assume_role(
+                RoleArn=arn, RoleSessionName=session_name, DurationSeconds=_SESSION_SECONDS
+            )
+        creds = resp["Credentials"]
+        expiry = creds["Expiration"]
+        if isinstance(expiry, datetime) and expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+        }
+
+    return refresh
+
+
+def _session_for(settings: StanchSettings, account: str, region: str) -> boto3.Session:
+    key = (settings.aws_endpoint_url, settings.assume_role_name, account)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    refresh = _assume_role_refresher(
+        settings.aws_endpoint_url, region, role_arn(account, settings.assume_role_name), "stanch"
+    )
+    creds = RefreshableCredentials.create_from_metadata(
+        metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
+    )
+    botocore_session = get_session()
+    botocore_session._credentials = creds  # type: ignore[attr-defined]
+    session = boto3.Session(botocore_session=botocore_session, region_name=region)
+    with _cache_lock:
+        return _cache.setdefault(key, session)
+
+
+def clients_for(
+    ctx_or_settings: ActionContext | StanchSettings, account: str, region: str | None = None
+) -> AccountClients:
+    """Clients acting as the responder role in ``account``.
+
+    The first call per account performs ``sts:AssumeRole`` (and raises Transient/Permanent
+    ActionError if that fails); later calls reuse the cached, auto-refreshing session.
+    In drill mode only loopback (sandbox) endpoints are allowed.
+    """
+    settings, drill = _settings_of(ctx_or_settings)
+    endpoint = settings.aws_endpoint_url
+    if drill and not is_loopback_endpoint(endpoint):
+        raise DrillSafetyError(
+            f"drill refused to call AWS at {endpoint or 'the real AWS endpoints'}: "
+            "drills may only use a sandbox endpoint (STANCH_AWS_ENDPOINT_URL=http://127.0.0.1:…)"
+        )
+    reg = region or settings.aws_region
+    key = (endpoint, settings.assume_role_name, account, reg)
+    with _cache_lock:
+        found = _account_clients.get(key)
+    if found is not None:
+        return found
+    session = _session_for(settings, account, reg)
+    made = AccountClients(session, account, reg, endpoint)
+    with _cache_lock:
+        return _account_clients.setdefault(key, made)

@@ -1,0 +1,307 @@
+"""Server-side fault injection in front of moto (a WSGI middleware), controlled over HTTP.
+
+Owns: ``FaultRule`` (what to fail, how, how often), ``FaultInjector`` (the middleware) and the
+small HTTP client helpers ``inject_fault`` / ``clear_faults`` / ``list_faults``.
+
+Control API (served by the middleware itself, never reaches moto):
+- ``POST /_fault`` JSON ``{"service"?, "action", "status", "code", "count"|"rate", "retry_after"?,
+  "message"?, "account"?}`` -> ``{"id": ...}``. ``action`` is the API operation name
+  (``UpdateAccessKey``) or ``*``. Without ``count`` or ``rate`` the rule fires forever.
+- ``GET /_fault`` -> the rules with how often each fired; ``DELETE /_fault`` clears them
+  (``DELETE /_fault?id=...`` clears one).
+
+How a request is identified: the service from the SigV4 credential scope of ``Authorization``;
+the operation from ``X-Amz-Target`` (JSON protocol), the form body's ``Action=`` (query
+protocol; the body is re-wrapped so moto can read it again), or, for S3, from method + path +
+sub-resource (path-style URLs only). The error body is protocol-correct: JSON ``__type``, query
+``ErrorResponse``, REST-XML ``Error`` (S3), REST-JSON with ``x-amzn-ErrorType``.
+
+Must not touch: ``flows``, ``prefect``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+import urllib3
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["FaultInjector", "FaultRule", "clear_faults", "inject_fault", "list_faults"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_QUERY_SERVICES = {
+    "iam",
+    "sts",
+    "ses",
+    "sns",
+    "ec2",
+    "cloudformation",
+    "rds",
+    "elasticloadbalancing",
+    "autoscaling",
+    "cloudwatch",
+    "sdb",
+    "redshift",
+    "elasticache",
+}
+_REST_XML_SERVICES = {"s3", "route53", "cloudfront"}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class FaultRule(BaseModel):
+    """Fail matching requests with ``status``/``code``: the first ``count`` ones, or a ``rate`` share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    service: str | None = Field(default=None, description="SigV4 service name, e.g. iam, s3, secretsmanager")
+    action: str = Field(description="API operation, e.g. UpdateAccessKey; '*' matches any")
+    status: int = Field(default=400, ge=400, le=599)
+    code: str = "Throttling"
+    message: str = "Injected fault (stanch sandbox)"
+    count: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    retry_after: float | None = Field(default=None, ge=0)
+    account: str | None = Field(default=None, description="Only requests pinned to this account")
+    fired: int = 0
+
+    def matches(self, service: str | None, action: str | None, account: str | None) -> bool:
+        if self.service and self.service != service:
+            return False
+        if self.account and self.account != account:
+            return False
+        return self.action == "*" or self.action == action
+
+    @property
+    def exhausted(self) -> bool:
+        return self.count is not None and self.fired >= self.count
+
+
+def _service_from_auth(environ: dict[str, Any]) -> str | None:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker not in auth:
+        return None
+    scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+    return scope[3] if len(scope) >= 5 else None
+
+
+def _s3_action(environ: dict[str, Any]) -> str:
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "/").lstrip("/")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    has_key = "/" in path and path.split("/", 1)[1] != ""
+    if has_key:
+        if method == "PUT":
+            return "CopyObject" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "PutObject"
+        return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, method)
+    if not path:
+        return "ListBuckets"
+    if "versioning" in query:
+        return "PutBucketVersioning" if method == "PUT" else "GetBucketVersioning"
+    if "versions" in query:
+        return "ListObjectVersions"
+    if "tagging" in query:
+        return "PutBucketTagging" if method == "PUT" else "GetBucketTagging"
+    return {
+        "GET": "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects",
+        "PUT": "CreateBucket",
+        "HEAD": "HeadBucket",
+        "DELETE": "DeleteBucket",
+    }.get(method, method)
+
+
+def identify(environ: dict[str, Any]) -> tuple[str | None, str | None, str]:
+    """(service, action, protocol) of a request; re-wraps a consumed form body."""
+    service = _service_from_auth(environ)
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return service, target.rsplit(".", 1)[-1], "json"
+    ctype = environ.get("CONTENT_TYPE", "")
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [None])[0]
+        if action is None:
+            action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [None])[0]
+        return service, action, "query"
+    if service in _REST_XML_SERVICES:
+        return service, _s3_action(environ) if service == "s3" else None, "rest-xml"
+    query_action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [None])[0]
+    if query_action:
+        return service, query_action, "query"
+    return service, None, "rest-json"
+
+
+def error_response(rule: FaultRule, protocol: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status line, headers, body) of the injected error in the request's protocol."""
+    request_id = str(uuid.uuid4())
+    if protocol in {"json", "rest-json"}:
+        body = json.dumps({"__type": rule.code, "message": rule.message}).encode()
+        ctype = "application/x-amz-json-1.1"
+    elif protocol == "rest-xml":
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(rule.code)}</Code>'
+            f"<Message>{escape(rule.message)}</Message><RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        ctype = "application/xml"
+    else:
+        kind = "Receiver" if rule.status >= 500 else "Sender"
+        body = (
+            f"<ErrorResponse><Error><Type>{kind}</Type><Code>{escape(rule.code)}</Code>"
+            f"<Message>{escape(rule.message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        ctype = "text/xml"
+    headers = [
+        ("Content-Type", ctype),
+        ("Content-Length", str(len(body))),
+        ("x-amzn-RequestId", request_id),
+        ("x-amz-request-id", request_id),
+        ("x-amzn-ErrorType", rule.code),
+    ]
+    if rule.retry_after is not None:
+        headers.append(("Retry-After", f"{rule.retry_after:g}"))
+    return f"{rule.status} {_REASONS.get(rule.status, 'Error')}", headers, body
+
+
+class FaultInjector:
+    """WSGI middleware: answers ``/_fault`` itself and fails requests matching a rule."""
+
+    def __init__(self, app: WSGIApp, *, rng: random.Random | None = None) -> None:
+        self.app = app
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._rng = rng or random.Random()
+
+    # -- rules -------------------------------------------------------------------------------
+    def add(self, rule: FaultRule) -> FaultRule:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear(self, rule_id: str | None = None) -> None:
+        with self._lock:
+            self._rules = [r for r in self._rules if rule_id is not None and r.id != rule_id]
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return [r.model_copy() for r in self._rules]
+
+    def _take(self, service: str | None, action: str | None, account: str | None) -> FaultRule | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.exhausted or not rule.matches(service, action, account):
+                    continue
+                if rule.rate is not None and self._rng.random() >= rule.rate:
+                    continue
+                rule.fired += 1
+                return rule.model_copy()
+        return None
+
+    # -- WSGI --------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") == "/_fault":
+            return self._control(environ, start_response)
+        if self._rules:
+            service, action, protocol = identify(environ)
+            rule = self._take(service, action, environ.get("HTTP_X_MOTO_ACCOUNT_ID"))
+            if rule is not None:
+                status, headers, body = error_response(rule, protocol)
+                start_response(status, headers)
+                return [body]
+        return self.app(environ, start_response)
+
+    def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        status: str = "200 OK"
+        payload: dict[str, Any] = {}
+        if method == "POST":
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length else b"{}"
+                rule = self.add(FaultRule.model_validate(json.loads(raw or b"{}")))
+                payload = {"id": rule.id}
+            except ValueError as exc:  # JSON or validation error
+                status, payload = "400 Bad Request", {"error": str(exc)}
+        elif method == "DELETE":
+            rule_id = parse_qs(environ.get("QUERY_STRING", "")).get("id", [None])[0]
+            self.clear(rule_id)
+            payload = {"cleared": rule_id or "all"}
+        else:
+            payload = {"rules": [r.model_dump() for r in self.rules()]}
+        body = json.dumps(payload).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+_http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10))
+
+
+def inject_fault(
+    endpoint: str,
+    action: str,
+    *,
+    status: int = 400,
+    code: str = "Throttling",
+    count: int | None = None,
+    rate: float | None = None,
+    service: str | None = None,
+    retry_after: float | None = None,
+    account: str | None = None,
+    message: str | None = None,
+) -> str:
+    """Add a rule on a running sandbox; returns the rule id."""
+    rule: dict[str, Any] = {
+        "action": action,
+        "status": status,
+        "code": code,
+        "count": count,
+        "rate": rate,
+        "service": service,
+        "retry_after": retry_after,
+        "account": account,
+    }
+    if message:
+        rule["message"] = message
+    resp = _http.request(
+        "POST",
+        f"{endpoint.rstrip('/')}/_fault",
+        body=json.dumps(rule).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    if resp.status != 200:
+        raise ValueError(f"fault rule rejected: {resp.data.decode()}")
+    return str(json.loads(resp.data)["id"])
+
+
+def clear_faults(endpoint: str, rule_id: str | None = None) -> None:
+    url = f"{endpoint.rstrip('/')}/_fault" + (f"?id={rule_id}" if rule_id else "")
+    _http.request("DELETE", url)
+
+
+def list_faults(endpoint: str) -> list[FaultRule]:
+    resp = _http.request("GET", f"{endpoint.rstrip('/')}/_fault")
+    return [FaultRule.model_validate(r) for r in json.loads(resp.data)["rules"]]
