@@ -385,12 +385,17 @@ def header_blocks(
 
     lines = [_step_line(s) for s in steps]
     room = MAX_BLOCKS - len(blocks) - 3
+    budget = MAX_MESSAGE_CHARS - 2000 - sum(_block_chars(b) for b in blocks)
     sections: list[str] = []
+    shown_lines = 0
     for chunk in split_mrkdwn("\n".join(lines), MAX_SECTION_TEXT) if lines else []:
+        if len(sections) + 1 >= room or budget - len(chunk) < 0:
+            break
         sections.append(chunk)
-    if len(sections) > room:
-        hidden = sum(c.count("\n") + 1 for c in sections[room - 1 :])
-        sections = [*sections[: room - 1], f"_… and {hidden} more steps_"]
+        budget -= len(chunk)
+        shown_lines += chunk.count("\n") + 1
+    if shown_lines < len(lines):
+        sections.append(f"_… and {len(lines) - shown_lines} more steps_")
     blocks.extend(_section(s) for s in sections)
 
     footer: list[str] = []

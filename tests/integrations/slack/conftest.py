@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from integrations.sandbox.slack_standin import SlackStandIn
 from integrations.settings import StanchSettings
@@ -31,11 +32,13 @@ def slack_settings(standin: SlackStandIn, tmp_path: Path) -> StanchSettings:
     return StanchSettings(
         home=tmp_path,
         slack_base_url=standin.api_url,
-        slack_token=standin.token,  # type: ignore[arg-type]
+        slack_token=SecretStr(standin.token),
         slack_channel="#incident",
     )
 
 
 @pytest.fixture
 def client(slack_settings: StanchSettings) -> SlackClient:
-    return SlackClient.from_settings(slack_settings, rate_limit_retries=3, server_error_retries=1, connection_retries=0)
+    return SlackClient.from_settings(
+        slack_settings, rate_limit_retries=3, server_error_retries=1, connection_retries=0
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.request
 
 import pytest
+from pydantic import SecretStr
 
 from integrations.errors import ConfigurationError, DrillSafetyError, PermanentActionError
 from integrations.sandbox.slack_standin import SlackStandIn
@@ -17,7 +19,9 @@ from integrations.slack.client import SlackClient
 
 def test_post_thread_and_update_are_recorded(standin: SlackStandIn, client: SlackClient) -> None:
     assert client.auth_test()["user_id"] == "U0STANCHBOT"
-    channel, ts = client.post("#incident", "header", [{"type": "section", "text": {"type": "mrkdwn", "text": "h"}}])
+    channel, ts = client.post(
+        "#incident", "header", [{"type": "section", "text": {"type": "mrkdwn", "text": "h"}}]
+    )
     assert channel == "C0INCIDENT"
     _, reply_ts = client.post(channel, "step 1 done", thread_ts=ts)
     client.update(channel, ts, "header v2", [{"type": "section", "text": {"type": "mrkdwn", "text": "h2"}}])
@@ -34,7 +38,9 @@ def test_post_thread_and_update_are_recorded(standin: SlackStandIn, client: Slac
     assert reply["ts"] == reply_ts and reply["thread_ts"] == ts
 
 
-def test_rate_limited_twice_then_success_honours_retry_after(standin: SlackStandIn, client: SlackClient) -> None:
+def test_rate_limited_twice_then_success_honours_retry_after(
+    standin: SlackStandIn, client: SlackClient
+) -> None:
     standin.inject_fault("chat.postMessage", count=2, retry_after=1)
     started = time.monotonic()
     _, ts = client.post("#incident", "after throttling")
@@ -42,12 +48,14 @@ def test_rate_limited_twice_then_success_honours_retry_after(standin: SlackStand
     assert ts
     calls = standin.calls("chat.postMessage")
     assert [c["status"] for c in calls] == [429, 429, 200]
-    gaps = [b["time"] - a["time"] for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(calls)]
     assert all(gap >= 1.0 for gap in gaps), gaps
     assert 2.0 <= elapsed < 4.0
 
 
-def test_rate_limit_that_outlasts_retries_is_slack_unavailable(standin: SlackStandIn, client: SlackClient) -> None:
+def test_rate_limit_that_outlasts_retries_is_slack_unavailable(
+    standin: SlackStandIn, client: SlackClient
+) -> None:
     standin.inject_fault("chat.postMessage", count=10, retry_after=0)
     with pytest.raises(SlackUnavailable) as info:
         client.post("#incident", "x")
@@ -65,7 +73,9 @@ def test_retry_after_beyond_cap_is_not_slept(standin: SlackStandIn, slack_settin
     assert info.value.retry_after == 120
 
 
-def test_outage_is_slack_unavailable_after_bounded_retries(standin: SlackStandIn, client: SlackClient) -> None:
+def test_outage_is_slack_unavailable_after_bounded_retries(
+    standin: SlackStandIn, client: SlackClient
+) -> None:
     with standin.outage(status=503), pytest.raises(SlackUnavailable) as info:
         client.post("#incident", "x")
     assert info.value.status == 503
@@ -82,9 +92,11 @@ def test_unreachable_slack_is_slack_unavailable(slack_settings: StanchSettings) 
         client.auth_test()
 
 
-def test_invalid_token_is_permanent_and_never_leaks(standin: SlackStandIn, slack_settings: StanchSettings) -> None:
+def test_invalid_token_is_permanent_and_never_leaks(
+    standin: SlackStandIn, slack_settings: StanchSettings
+) -> None:
     secret = "xoxb-0000-not-the-right-one"
-    settings = slack_settings.model_copy(update={"slack_token": slack_settings.slack_token.__class__(secret)})
+    settings = slack_settings.model_copy(update={"slack_token": SecretStr(secret)})
     client = SlackClient.from_settings(settings)
     with pytest.raises(PermanentActionError, match="invalid_auth") as info:
         client.post("#incident", "x")
@@ -138,7 +150,7 @@ def test_incident_thread_lifecycle(standin: SlackStandIn, client: SlackClient) -
 
     replies = standin.messages("C0INCIDENT", thread_ts=thread.ts)
     assert len(replies) == 1 + len(ts_list)
-    header = [m for m in standin.messages("C0INCIDENT") if m["ts"] == thread.ts][0]
+    header = next(m for m in standin.messages("C0INCIDENT") if m["ts"] == thread.ts)
     assert "contained" in header["text"]
     assert len(standin.calls("chat.update")) == 1
 
