@@ -35,16 +35,19 @@ class StatusNotifier:
 
             channel = (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
                        else settings.slack_channel)
-            thread = IncidentThread(SlackClient.from_settings(settings), channel)
+            thread = IncidentThread(SlackClient.from_settings(settings, drill=drill), channel,
+                                    incident_id=incident.id)
         return cls(thread, incident, plan, drill=drill)
 
     def _header(self, status: str) -> tuple[str, list[dict[str, Any]]]:
         from integrations.slack.blocks import header_blocks
 
-        title = ("[DRILL] " if self.drill else "") + self.plan.runbook.title
+        from integrations.slack.blocks import header_text
+
+        title = self.plan.runbook.title
         blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
-                               list(self.lines.values()))
-        return f"{self.incident.id}: {title} — {status}", blocks
+                               list(self.lines.values()), drill=self.drill)
+        return header_text(self.incident.id, title, self.plan.runbook.severity, status, drill=self.drill), blocks
 
     def start(self) -> str | None:
         if self.thread is None:
@@ -62,13 +65,11 @@ class StatusNotifier:
         icon = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️"}.get(status, "•")
         self.lines[step.id] = f"{icon} {step.title} — {status}"
         try:
-            from integrations.slack.blocks import report_blocks
-
             if self.header_ts is None:
                 text, blocks = self._header("running")
                 self.header_ts = self.thread.start(text, blocks)
-            for blocks in report_blocks(step.title, self.incident.redactor.text(markdown), status, {}):
-                self.thread.post_update(f"{step.title}: {status}", blocks)
+            self.thread.post_report(step.title, self.incident.redactor.text(markdown), status,
+                                    drill=self.drill)
             text, blocks = self._header("running")
             self.thread.update_header(text, blocks)
         except Exception as exc:
