@@ -185,6 +185,8 @@ class Sandbox:
         self.moto.start()
         try:
             workdir = self.home / "fleet"
+            # moto's backends are process-global: a new sandbox starts from an empty AWS.
+            self.moto.reset()
             if self.seed:
                 self.fleet = seed_fleet(self.moto.url, workdir)
                 (self.home / "fleet.json").write_text(self.fleet.model_dump_json(indent=2), encoding="utf-8")
