@@ -8,6 +8,7 @@ import pytest
 from conftest import FIXTURES
 
 from flows.spec import (
+    CODES,
     Diagnostic,
     LoadedRunbook,
     RunbookError,
@@ -96,3 +97,15 @@ def test_warnings_do_not_fail_a_load(tmp_path: Path, registry: ActionRegistry) -
     )
     loaded = load_runbook(path, registry)
     assert [(d.code, d.severity) for d in loaded.warnings] == [("RB114", "warning")]
+
+
+def test_every_code_is_documented() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "runbook-language.md").read_text()
+    for code, title in CODES.items():
+        assert f"| {code} |" in doc, f"{code} ({title}) missing from docs/runbook-language.md"
+
+
+def test_the_documented_example_is_valid(registry: ActionRegistry) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "runbook-language.md").read_text()
+    example = doc.split("## Annotated example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert validate_text(example, "example.yaml", registry, base_dir=FIXTURES) == []
