@@ -367,9 +367,9 @@ class _Checker:
         sources: list[tuple[JsonPath, str, bool, bool]] = []  # path, template, item ok, compensation
         for leaf_path, text in _leaves(step.with_, (*base, "with")):
             sources.append((leaf_path, text, fan_out, False))
-        for name, val in (("title", step.title), ("description", step.description)):
-            if val is not None and is_template(val):
-                sources.append(((*base, name), val, fan_out, False))
+        for name, prose in (("title", step.title), ("description", step.description)):
+            if prose is not None and is_template(prose):
+                sources.append(((*base, name), prose, fan_out, False))
         for name, val in (("if", step.if_), ("for_each", step.for_each), ("item_name", step.item_name)):
             if isinstance(val, str) and not is_template(val):
                 self.add(

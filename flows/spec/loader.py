@@ -41,7 +41,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-class RunbookLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class RunbookLoader(_BaseLoader):
     """Safe loader with YAML-1.2-like scalars (see the module docstring)."""
 
 
@@ -69,16 +69,16 @@ RunbookLoader.add_implicit_resolver(
 
 class SourceMap(dict[JsonPath, Position]):
     """JSON path -> (line, col), 1-based: the key's position for mapping entries, the value's
-    position for sequence items and the root. ``values`` maps paths to the value's position.
+    position for sequence items and the root. ``value_positions`` maps paths to the value's position.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.values: dict[JsonPath, Position] = {}
+        self.value_positions: dict[JsonPath, Position] = {}
 
     def position(self, path: JsonPath, *, value: bool = False) -> Position:
         """Position of ``path``, or of its nearest ancestor present in the map."""
-        table = self.values if value else self
+        table = self.value_positions if value else self
         for n in range(len(path), -1, -1):
             prefix = path[:n]
             if prefix in table:
@@ -112,7 +112,7 @@ class _Builder:
         self.diagnostics.append(Diagnostic(self.filename, line, col, code, message))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        self.source_map.values[path] = _pos(node)
+        self.source_map.value_positions[path] = _pos(node)
         if isinstance(node, yaml.ScalarNode):
             return self.loader.construct_object(node, deep=True)
         if id(node) in self._active:

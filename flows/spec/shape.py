@@ -44,12 +44,13 @@ def _model_at(path: JsonPath) -> type[BaseModel] | None:
         return Runbook
     if len(shape) == 2 and shape[0] == "inputs":
         return InputSpec
-    return {
+    owners: dict[tuple[str, ...], type[BaseModel]] = {
         ("steps", "#"): Step,
         ("steps", "#", "approval"): Approval,
         ("steps", "#", "compensate"): Compensation,
         ("slack",): SlackConfig,
-    }.get(shape)  # type: ignore[arg-type]
+    }
+    return owners.get(tuple(str(p) for p in shape))
 
 
 def _resolve(loc: tuple[Any, ...], data: Any) -> tuple[JsonPath, tuple[Any, ...]]:
@@ -82,8 +83,8 @@ def _message(err: dict[str, Any], path: JsonPath, rest: tuple[Any, ...]) -> str:
     kind = err["type"]
     where = _dotted(path)
     if kind == "missing":
-        name = rest[-1] if rest else (path[-1] if path else "?")
-        name = _ALIASES.get(name, name)
+        raw = str(rest[-1] if rest else (path[-1] if path else "?"))
+        name = _ALIASES.get(raw, raw)
         return f"{where}: missing required field {name!r}" if rest else f"missing required field {name!r}"
     if kind == "extra_forbidden":
         key = path[-1]

@@ -62,12 +62,12 @@ def test_source_map_positions_are_one_based_keys_and_values() -> None:
     doc = load_yaml(text, "x")
     sm = doc.source_map
     assert sm[("name",)] == (1, 1)
-    assert sm.values[("name",)] == (1, 7)
+    assert sm.value_positions[("name",)] == (1, 7)
     assert sm[("steps", 0)] == (3, 5)
     assert sm[("steps", 0, "id")] == (3, 5)
-    assert sm.values[("steps", 0, "id")] == (3, 9)
+    assert sm.value_positions[("steps", 0, "id")] == (3, 9)
     assert sm[("steps", 0, "with", "user")] == (4, 12)
-    assert sm.values[("steps", 0, "with", "user")] == (4, 18)
+    assert sm.value_positions[("steps", 0, "with", "user")] == (4, 18)
     assert sm[("steps", 0, "with", "n", 1)] == (4, 30)
     assert sm.position(("steps", 0, "with", "missing")) == (4, 5)  # nearest ancestor
     assert sm.position(("nowhere",)) == (1, 1)
