@@ -1,0 +1,105 @@
+"""Inventory integration: who is affected by an advisory.
+
+Owns: the ``inventory.match_advisory`` action (read-only, idempotent) and the public API the CLI
+uses (``scope``, ``scope_many``, ``render_scope_table``). The work happens in ``osv`` (advisories),
+``versions`` (per-ecosystem version semantics), ``readers`` (lockfiles, SBOMs, workflows),
+``match`` (the result model, exposure and safe versions) and ``model`` (the inventory file).
+
+Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from integrations.base import (
+    ActionContext,
+    ActionParams,
+    ActionRegistry,
+    ActionSpec,
+    PermanentActionError,
+    PlannedOperation,
+)
+from integrations.errors import ConfigurationError, InputError
+from integrations.inventory.match import (
+    AdvisoryInfo,
+    AffectedService,
+    Confirmation,
+    ExposureWindow,
+    MatchedPackage,
+    MatchResult,
+    SafeVersion,
+    ServiceVerdict,
+    render_scope_table,
+    scope,
+    scope_many,
+)
+
+__all__ = [
+    "AdvisoryInfo",
+    "AffectedService",
+    "Confirmation",
+    "ExposureWindow",
+    "MatchAdvisoryParams",
+    "MatchResult",
+    "MatchedPackage",
+    "SafeVersion",
+    "ServiceVerdict",
+    "register",
+    "render_scope_table",
+    "scope",
+    "scope_many",
+]
+
+
+class MatchAdvisoryParams(ActionParams):
+    advisory: str
+    """An OSV id (looked up in ``settings.advisories_dir``, then the bundled records) or a path."""
+    inventory: str
+    live_from: datetime | None = None
+    live_until: datetime | None = None
+
+
+def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
+    dirs = [ctx.settings.advisories_dir] if ctx.settings.advisories_dir else []
+    try:
+        result = scope(params.advisory, params.inventory, params.live_from, params.live_until, dirs)
+    except (InputError, ConfigurationError) as exc:
+        raise PermanentActionError(str(exc), operation="inventory.match_advisory") from exc
+    ctx.record(
+        "scope",
+        {
+            "advisory": result.advisory.id,
+            "affected": [s.name for s in result.affected],
+            "needs_confirmation": sorted({c.service for c in result.needs_confirmation}),
+            "unaffected": len(result.unaffected),
+        },
+    )
+    return result
+
+
+def _describe(ctx: ActionContext, params: MatchAdvisoryParams) -> list[PlannedOperation]:
+    return [
+        PlannedOperation(
+            service="inventory",
+            operation="match_advisory",
+            resources=[params.advisory, params.inventory],
+            note="read-only: parses the advisory, lockfiles, SBOMs and workflows",
+        )
+    ]
+
+
+MATCH_ADVISORY: ActionSpec[MatchAdvisoryParams, MatchResult] = ActionSpec(
+    name="inventory.match_advisory",
+    summary="Which services an OSV advisory affects, with dependency paths, exposure and safe versions",
+    params=MatchAdvisoryParams,
+    result=MatchResult,
+    run=_run,
+    mutating=False,
+    idempotent=True,
+    describe=_describe,
+)
+
+
+def register(registry: ActionRegistry) -> None:
+    registry.register(MATCH_ADVISORY)

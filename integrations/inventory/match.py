@@ -1,0 +1,721 @@
+"""Who is affected: an OSV advisory matched against every service of an inventory.
+
+Owns: the result model of ``inventory.match_advisory`` (:class:`MatchResult` and its parts),
+``scope`` / ``scope_many`` (the plain functions the CLI and the bench call), the exposure window
+logic (install history against ``live_from`` / ``live_until``), the safe-version derivation, and
+``render_scope_table``.
+
+Decisions (documented in docs/dependencies.md):
+- A package whose resolved version the advisory covers is ``affected``. An open-ended range
+  (``introduced: "0"``, no bound) or a version the libraries cannot decide is never a plain
+  match: it goes to ``needs_confirmation``.
+- A floating spec (``^1.6.0``) that admits a bad release makes a service affected only if it
+  installed while the bad release was live; with no install history it needs confirmation.
+- Exposure: ``exposed`` = an install inside the window and a bad release reachable;
+  ``pinned-clean`` = an exact/locked/commit pin on a clean version; ``not-exposed`` = floating,
+  but every recorded install is outside the window; otherwise ``unknown``.
+
+Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from rich.table import Table
+
+from integrations.base import ActionResult
+from integrations.errors import ConfigurationError
+from integrations.inventory.model import Inventory, Service, load_inventory
+from integrations.inventory.osv import (
+    Advisory,
+    AffectedPackage,
+    Verdict,
+    check_advisory_dirs,
+    resolve_advisory,
+)
+from integrations.inventory.readers import Found, Source, read_manifest_specs, read_source
+from integrations.inventory.versions import VersionScheme, base_ecosystem, scheme_for
+
+__all__ = [
+    "AdvisoryInfo",
+    "AffectedService",
+    "Confirmation",
+    "ExposureWindow",
+    "MatchResult",
+    "MatchedPackage",
+    "SafeVersion",
+    "ServiceVerdict",
+    "render_scope_table",
+    "scope",
+    "scope_many",
+]
+
+Exposure = Literal["exposed", "pinned-clean", "not-exposed", "unknown"]
+Pin = Literal["exact", "floating", "locked", "tag", "sha", "branch", "unknown"]
+_EXPOSURE_RANK = {"exposed": 3, "unknown": 2, "not-exposed": 1, "pinned-clean": 0}
+_LOCKFILE_KINDS = ("npm-lock", "pnpm-lock", "yarn-berry-lock", "poetry-lock", "uv-lock")
+_IMMUTABLE_PINS = ("exact", "locked", "sha")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdvisoryInfo(_Model):
+    id: str
+    summary: str
+    aliases: list[str] = []
+    published: datetime | None = None
+    modified: datetime | None = None
+    withdrawn: datetime | None = None
+    source: str | None = None
+    packages: list[str] = []
+    open_ended: list[str] = []
+    """``ecosystem/name`` of packages whose range covers all versions (``introduced: "0"``)."""
+
+
+class ExposureWindow(_Model):
+    live_from: datetime | None = None
+    live_until: datetime | None = None
+    from_source: Literal["input", "unbounded"] = "unbounded"
+    until_source: Literal["input", "advisory.published", "unbounded"] = "unbounded"
+
+
+class MatchedPackage(_Model):
+    name: str
+    version: str | None
+    ecosystem: str
+    source: str
+    path: list[str]
+    pin: Pin
+    manifest_spec: str | None = None
+    declared_spec: str | None = None
+    commit: str | None = None
+    verdict: Literal["affected", "floating-exposed"]
+    reason: str
+    bad_version: str | None = None
+    exposure: Exposure
+    exposure_reason: str
+    safe_version: str | None = None
+    safe_version_source: str
+    note: str | None = None
+
+
+class AffectedService(_Model):
+    name: str
+    account: str
+    region: str
+    ci_user: str | None = None
+    signing_certificate: str | None = None
+    signing_secret: str | None = None
+    deploy_target: dict[str, Any] | None = None
+    audience: str | None = None
+    audience_detail: dict[str, Any] | None = None
+    packages: list[MatchedPackage]
+    exposure: Exposure
+    exposure_reason: str
+    installs_in_window: list[datetime] = []
+    safe_version: str | None = None
+    safe_version_package: str | None = None
+    safe_version_source: str | None = None
+
+
+class Confirmation(_Model):
+    service: str
+    package: str
+    version: str | None
+    ecosystem: str
+    source: str
+    path: list[str]
+    kind: Literal["open-ended", "floating-no-history", "undecidable", "sha-pin"]
+    reason: str
+
+
+class ServiceVerdict(_Model):
+    name: str
+    verdict: Literal["affected", "needs-confirmation", "unaffected", "not-using"]
+    exposure: Exposure | None = None
+    reason: str
+
+
+class SafeVersion(_Model):
+    package: str
+    ecosystem: str
+    bad_version: str
+    safe_version: str | None
+    source: str
+
+
+class MatchResult(ActionResult):
+    """Output of ``inventory.match_advisory``; ``affected`` drives the runbook's fan-out."""
+
+    advisory: AdvisoryInfo
+    window: ExposureWindow
+    inventory: str
+    affected: list[AffectedService]
+    unaffected: list[str]
+    needs_confirmation: list[Confirmation]
+    safe_versions: dict[str, str]
+    safe_version_details: list[SafeVersion]
+    services: list[ServiceVerdict]
+    warnings: list[str] = []
+    scanned: dict[str, int] = {}
+
+
+# --------------------------------------------------------------------------- fleet loading
+
+
+@dataclass
+class _Fleet:
+    inventory: Inventory
+    sources: dict[str, list[Source]] = field(default_factory=dict)
+    manifest_specs: dict[str, dict[str, str]] = field(default_factory=dict)
+    installs: dict[str, list[tuple[datetime, str | None]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return _utc(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+_TIME_KEYS = ("at", "timestamp", "time", "started_at", "created_at", "date")
+
+
+def read_install_history(path: Path) -> list[tuple[datetime, str | None]]:
+    """A JSON list / ``{"installs": [...]}`` or a CSV with a time column (``at``,
+    ``timestamp``, ``started_at`` ...) and optional ``lockfile`` column. Naive times are UTC."""
+    text = path.read_text(encoding="utf-8")
+    rows: list[dict[str, Any]]
+    if path.suffix.lower() == ".csv" or not text.lstrip().startswith(("[", "{")):
+        rows = list(csv.DictReader(io.StringIO(text)))
+    else:
+        data = json.loads(text)
+        rows = data.get("installs", []) if isinstance(data, dict) else data
+    out: list[tuple[datetime, str | None]] = []
+    for row in rows:
+        at = next((_parse_dt(row.get(k)) for k in _TIME_KEYS if row.get(k)), None)
+        if at is None:
+            raise ConfigurationError(f"{path}: install record without a readable time: {row!r}")
+        out.append((at, row.get("lockfile") or None))
+    return out
+
+
+def _load_fleet(inv: Inventory) -> _Fleet:
+    fleet = _Fleet(inventory=inv)
+    cache: dict[Path, Source] = {}
+
+    def load(rel: str) -> Source:
+        p = inv.resolve(rel).resolve()
+        if p not in cache:
+            cache[p] = read_source(p, display=rel)
+            fleet.warnings.extend(cache[p].warnings)
+        return cache[p]
+
+    for svc in inv.services:
+        specs: dict[str, str] = {}
+        srcs: list[Source] = []
+        for rel in svc.manifests:
+            if rel.endswith("package.json"):
+                specs.update(read_manifest_specs(inv.resolve(rel)))
+        for rel in [*svc.lockfiles, *svc.sboms, *svc.workflows]:
+            srcs.append(load(rel))
+        if not any(s.kind.startswith(("npm-lock", "pnpm", "yarn")) for s in srcs):
+            srcs.extend(load(rel) for rel in svc.manifests if rel.endswith("package.json"))
+        fleet.sources[svc.name] = srcs
+        fleet.manifest_specs[svc.name] = specs
+        installs = [(_utc(i.at), i.lockfile) for i in svc.installs]
+        if svc.install_history:
+            installs.extend(read_install_history(inv.resolve(svc.install_history)))
+        fleet.installs[svc.name] = installs
+    return fleet
+
+
+# --------------------------------------------------------------------------- evaluation helpers
+
+
+def _window(adv: Advisory, live_from: datetime | None, live_until: datetime | None) -> ExposureWindow:
+    w = ExposureWindow()
+    if live_from is not None:
+        w.live_from, w.from_source = _utc(live_from), "input"
+    if live_until is not None:
+        w.live_until, w.until_source = _utc(live_until), "input"
+    elif adv.published is not None:
+        w.live_until, w.until_source = adv.published, "advisory.published"
+    return w
+
+
+def _in_window(at: datetime, w: ExposureWindow) -> bool:
+    return (w.live_from is None or at >= w.live_from) and (w.live_until is None or at <= w.live_until)
+
+
+def _pin(found: Found, src: Source, specs: list[str | None], scheme: VersionScheme | None) -> Pin:
+    if found.pin_hint:
+        return found.pin_hint
+    known = [s for s in specs if s is not None]
+    is_lock = src.kind.startswith(_LOCKFILE_KINDS)
+    if scheme is not None and any(not scheme.is_exact_spec(s) for s in known):
+        return "floating"
+    if known and len(known) == len(specs):
+        return "exact" if scheme is not None else "unknown"
+    if is_lock or (known and found.version is not None):
+        return "locked"
+    return "unknown"
+
+
+def _safe_version(
+    ap: AffectedPackage, scheme: VersionScheme | None, bad: str | None, verdict: Verdict | None = None
+) -> tuple[str | None, str]:
+    if ap.open_ended and verdict is not None and verdict.status == "open-ended":
+        return None, "none: the advisory covers every version — remove the package"
+    fixed = verdict.fixed if verdict is not None and verdict.fixed else None
+    if fixed is None and bad is not None:
+        fixed = ap._fixed_for(bad, scheme)
+    if fixed:
+        return fixed, "fixed"
+    if scheme is None or bad is None:
+        return None, "unknown: no fixed version in the advisory (check the registry)"
+    cand = scheme.previous_patch(bad)
+    for _ in range(50):
+        if cand is None:
+            break
+        if ap.evaluate(cand, scheme).status == "not-affected":
+            return cand, "previous-patch (verify on registry)"
+        cand = scheme.previous_patch(cand)
+    last = [v for r in ap.ranges for k, v in r.events if k == "last_affected"]
+    if last:
+        return None, f"none derivable: upgrade to a release after {last[-1]} (verify on registry)"
+    return None, "none derivable offline: no fixed version and no clean earlier patch (check the registry)"
+
+
+def _admitted_bad(
+    ap: AffectedPackage, scheme: VersionScheme | None, specs: Iterable[str | None]
+) -> str | None:
+    """The highest known-bad version that one of ``specs`` admits (a fresh install could get it)."""
+    if scheme is None:
+        return None
+    best: str | None = None
+    for spec in specs:
+        if spec is None:
+            continue
+        for cand in ap.candidate_bad_versions():
+            if scheme.spec_allows(spec, cand) and (best is None or scheme.compare(cand, best) > 0):
+                best = cand
+    return best
+
+
+@dataclass
+class _Eval:
+    found: Found
+    path: list[str]
+    pin: Pin
+    manifest_spec: str | None
+    declared_spec: str | None
+    verdict: Verdict
+    admitted: str | None
+    ap: AffectedPackage
+    scheme: VersionScheme | None
+
+
+def _evaluate(svc: Service, fleet: _Fleet, src: Source, found: Found, ap: AffectedPackage) -> _Eval:
+    scheme = scheme_for(ap.ecosystem)
+    steps = src.path_to(found.node)
+    path = [svc.name, *(s.label() for s in steps[1:])]
+    specs = [s.spec for s in steps[1:]]
+    manifest = fleet.manifest_specs.get(svc.name, {})
+    if len(steps) > 1 and steps[1].name in manifest and base_ecosystem(ap.ecosystem) == "npm":
+        specs[0] = manifest[steps[1].name]
+    manifest_spec = specs[0] if specs else None
+    declared_spec = specs[-1] if specs else None
+    pin = _pin(found, src, specs, scheme)
+    if found.commit:
+        verdict = ap.evaluate_commit(found.commit)
+        if verdict.status == "not-affected" and found.version:
+            by_comment = ap.evaluate(found.version, scheme)
+            if by_comment.status != "not-affected":
+                verdict = Verdict(
+                    "unknown",
+                    f"commit pin {found.commit[:12]} is not a known-bad commit, but its comment says "
+                    f"{found.version}, which the advisory covers ({by_comment.reason}): confirm the commit "
+                    "predates the compromise",
+                )
+    elif found.version is None:
+        admitted = _admitted_bad(ap, scheme, [declared_spec])
+        if ap.open_ended:
+            verdict = Verdict("open-ended", "all versions — needs analyst confirmation (no resolved version)")
+        elif admitted:
+            verdict = Verdict("not-affected", f"no resolved version; spec {declared_spec} admits {admitted}")
+        elif declared_spec is None or scheme is None:
+            verdict = Verdict("unknown", "no resolved version and no readable spec")
+        else:
+            verdict = Verdict("not-affected", f"spec {declared_spec} admits no known-bad version")
+    elif found.pin_hint == "branch":
+        verdict = Verdict("unknown", f"pinned to branch {found.ref!r}: its commit at install time is unknown")
+    else:
+        verdict = ap.evaluate(found.version, scheme)
+    admitted = None
+    if verdict.status == "not-affected" and pin in ("floating", "tag", "unknown", "branch"):
+        admitted = _admitted_bad(
+            ap, scheme, [declared_spec, manifest_spec] if len(specs) == 1 else [declared_spec]
+        )
+    return _Eval(found, path, pin, manifest_spec, declared_spec, verdict, admitted, ap, scheme)
+
+
+def _exposure(
+    ev: _Eval, installs: list[tuple[datetime, str | None]], w: ExposureWindow
+) -> tuple[Exposure, str, list[datetime]]:
+    relevant = [
+        at
+        for at, lock in installs
+        if lock is None or lock == ev.found.source or Path(lock).name == Path(ev.found.source).name
+    ]
+    inside = sorted(at for at in relevant if _in_window(at, w))
+    bad_reachable = ev.verdict.status == "affected" or ev.admitted is not None
+    if bad_reachable:
+        if inside:
+            return (
+                "exposed",
+                f"{len(inside)} install(s) inside the window, first {inside[0].isoformat()}",
+                inside,
+            )
+        if relevant and ev.verdict.status != "affected":
+            return "not-exposed", "floating spec, but every recorded install is outside the window", []
+        if relevant:
+            return "unknown", "the resolved version is bad; no recorded install inside the window", []
+        return "unknown", "no install history for this service", []
+    if ev.pin in _IMMUTABLE_PINS:
+        return "pinned-clean", f"{ev.pin} pin on a clean version ({ev.found.version or ev.found.commit})", []
+    if ev.pin in ("floating", "tag") and ev.declared_spec is not None:
+        return "not-exposed", f"spec {ev.declared_spec} admits no known-bad version", []
+    return "unknown", "clean version, but how it is pinned is unknown", []
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def _advisory_info(adv: Advisory) -> AdvisoryInfo:
+    return AdvisoryInfo(
+        id=adv.id,
+        summary=adv.summary,
+        aliases=list(adv.aliases),
+        published=adv.published,
+        modified=adv.modified,
+        withdrawn=adv.withdrawn,
+        source=adv.source,
+        packages=list(dict.fromkeys(f"{a.ecosystem}/{a.name}" for a in adv.affected)),
+        open_ended=list(dict.fromkeys(f"{a.ecosystem}/{a.name}" for a in adv.affected if a.open_ended)),
+    )
+
+
+def _advisory_safe_versions(adv: Advisory) -> tuple[dict[str, str], list[SafeVersion]]:
+    details: list[SafeVersion] = []
+    best: dict[str, str] = {}
+    for ap in adv.affected:
+        scheme = scheme_for(ap.ecosystem)
+        for bad in ap.candidate_bad_versions():
+            verdict = ap.evaluate(bad, scheme) if scheme else None
+            safe, how = _safe_version(ap, scheme, bad, verdict)
+            if ap.open_ended:
+                safe, how = (
+                    None,
+                    "none: the advisory covers every version (open-ended) — needs analyst confirmation",
+                )
+            details.append(
+                SafeVersion(
+                    package=ap.name, ecosystem=ap.ecosystem, bad_version=bad, safe_version=safe, source=how
+                )
+            )
+            if safe and scheme and (ap.name not in best or scheme.compare(safe, best[ap.name]) > 0):
+                best[ap.name] = safe
+    return best, details
+
+
+def _confirmation(service: str, ev: _Eval, src: Source, kind: Any, reason: str) -> Confirmation:
+    return Confirmation(
+        service=service,
+        package=ev.found.name,
+        version=ev.found.version or ev.found.commit,
+        ecosystem=ev.found.ecosystem,
+        source=src.path,
+        path=ev.path,
+        kind=kind,
+        reason=reason,
+    )
+
+
+def _match(
+    adv: Advisory, fleet: _Fleet, live_from: datetime | None, live_until: datetime | None
+) -> MatchResult:
+    inv = fleet.inventory
+    w = _window(adv, live_from, live_until)
+    safe_versions, safe_details = _advisory_safe_versions(adv)
+    affected: list[AffectedService] = []
+    unaffected: list[str] = []
+    confirmations: list[Confirmation] = []
+    verdicts: list[ServiceVerdict] = []
+    warnings: list[str] = []
+    if adv.withdrawn is not None:
+        warnings.append(f"{adv.id} was withdrawn on {adv.withdrawn.isoformat()}")
+    packages_scanned = 0
+    for svc in inv.services:
+        sources = fleet.sources[svc.name]
+        packages_scanned += sum(s.package_count for s in sources)
+        installs = fleet.installs[svc.name]
+        matched: list[MatchedPackage] = []
+        svc_conf: list[Confirmation] = []
+        clean: list[tuple[Exposure, str]] = []
+        in_window: set[datetime] = set()
+        for ap in adv.affected:
+            eco = base_ecosystem(ap.ecosystem)
+            for src in sources:
+                for found in src.find(eco, ap.name):
+                    ev = _evaluate(svc, fleet, src, found, ap)
+                    exposure, why, inside = _exposure(ev, installs, w)
+                    status = ev.verdict.status
+
+                    if status == "open-ended":
+                        svc_conf.append(_confirmation(svc.name, ev, src, "open-ended", ev.verdict.reason))
+                    elif status == "unknown":
+                        svc_conf.append(
+                            _confirmation(
+                                svc.name,
+                                ev,
+                                src,
+                                "sha-pin" if ev.found.commit else "undecidable",
+                                ev.verdict.reason,
+                            )
+                        )
+                    elif status == "affected" or (ev.admitted and exposure == "exposed"):
+                        bad = ev.found.version if status == "affected" else ev.admitted
+                        safe, how = _safe_version(
+                            ap, ev.scheme, bad, ev.verdict if status == "affected" else None
+                        )
+                        reason = (
+                            ev.verdict.reason
+                            if status == "affected"
+                            else (
+                                f"{ev.found.version} is locked now, but spec {ev.declared_spec} admitted "
+                                f"{ev.admitted} and the service installed while it was live"
+                            )
+                        )
+                        matched.append(
+                            MatchedPackage(
+                                name=ev.found.name,
+                                version=ev.found.version,
+                                ecosystem=ev.found.ecosystem,
+                                source=src.path,
+                                path=ev.path,
+                                pin=ev.pin,
+                                manifest_spec=ev.manifest_spec,
+                                declared_spec=ev.declared_spec,
+                                commit=ev.found.commit,
+                                verdict="affected" if status == "affected" else "floating-exposed",
+                                reason=reason,
+                                bad_version=bad,
+                                exposure=exposure,
+                                exposure_reason=why,
+                                safe_version=safe,
+                                safe_version_source=how,
+                                note=ev.found.note,
+                            )
+                        )
+                        in_window.update(inside)
+                    elif ev.admitted and exposure == "unknown":
+                        svc_conf.append(
+                            _confirmation(
+                                svc.name,
+                                ev,
+                                src,
+                                "floating-no-history",
+                                f"spec {ev.declared_spec} admits bad {ev.admitted} "
+                                f"(locked {ev.found.version}); "
+                                "no install history to rule out a fresh install while it was live",
+                            )
+                        )
+                    else:
+                        clean.append((exposure, why))
+        confirmations.extend(svc_conf)
+        if matched:
+            worst = max(matched, key=lambda m: _EXPOSURE_RANK[m.exposure])
+            pick = next((m for m in matched if len(m.path) == 2 and m.safe_version), None) or next(
+                (m for m in matched if m.safe_version), None
+            )
+            dt = svc.deploy_target.model_dump(exclude_none=True) if svc.deploy_target else None
+            aud = inv.audiences.get(svc.audience) if svc.audience else None
+            affected.append(
+                AffectedService(
+                    name=svc.name,
+                    account=svc.account,
+                    region=svc.region,
+                    ci_user=svc.ci_user,
+                    signing_certificate=svc.signing_certificate,
+                    signing_secret=svc.signing_secret,
+                    deploy_target=dt,
+                    audience=svc.audience,
+                    audience_detail=aud.model_dump() if aud else None,
+                    packages=matched,
+                    exposure=worst.exposure,
+                    exposure_reason=worst.exposure_reason,
+                    installs_in_window=sorted(in_window),
+                    safe_version=pick.safe_version if pick else None,
+                    safe_version_package=pick.name if pick else None,
+                    safe_version_source=pick.safe_version_source if pick else None,
+                )
+            )
+            verdicts.append(
+                ServiceVerdict(
+                    name=svc.name,
+                    verdict="affected",
+                    exposure=worst.exposure,
+                    reason="; ".join(dict.fromkeys(m.reason for m in matched)),
+                )
+            )
+        elif svc_conf:
+            verdicts.append(
+                ServiceVerdict(
+                    name=svc.name,
+                    verdict="needs-confirmation",
+                    exposure="unknown",
+                    reason="; ".join(dict.fromkeys(c.reason for c in svc_conf)),
+                )
+            )
+        else:
+            unaffected.append(svc.name)
+            if clean:
+                exp, why = max(clean, key=lambda c: _EXPOSURE_RANK[c[0]])
+                verdicts.append(ServiceVerdict(name=svc.name, verdict="unaffected", exposure=exp, reason=why))
+            else:
+                verdicts.append(
+                    ServiceVerdict(
+                        name=svc.name, verdict="not-using", reason="does not depend on the package"
+                    )
+                )
+    return MatchResult(
+        advisory=_advisory_info(adv),
+        window=w,
+        inventory=str(inv.path) if inv.path else "",
+        affected=affected,
+        unaffected=unaffected,
+        needs_confirmation=confirmations,
+        safe_versions=safe_versions,
+        safe_version_details=safe_details,
+        services=verdicts,
+        warnings=[*warnings, *fleet.warnings],
+        scanned={
+            "services": len(inv.services),
+            "sources": sum(len(s) for s in fleet.sources.values()),
+            "packages": packages_scanned,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _dirs(advisories_dir: str | Path | Sequence[str | Path] | None) -> list[str | Path]:
+    if advisories_dir is None:
+        return []
+    if isinstance(advisories_dir, str | Path):
+        return [advisories_dir]
+    return list(advisories_dir)
+
+
+def scope_many(
+    advisory_refs: Sequence[str],
+    inventory_path: str | Path,
+    live_from: datetime | None = None,
+    live_until: datetime | None = None,
+    advisories_dir: str | Path | Sequence[str | Path] | None = None,
+) -> list[MatchResult]:
+    """Match several advisories against one inventory, parsing every file once."""
+    dirs = _dirs(advisories_dir)
+    check_advisory_dirs(dirs)
+    advisories = [resolve_advisory(ref, dirs) for ref in advisory_refs]
+    fleet = _load_fleet(load_inventory(inventory_path))
+    return [_match(adv, fleet, live_from, live_until) for adv in advisories]
+
+
+def scope(
+    advisory_ref: str,
+    inventory_path: str | Path,
+    live_from: datetime | None = None,
+    live_until: datetime | None = None,
+    advisories_dir: str | Path | Sequence[str | Path] | None = None,
+) -> MatchResult:
+    """Who is affected by one advisory (an OSV id or a path to an OSV JSON file)."""
+    return scope_many([advisory_ref], inventory_path, live_from, live_until, advisories_dir)[0]
+
+
+_EXPOSURE_STYLE = {
+    "exposed": "bold red",
+    "unknown": "yellow",
+    "not-exposed": "green",
+    "pinned-clean": "green",
+}
+
+
+def _fmt(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "unbounded"
+
+
+def render_scope_table(result: MatchResult) -> Table:
+    """One row per affected package, then the rows that need an analyst."""
+    adv, w = result.advisory, result.window
+    table = Table(
+        title=f"{adv.id}: {adv.summary}",
+        caption=(
+            f"window {_fmt(w.live_from)} → {_fmt(w.live_until)} ({w.until_source}); "
+            f"{len(result.affected)} affected, {len(result.needs_confirmation)} to confirm, "
+            f"{len(result.unaffected)} unaffected"
+            + (f"; open-ended: {', '.join(adv.open_ended)}" if adv.open_ended else "")
+        ),
+    )
+    for col in ("Service", "Account", "Package", "Path", "Pin", "Exposure", "Safe version"):
+        table.add_column(col, overflow="fold")
+    for svc in result.affected:
+        for pkg in svc.packages:
+            spec = f" ({pkg.manifest_spec})" if pkg.manifest_spec else ""
+            table.add_row(
+                svc.name,
+                svc.account,
+                f"{pkg.name} {pkg.version or pkg.commit or ''}".strip(),
+                " → ".join(pkg.path),
+                f"{pkg.pin}{spec}",
+                f"[{_EXPOSURE_STYLE[pkg.exposure]}]{pkg.exposure}[/]",
+                f"{pkg.safe_version or '—'} ({pkg.safe_version_source})",
+            )
+    for c in result.needs_confirmation:
+        label = (
+            "all versions — needs analyst confirmation"
+            if c.kind == "open-ended"
+            else f"needs confirmation ({c.kind})"
+        )
+        table.add_row(
+            c.service,
+            "",
+            f"{c.package} {c.version or ''}".strip(),
+            " → ".join(c.path),
+            "",
+            f"[yellow]{label}[/]",
+            "—",
+        )
+    return table
