@@ -41,9 +41,9 @@ def _render_params(with_: dict[str, Any], scope: dict[str, Any]) -> tuple[dict[s
 def dry_run(plan: Plan, inputs: dict[str, Any], registry: ActionRegistry,
             settings: StanchSettings) -> list[dict[str, Any]]:
     scope: dict[str, Any] = {"inputs": inputs, "steps": {},
-                             "incident": {"id": "(new)", "drill": False, "runbook": plan.name,
-                                          "title": plan.runbook.title, "severity": plan.runbook.severity},
-                             "runbook": {"name": plan.name, "title": plan.runbook.title}}
+                             "incident": {"id": "(new)", "drill": False, "started_at": "(at run time)"},
+                             "runbook": {"name": plan.name, "title": plan.runbook.title,
+                                         "severity": plan.runbook.severity, "owner": plan.runbook.owner}}
     rows: list[dict[str, Any]] = []
     for n, step in enumerate(plan.steps, start=1):
         row: dict[str, Any] = {"n": n, "id": step.id, "title": step.title, "action": step.action,

@@ -134,6 +134,7 @@ class Engine:
         self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill)
         self._attempts: dict[tuple[str, str | None], int] = {}
         self._lock = threading.Lock()
+        self.started_at = isoformat(utcnow())
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -151,10 +152,15 @@ class Engine:
                       for sid, out in self.outputs.items()}
                      | {s.id: {"output": self.outputs.get(s.id), "status": str(self.state.status[s.id])}
                         for s in self.plan.steps if s.id not in self.outputs},
-            "incident": {"id": self.incident.id, "drill": self.drill, "runbook": self.plan.name,
-                         "title": self.plan.runbook.title, "severity": self.plan.runbook.severity},
-            "runbook": {"name": self.plan.name, "title": self.plan.runbook.title},
+            "incident": {"id": self.incident.id, "drill": self.drill, "started_at": self.started_at},
+            "runbook": {"name": self.plan.name, "title": self.plan.runbook.title,
+                        "severity": self.plan.runbook.severity, "owner": self.plan.runbook.owner},
         }
+
+    def report_incident(self) -> dict[str, Any]:
+        return {"id": self.incident.id, "drill": self.drill, "started_at": self.started_at,
+                "runbook": self.plan.name, "title": self.plan.runbook.title,
+                "severity": self.plan.runbook.severity}
 
     # ----- task body (worker threads) ---------------------------------------------------------
     def execute(self, call: ItemCall) -> dict[str, Any]:
@@ -326,7 +332,7 @@ class Engine:
                        reason: str | None = None, output: Any = None, duration: float | None = None) -> None:
         step = run.step
         context = {
-            "incident": self.scope()["incident"] | {"started_at": None},
+            "incident": self.report_incident(),
             "inputs": self.inputs,
             "step": {
                 "id": step.id, "title": step.title, "action": step.action, "status": str(status),

@@ -1,0 +1,60 @@
+"""The generic flow against real Prefect task runs (core actions only: no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.runtime import run_runbook
+from flows.timeline import verify
+
+HERE = Path(__file__).parent / "runbooks"
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _run(tmp_path: Path, name: str, inputs: dict | None = None):  # type: ignore[no-untyped-def]
+    state = run_runbook(str(HERE / name), inputs or {}, f"INC-TEST-{name.split('.')[0]}", str(tmp_path),
+                        False, "test", return_state=True)
+    return state, tmp_path / f"INC-TEST-{name.split('.')[0]}"
+
+
+def _kinds(folder: Path) -> list[tuple[str, str | None, str | None]]:
+    import json
+
+    return [(e["kind"], e["step"], e["item"]) for e in map(json.loads, (folder / "timeline.jsonl").open())]
+
+
+def test_branches_fan_out_retries_and_tolerated_failure(tmp_path: Path) -> None:
+    state, folder = _run(tmp_path, "branches.yaml")
+    assert state.is_completed(), state.message
+    events = _kinds(folder)
+    # fan-out items are named after their item
+    assert {i for k, s, i in events if k == "item.succeeded" and s == "right"} == {"alpha", "beta", "gamma"}
+    # the flaky step was retried twice on transient errors, then succeeded
+    assert [k for k, s, _ in events if s == "flaky" and k == "item.retrying"] == ["item.retrying"] * 2
+    assert ("step.succeeded", "flaky", None) in events
+    # the optional failure did not stop `end`; the false `if` skipped `never`
+    assert ("step.failed", "optional", None) in events
+    assert ("step.skipped", "never", None) in events
+    assert ("step.succeeded", "end", None) in events
+    # a report per step, and a verified chain
+    assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted(
+        ["start", "left", "right", "flaky", "optional", "never", "end"])
+    assert verify(folder / "timeline.jsonl").ok
+    assert "alpha,beta,gamma" in (folder / "reports" / "end.md").read_text()
+
+
+def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Path) -> None:
+    state, folder = _run(tmp_path, "failing.yaml")
+    assert state.is_failed()
+    events = _kinds(folder)
+    # permanent errors are not retried
+    assert not [e for e in events if e[0] == "item.retrying"]
+    assert ("step.skipped", "third", None) in events
+    assert ("compensation.succeeded", "first", None) in events
+    report = (folder / "reports" / "second.md").read_text()
+    assert "FAILED" in report and "AccessDenied: iam:UpdateAccessKey not allowed" in report
+    pm = (folder / "postmortem.md").read_text()
+    assert "Containment FAILED" in pm and "undo first (first)" in pm
+    assert verify(folder / "timeline.jsonl").ok
