@@ -108,6 +108,10 @@ class Source:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> commit/ref/pin/note
     edges: Callable[[str], Iterable[tuple[str, str | None]]] | None = None  # node -> (child, spec)
     roots: list[tuple[str, str | None]] = field(default_factory=list)  # (node, spec) direct deps
+    lazy_graph: (
+        Callable[[], tuple[Callable[[str], Iterable[tuple[str, str | None]]], list[tuple[str, str | None]]]]
+        | None
+    ) = None
     _parents: dict[str, tuple[str | None, str | None]] | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -144,6 +148,9 @@ class Source:
     def _bfs(self) -> dict[str, tuple[str | None, str | None]]:
         if self._parents is not None:
             return self._parents
+        if self.lazy_graph is not None:
+            self.edges, self.roots = self.lazy_graph()
+            self.lazy_graph = None
         parents: dict[str, tuple[str | None, str | None]] = {}
         queue: deque[str] = deque()
         roots = list(self.roots)
@@ -256,19 +263,36 @@ def _npm_parent(loc: str) -> str | None:
     return loc[:i] if i >= 0 else ""
 
 
-def _npm_lock(text: str, shown: str, p: Path) -> Source:
-    data = json.loads(text)
-    root_name = data.get("name") or p.parent.name or "app"
+def _npm_packages(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     packages: dict[str, dict[str, Any]] | None = data.get("packages")
     if packages is None:
         packages = _npm_v1_to_packages(data.get("dependencies") or {})
+    return packages
+
+
+def _npm_lock(text: str, shown: str, p: Path) -> Source:
+    data = json.loads(text)
+    root_name = data.get("name") or p.parent.name or "app"
+    packages = _npm_packages(data)
     src = Source(path=shown, kind=f"npm-lock-v{data.get('lockfileVersion', 1)}", root_name=root_name)
+    nodes, index = src.nodes, src.index
     for key, meta in packages.items():
         if not key or meta.get("link"):
             continue
         cut = key.rfind("node_modules/")
         name = meta.get("name") or (key[cut + 13 :] if cut >= 0 else key)
-        src.add(key, name, meta.get("version"), "npm")
+        nodes[key] = (name, meta.get("version"), "npm")
+        index.setdefault(("npm", name), []).append(key)
+    # The graph is only needed when a package matched: re-read the file then, so the fleet scan
+    # does not keep every parsed lockfile alive.
+    src.lazy_graph = lambda: _npm_graph(json.loads(p.read_text(encoding="utf-8")))
+    return src
+
+
+def _npm_graph(
+    data: dict[str, Any],
+) -> tuple[Callable[[str], Iterable[tuple[str, str | None]]], list[tuple[str, str | None]]]:
+    packages = _npm_packages(data)
 
     def resolve(loc: str, dep: str) -> str | None:
         cur: str | None = loc
@@ -298,13 +322,12 @@ def _npm_lock(text: str, shown: str, p: Path) -> Source:
         root_specs = {
             k[13:]: None for k in packages if k.count("node_modules/") == 1 and k[13:] not in required
         }
-    src.edges = edges
-    src.roots = [(r, spec) for dep, spec in root_specs.items() if (r := resolve("", dep)) is not None]
+    roots = [(r, spec) for dep, spec in root_specs.items() if (r := resolve("", dep)) is not None]
     # workspaces: their own dependencies hang off the root too
     for key, meta in packages.items():
         if key and "node_modules/" not in key and not meta.get("link"):
-            src.roots.append((key, None))
-    return src
+            roots.append((key, None))
+    return edges, roots
 
 
 def _npm_v1_to_packages(deps: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
