@@ -150,6 +150,12 @@ def plan(
     console.print(render_plan(plan_, rows), markup=False, soft_wrap=True)
 
 
+def read_sandbox_state() -> Any:
+    from integrations.sandbox import read_state
+
+    return read_state(_settings().home)
+
+
 def _use_sandbox() -> Any:
     from integrations.sandbox import load_state
 
@@ -177,7 +183,9 @@ def run(
     from flows.incident import new_incident_id
 
     try:
-        if sandbox or drill:
+        if sandbox:
+            _use_sandbox()
+        elif drill and read_sandbox_state() is not None:
             _use_sandbox()
         settings = _settings()
         if drill:

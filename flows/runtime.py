@@ -12,6 +12,7 @@ Decisions live in ``flows.conductor``; the incident record in ``flows.incident``
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import random
 import re
 import threading
@@ -42,6 +43,17 @@ from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry, default_registry
 from integrations.errors import ActionError, StanchError
 from integrations.settings import StanchSettings
+
+class _ThreadTimeoutNotice(logging.Filter):
+    """Prefect warns on every sync task with a timeout that worker threads cannot be interrupted.
+    stanch knows (docs/runbook-language.md: a timeout takes effect when the blocking call returns;
+    botocore's own connect/read timeouts bound each AWS call), so the notice is noise per item."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "running in a worker thread" not in record.getMessage()
+
+
+logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
 
 Listener = Callable[[dict[str, Any]], None]
 _listeners: list[Listener] = []

@@ -1,0 +1,129 @@
+"""The flagship runbook end to end: real Prefect flow, real boto3 over HTTP to moto, real
+slack_sdk calls to the Slack stand-in. Proves containment touched exactly the affected service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.demo import DEMO_INPUTS
+from flows.runtime import run_runbook
+from flows.timeline import verify
+from integrations.sandbox import Sandbox, observe
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"
+STEPS = ["scope", "announce", "revoke-ci-keys", "rotate-signing-cert", "publish-update",
+         "notify-users-email", "notify-users-slack"]
+
+
+def _run(sandbox: Sandbox, tmp_path: Path, incident: str) -> tuple[object, Path]:
+    assert sandbox.state is not None
+    inputs = {**DEMO_INPUTS, "inventory": str(sandbox.state.inventory_path)}
+    state = run_runbook(str(RUNBOOK), inputs, incident, str(tmp_path / "store"), True, "test",
+                        return_state=True)
+    return state, tmp_path / "store" / incident
+
+
+def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
+    fleet = sandbox.fleet
+    assert fleet is not None
+    desktop = fleet.services["desktop-app"]
+    assert desktop.certificate_arn is not None
+    before = observe.certificate_facts(sandbox.url, desktop.account, desktop.certificate_arn)
+
+    state, folder = _run(sandbox, tmp_path, "INC-E2E-1")
+    assert state.is_completed(), state.message  # type: ignore[attr-defined]
+
+    # IAM: affected keys Inactive, unaffected Active
+    assert set(observe.access_key_statuses(sandbox.url, desktop.account, desktop.ci_user).values()) == {"Inactive"}
+    for name in ("web-dashboard", "billing-api"):
+        svc = fleet.services[name]
+        assert set(observe.access_key_statuses(sandbox.url, svc.account, svc.ci_user).values()) == {"Active"}
+
+    # ACM: same ARN, new serial; the new private key is in Secrets Manager, not in any output
+    after = observe.certificate_facts(sandbox.url, desktop.account, desktop.certificate_arn)
+    assert after["serial"] != before["serial"]
+    secret = observe.secret_value(sandbox.url, desktop.account, desktop.signing_secret or "")
+    pem = json.dumps(secret)
+    assert "PRIVATE KEY" in pem
+
+    # SES: exactly the desktop-app audience
+    expected = set(fleet.audiences["desktop-users"].emails)
+    sent = observe.sent_emails(sandbox.url)
+    assert {t for m in sent for t in m.to} == expected
+    assert sum(len(m.to) for m in sent) == len(expected)
+
+    # Slack: a threaded status message per step, header edited as steps complete
+    slack = sandbox.slack
+    posts = slack.calls("chat.postMessage")  # type: ignore[union-attr]
+    header_ts = next(c for c in posts if not c["params"].get("thread_ts"))
+    threaded = [c for c in posts if c["params"].get("thread_ts")]
+    for step in STEPS:
+        assert any(step.replace("-", " ") in json.dumps(c["params"]).lower() or
+                   _title(folder, step).lower() in json.dumps(c["params"]).lower() for c in threaded), step
+    assert header_ts and slack.calls("chat.update")  # type: ignore[union-attr]
+
+    # a report and timeline events for every step; chain verified; no secret anywhere
+    assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted(STEPS)
+    events = [json.loads(line) for line in (folder / "timeline.jsonl").open()]
+    for step in STEPS:
+        assert {"step.started", "step.succeeded", "report.written"} <= {e["kind"] for e in events
+                                                                        if e["step"] == step}, step
+    assert verify(folder / "timeline.jsonl").ok
+    everything = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
+    assert "PRIVATE KEY-----" not in everything
+    pm = (folder / "postmortem.md").read_text()
+    for section in ("## Summary", "## Impact", "## Timeline", "## Actions taken per asset",
+                    "Time to contain", "## What went well", "## What went badly", "## Follow-ups"):
+        assert section in pm
+    assert "desktop-app" in pm and "**exposed**" in pm and "DRILL" in pm
+
+
+def _title(folder: Path, step: str) -> str:
+    first = (folder / "reports" / f"{step}.md").read_text().split("\n# ", 1)[1]
+    return first.split(" — ")[0]
+
+
+def test_rerun_is_idempotent_and_cli_verify_detects_an_edit(sandbox: Sandbox, tmp_path: Path) -> None:
+    state, folder = _run(sandbox, tmp_path, "INC-E2E-2")
+    assert state.is_completed()  # type: ignore[attr-defined]
+    state2, folder2 = _run(sandbox, tmp_path, "INC-E2E-3")
+    assert state2.is_completed()  # type: ignore[attr-defined]
+    events = [json.loads(line) for line in (folder2 / "timeline.jsonl").open()]
+    revoke = next(e for e in events if e["kind"] == "item.succeeded" and e["step"] == "revoke-ci-keys")
+    assert revoke["data"]["output"]["deactivated"] == []  # already inactive: success, not an error
+    assert len(revoke["data"]["output"]["already_inactive"]) == 2
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["timeline", "verify", str(folder)])
+    assert ok.exit_code == 0, ok.output
+    raw = bytearray((folder / "timeline.jsonl").read_bytes())
+    raw[raw.index(b"ci-desktop-app") + 3] ^= 0x01  # one byte
+    (folder / "timeline.jsonl").write_bytes(bytes(raw))
+    bad = runner.invoke(app, ["timeline", "verify", str(folder)])
+    assert bad.exit_code == 1
+    assert "edited" in bad.output
+
+
+def test_failing_step_fails_the_run_with_nonzero_exit(sandbox: Sandbox, tmp_path: Path) -> None:
+    """AccessDenied on UpdateAccessKey: the CLI exits 1 and the report names the permission."""
+    from integrations.sandbox import inject_fault
+
+    assert sandbox.state is not None
+    inject_fault(sandbox.url, "UpdateAccessKey", status=403, code="AccessDenied")
+    runner = CliRunner()
+    args = ["run", str(RUNBOOK), "--drill"]
+    for k, v in {**DEMO_INPUTS, "inventory": str(sandbox.state.inventory_path)}.items():
+        args += ["--input", f"{k}={v}"]
+    result = runner.invoke(app, [*args, "--incident-id", "INC-E2E-FAIL"],
+                           env={"STANCH_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 1, result.output
+    assert "run failed" in result.output
+    folder = tmp_path / "home" / "incidents" / "INC-E2E-FAIL"
+    report = (folder / "reports" / "revoke-ci-keys.md").read_text()
+    assert "FAILED" in report and "iam:UpdateAccessKey" in report
+    # nothing downstream of the failure ran: the certificate was not rotated
+    assert "SKIPPED" in (folder / "reports" / "rotate-signing-cert.md").read_text()
