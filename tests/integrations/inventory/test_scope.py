@@ -68,9 +68,7 @@ def test_floating_spec_installed_in_window_is_exposed(inv_fleet: Path) -> None:
     assert svc.exposure == "exposed" and svc.safe_version == "1.14.0"
     # same lockfile, no install history: an analyst must confirm
     assert _verdict(r, "web-portal-quiet").verdict == "needs-confirmation"
-    assert any(
-        c.service == "web-portal-quiet" and c.kind == "floating-no-history" for c in r.needs_confirmation
-    )
+    assert any(c.service == "web-portal-quiet" and c.kind == "floating-no-history" for c in r.needs_confirmation)
 
 
 def test_floating_spec_with_installs_outside_window_is_not_exposed(inv_fleet: Path) -> None:
