@@ -183,9 +183,7 @@ def run(
     from flows.incident import new_incident_id
 
     try:
-        if sandbox:
-            _use_sandbox()
-        elif drill and read_sandbox_state() is not None:
+        if sandbox or (drill and read_sandbox_state() is not None):
             _use_sandbox()
         settings = _settings()
         if drill:
@@ -219,8 +217,8 @@ def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, sto
     remove = add_listener(progress.on_event)
     try:
         with progress:
-            state = run_runbook(str(runbook_path), given, incident_id, str(store.resolve()), drill, initiator,
-                                return_state=True)
+            state: Any = run_runbook(str(runbook_path), given, incident_id, str(store.resolve()), drill,
+                                     initiator, return_state=True)
     finally:
         remove()
     summary: dict[str, Any] = state.result(raise_on_failure=False) if state.is_completed() or \

@@ -177,9 +177,7 @@ _FALSE = {"false", "0", "no", "off"}
 
 
 def _coerce(name: str, spec: InputSpec, raw: Any) -> Any:
-    if not isinstance(raw, str):
-        value = raw
-    elif spec.type == "string":
+    if not isinstance(raw, str) or spec.type == "string":
         value = raw
     elif spec.type == "integer":
         try:

@@ -40,9 +40,7 @@ class StatusNotifier:
         return cls(thread, incident, plan, drill=drill)
 
     def _header(self, status: str) -> tuple[str, list[dict[str, Any]]]:
-        from integrations.slack.blocks import header_blocks
-
-        from integrations.slack.blocks import header_text
+        from integrations.slack.blocks import header_blocks, header_text
 
         title = self.plan.runbook.title
         blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,

@@ -38,7 +38,7 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
         return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(round(seconds)), 60)
+    minutes, sec = divmod(round(seconds), 60)
     if minutes < 120:
         return f"{minutes} min {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -91,7 +91,8 @@ def render_template(path: Path, context: dict[str, Any]) -> str:
     try:
         return env.get_template(path.name).render(**context)
     except TemplateError as exc:
-        where = f"{path}:{exc.lineno}" if getattr(exc, "lineno", None) else str(path)
+        lineno = getattr(exc, "lineno", None)
+        where = f"{path}:{lineno}" if lineno else str(path)
         raise ReportError(f"{where}: report template error: {exc}") from None
 
 

@@ -12,6 +12,7 @@ Decisions live in ``flows.conductor``; the incident record in ``flows.incident``
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import random
 import re
@@ -43,6 +44,7 @@ from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry, default_registry
 from integrations.errors import ActionError, StanchError
 from integrations.settings import StanchSettings
+
 
 class _ThreadTimeoutNotice(logging.Filter):
     """Prefect warns on every sync task with a timeout that worker threads cannot be interrupted.
@@ -76,10 +78,8 @@ def _publish(event: dict[str, Any]) -> None:
     with _listeners_lock:
         targets = list(_listeners)
     for fn in targets:
-        try:
+        with contextlib.suppress(Exception):  # a broken progress display must never break containment
             fn(event)
-        except Exception:  # a broken progress display must never break containment
-            pass
 
 
 def _backoff(base: float, retries: int) -> list[float]:
@@ -156,6 +156,9 @@ class Engine:
         _publish({**event, "incident": self.incident.id})
         return event
 
+    def _record_action(self, kind: str, step: str, item: str | None, data: dict[str, Any]) -> None:
+        self.record(kind, step=step, item=item, data=data)
+
     # ----- expressions ------------------------------------------------------------------------
     def scope(self) -> dict[str, Any]:
         return {
@@ -184,7 +187,7 @@ class Engine:
             self._attempts[(step.id, key)] = attempt
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
                             item_key=key, drill=self.drill, runbook=self.plan.name,
-                            record=lambda kind, data: self.record(kind, step=step.id, item=key, data=data))
+                            record=lambda kind, data: self._record_action(kind, step.id, key, data))
         try:
             result = spec.execute(ctx, call.params)
         except Exception as exc:
@@ -444,7 +447,8 @@ def _error_text(exc: Any) -> str:
     return str(exc)
 
 
-@flow(name="stanch-runbook", flow_run_name="{incident_id}", task_runner=ThreadPoolTaskRunner(max_workers=16),
+@flow(name="stanch-runbook", flow_run_name="{incident_id}",
+      task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
                 drill: bool = False, initiator: str = "cli") -> Any:
