@@ -19,11 +19,13 @@ def _plan(steps: list[dict]) -> object:
 
 
 def test_independent_branches_are_ready_together_and_order_is_topological() -> None:
-    plan = _plan([
-        {"id": "c", "action": "core.note", "with": {"message": "c"}, "needs": ["a", "b"]},
-        {"id": "a", "action": "core.note", "with": {"message": "a"}},
-        {"id": "b", "action": "core.note", "with": {"message": "b"}},
-    ])
+    plan = _plan(
+        [
+            {"id": "c", "action": "core.note", "with": {"message": "c"}, "needs": ["a", "b"]},
+            {"id": "a", "action": "core.note", "with": {"message": "a"}},
+            {"id": "b", "action": "core.note", "with": {"message": "b"}},
+        ]
+    )
     assert [s.id for s in plan.steps] == ["a", "b", "c"]
     st = RunState(plan)
     assert [s.id for s in st.ready()] == ["a", "b"]
@@ -35,10 +37,12 @@ def test_independent_branches_are_ready_together_and_order_is_topological() -> N
 
 
 def test_failed_required_step_skips_dependents_and_fails_run() -> None:
-    plan = _plan([
-        {"id": "a", "action": "core.fail"},
-        {"id": "b", "action": "core.note", "with": {"message": "b"}, "needs": ["a"]},
-    ])
+    plan = _plan(
+        [
+            {"id": "a", "action": "core.fail"},
+            {"id": "b", "action": "core.note", "with": {"message": "b"}, "needs": ["a"]},
+        ]
+    )
     st = RunState(plan)
     st.mark("a", StepStatus.FAILED)
     assert st.blocked_by(plan.step("b")) == "needed step 'a' failed"
@@ -47,10 +51,12 @@ def test_failed_required_step_skips_dependents_and_fails_run() -> None:
 
 
 def test_continue_on_error_does_not_block_or_fail() -> None:
-    plan = _plan([
-        {"id": "a", "action": "core.fail", "continue_on_error": True},
-        {"id": "b", "action": "core.note", "with": {"message": "b"}, "needs": ["a"]},
-    ])
+    plan = _plan(
+        [
+            {"id": "a", "action": "core.fail", "continue_on_error": True},
+            {"id": "b", "action": "core.note", "with": {"message": "b"}, "needs": ["a"]},
+        ]
+    )
     st = RunState(plan)
     st.mark("a", StepStatus.FAILED)
     assert st.blocked_by(plan.step("b")) is None
@@ -59,11 +65,13 @@ def test_continue_on_error_does_not_block_or_fail() -> None:
 
 
 def test_compensations_run_in_reverse_completion_order() -> None:
-    plan = _plan([
-        {"id": "a", "action": "core.note", "with": {"message": "a"}, "compensate": "core.note"},
-        {"id": "b", "action": "core.note", "with": {"message": "b"}, "compensate": "core.note"},
-        {"id": "c", "action": "core.note", "with": {"message": "c"}},
-    ])
+    plan = _plan(
+        [
+            {"id": "a", "action": "core.note", "with": {"message": "a"}, "compensate": "core.note"},
+            {"id": "b", "action": "core.note", "with": {"message": "b"}, "compensate": "core.note"},
+            {"id": "c", "action": "core.note", "with": {"message": "c"}},
+        ]
+    )
     order = compensation_order(plan, ["b", "a", "c"], {"a", "b", "c"})
     assert [s.id for s in order] == ["a", "b"]
     assert [s.id for s in compensation_order(plan, ["b", "a"], {"b"})] == ["b"]

@@ -71,8 +71,10 @@ def test_rehashed_edit_still_breaks_the_chain(timeline: Timeline) -> None:
 
 def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
     tl = Timeline(tmp_path / "INC-2")
-    threads = [threading.Thread(target=lambda i=i: [tl.append("x", item=str(i)) for _ in range(20)])
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda i=i: [tl.append("x", item=str(i)) for _ in range(20)])
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
