@@ -182,13 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline json.load of all lockfiles : {t_base:6.3f} s  (1.00x)")
         print(f"parse + index fleet (no matching)   : {t_load:6.3f} s  ({t_load / t_base:.2f}x)")
         print(f"scope, 1 advisory                   : {t_one:6.3f} s  ({t_one / t_base:.2f}x)")
-        print(
-            f"scope, {n_adv} advisories                  : {t_full:6.3f} s  ({t_full / t_base:.2f}x)  (< 2 s)"
-        )
+        print(f"scope, {n_adv} advisories                  : {t_full:6.3f} s  ({t_full / t_base:.2f}x)  (< 2 s)")
         for r in results:
-            print(
-                f"  {r.advisory.id:22s} affected={len(r.affected):3d} confirm={len(r.needs_confirmation):3d}"
-            )
+            print(f"  {r.advisory.id:22s} affected={len(r.affected):3d} confirm={len(r.needs_confirmation):3d}")
         return 0 if t_full < 2.0 else 1
 
 

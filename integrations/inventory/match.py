@@ -327,9 +327,7 @@ def _safe_version(
     return None, "none derivable offline: no fixed version and no clean earlier patch (check the registry)"
 
 
-def _admitted_bad(
-    ap: AffectedPackage, scheme: VersionScheme | None, specs: Iterable[str | None]
-) -> str | None:
+def _admitted_bad(ap: AffectedPackage, scheme: VersionScheme | None, specs: Iterable[str | None]) -> str | None:
     """The highest known-bad version that one of ``specs`` admits (a fresh install could get it)."""
     if scheme is None:
         return None
@@ -394,9 +392,7 @@ def _evaluate(svc: Service, fleet: _Fleet, src: Source, found: Found, ap: Affect
         verdict = ap.evaluate(found.version, scheme)
     admitted = None
     if verdict.status == "not-affected" and pin in ("floating", "tag", "unknown", "branch"):
-        admitted = _admitted_bad(
-            ap, scheme, [declared_spec, manifest_spec] if len(specs) == 1 else [declared_spec]
-        )
+        admitted = _admitted_bad(ap, scheme, [declared_spec, manifest_spec] if len(specs) == 1 else [declared_spec])
     return _Eval(found, path, pin, manifest_spec, declared_spec, verdict, admitted, ap, scheme)
 
 
@@ -460,9 +456,7 @@ def _advisory_safe_versions(adv: Advisory) -> tuple[dict[str, str], list[SafeVer
                     "none: the advisory covers every version (open-ended) — needs analyst confirmation",
                 )
             details.append(
-                SafeVersion(
-                    package=ap.name, ecosystem=ap.ecosystem, bad_version=bad, safe_version=safe, source=how
-                )
+                SafeVersion(package=ap.name, ecosystem=ap.ecosystem, bad_version=bad, safe_version=safe, source=how)
             )
             if safe and scheme and (ap.name not in best or scheme.compare(safe, best[ap.name]) > 0):
                 best[ap.name] = safe
@@ -482,9 +476,7 @@ def _confirmation(service: str, ev: _Eval, src: Source, kind: Any, reason: str) 
     )
 
 
-def _match(
-    adv: Advisory, fleet: _Fleet, live_from: datetime | None, live_until: datetime | None
-) -> MatchResult:
+def _match(adv: Advisory, fleet: _Fleet, live_from: datetime | None, live_until: datetime | None) -> MatchResult:
     inv = fleet.inventory
     w = _window(adv, live_from, live_until)
     safe_versions, safe_details = _advisory_safe_versions(adv)
@@ -526,9 +518,7 @@ def _match(
                         )
                     elif status == "affected" or (ev.admitted and exposure == "exposed"):
                         bad = ev.found.version if status == "affected" else ev.admitted
-                        safe, how = _safe_version(
-                            ap, ev.scheme, bad, ev.verdict if status == "affected" else None
-                        )
+                        safe, how = _safe_version(ap, ev.scheme, bad, ev.verdict if status == "affected" else None)
                         reason = (
                             ev.verdict.reason
                             if status == "affected"
@@ -625,9 +615,7 @@ def _match(
                 verdicts.append(ServiceVerdict(name=svc.name, verdict="unaffected", exposure=exp, reason=why))
             else:
                 verdicts.append(
-                    ServiceVerdict(
-                        name=svc.name, verdict="not-using", reason="does not depend on the package"
-                    )
+                    ServiceVerdict(name=svc.name, verdict="not-using", reason="does not depend on the package")
                 )
     return MatchResult(
         advisory=_advisory_info(adv),
@@ -726,9 +714,7 @@ def render_scope_table(result: MatchResult) -> Table:
             )
     for c in result.needs_confirmation:
         label = (
-            "all versions — needs analyst confirmation"
-            if c.kind == "open-ended"
-            else f"needs confirmation ({c.kind})"
+            "all versions — needs analyst confirmation" if c.kind == "open-ended" else f"needs confirmation ({c.kind})"
         )
         table.add_row(
             c.service,

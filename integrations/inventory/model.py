@@ -57,9 +57,7 @@ class Service(_Model):
     sboms: list[str] = []
     workflows: list[str] = []
     ci_user: str | None = None
-    signing_certificate: str | None = Field(
-        default=None, description="ACM certificate ARN used for code signing"
-    )
+    signing_certificate: str | None = Field(default=None, description="ACM certificate ARN used for code signing")
     signing_secret: str | None = Field(default=None, description="Secrets Manager name for the signing key")
     deploy_target: DeployTarget | None = None
     audience: str | None = Field(default=None, description="Key into the inventory's audiences")

@@ -141,9 +141,7 @@ class AffectedPackage:
         for listed in self.versions:
             try:
                 if scheme.key(listed) == vkey:
-                    return Verdict(
-                        "affected", f"{version} is listed in the advisory's versions (as {listed})"
-                    )
+                    return Verdict("affected", f"{version} is listed in the advisory's versions (as {listed})")
             except ValueError:
                 continue
         results: list[Verdict] = []
@@ -226,14 +224,11 @@ def _eval_range(r: OsvRange, version: str, vkey: Any, scheme: VersionScheme) -> 
         affected = False
     if not affected:
         return Verdict("not-affected", f"{version} outside range")
-    closed_later = any(
-        kind in ("fixed", "last_affected") and vkey <= k for k, _, kind, _ in events if k is not None
-    )
+    closed_later = any(kind in ("fixed", "last_affected") and vkey <= k for k, _, kind, _ in events if k is not None)
     if opened_by_zero and not closed_later and not limits:
         return Verdict(
             "open-ended",
-            f'range {{introduced: "0"}} has no upper bound: '
-            f"all versions — needs analyst confirmation ({r.type})",
+            f'range {{introduced: "0"}} has no upper bound: all versions — needs analyst confirmation ({r.type})',
         )
     bounds = ", ".join(f"{kind} {value}" for kind, value in r.events)
     return Verdict("affected", f"{version} is inside {r.type} range [{bounds}]", fixed)
@@ -285,9 +280,7 @@ def parse_advisory(data: dict[str, Any], source: str | None = None, *, validate:
         errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             where = source or data.get("id", "<record>")
-            msgs = "; ".join(
-                f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5]
-            )
+            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5])
             raise InputError(f"{where}: not a valid OSV record: {msgs}")
     aliases = tuple(data.get("aliases") or ())
     bad_commits = _known_bad_commits()
@@ -395,8 +388,7 @@ def find_advisory(advisory_id: str, dirs: Iterable[str | Path | None] = ()) -> P
                 return p
     shown = ", ".join(str(d) for d in search)
     raise InputError(
-        f"advisory {wanted!r} not found in {shown} "
-        "(give a path to an OSV JSON file, or set STANCH_ADVISORIES_DIR)"
+        f"advisory {wanted!r} not found in {shown} (give a path to an OSV JSON file, or set STANCH_ADVISORIES_DIR)"
     )
 
 

@@ -101,16 +101,13 @@ class Source:
     path: str
     kind: str
     root_name: str
-    nodes: dict[str, tuple[str, str | None, str]] = field(
-        default_factory=dict
-    )  # node -> (name, version, eco)
+    nodes: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # node -> (name, version, eco)
     index: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (eco, norm name) -> nodes
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> commit/ref/pin/note
     edges: Callable[[str], Iterable[tuple[str, str | None]]] | None = None  # node -> (child, spec)
     roots: list[tuple[str, str | None]] = field(default_factory=list)  # (node, spec) direct deps
     lazy_graph: (
-        Callable[[], tuple[Callable[[str], Iterable[tuple[str, str | None]]], list[tuple[str, str | None]]]]
-        | None
+        Callable[[], tuple[Callable[[str], Iterable[tuple[str, str | None]]], list[tuple[str, str | None]]]] | None
     ) = None
     _parents: dict[str, tuple[str | None, str | None]] | None = None
     warnings: list[str] = field(default_factory=list)
@@ -319,9 +316,7 @@ def _npm_graph(
     if not root_specs and "packages" not in data:
         # v1 has no root entry: direct deps are the top-level ones nobody else requires.
         required = {d for meta in packages.values() for d in (meta.get("dependencies") or {})}
-        root_specs = {
-            k[13:]: None for k in packages if k.count("node_modules/") == 1 and k[13:] not in required
-        }
+        root_specs = {k[13:]: None for k in packages if k.count("node_modules/") == 1 and k[13:] not in required}
     roots = [(r, spec) for dep, spec in root_specs.items() if (r := resolve("", dep)) is not None]
     # workspaces: their own dependencies hang off the root too
     for key, meta in packages.items():
@@ -363,9 +358,7 @@ def _split_name_version(entry: str) -> tuple[str, str]:
 
 def _pnpm_lock(text: str, shown: str, p: Path) -> Source:
     data = yaml.safe_load(text) or {}
-    src = Source(
-        path=shown, kind=f"pnpm-lock-v{data.get('lockfileVersion')}", root_name=p.parent.name or "app"
-    )
+    src = Source(path=shown, kind=f"pnpm-lock-v{data.get('lockfileVersion')}", root_name=p.parent.name or "app")
     snapshots = data.get("snapshots") or data.get("packages") or {}
     for key in snapshots:
         name, version = _split_name_version(str(key))
@@ -549,9 +542,7 @@ def _toml_lock(text: str, shown: str, p: Path, kind: str) -> Source:
             }
             root_nodes = [(d, req_specs.get(d)) for d, _ in out]
             continue
-        src.add(
-            node, pkg["name"], str(pkg.get("version")) if pkg.get("version") is not None else None, "PyPI"
-        )
+        src.add(node, pkg["name"], str(pkg.get("version")) if pkg.get("version") is not None else None, "PyPI")
         deps[node] = out
         depended.update(d for d, _ in out)
     src.edges = lambda n: deps.get(n, ())
@@ -634,9 +625,7 @@ _SPDX_REVERSE = {
 
 def _spdx(text: str, shown: str, p: Path) -> Source:
     data = json.loads(text)
-    src = Source(
-        path=shown, kind=f"spdx-{data.get('spdxVersion', '?')}", root_name=data.get("name") or p.stem
-    )
+    src = Source(path=shown, kind=f"spdx-{data.get('spdxVersion', '?')}", root_name=data.get("name") or p.stem)
     for pkg in data.get("packages") or ():
         for ref in pkg.get("externalRefs") or ():
             if ref.get("referenceType") == "purl":

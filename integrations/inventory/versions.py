@@ -297,12 +297,8 @@ def _pep440_release(parts: tuple[int, ...]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-_NPM = VersionScheme(
-    "npm (node-semver)", _semver_key, _npm_exact, _npm_allows, _semver_parts, _semver_release
-)
-_CRATES = VersionScheme(
-    "crates.io (node-semver)", _semver_key, _npm_exact, _npm_allows, _semver_parts, _semver_release
-)
+_NPM = VersionScheme("npm (node-semver)", _semver_key, _npm_exact, _npm_allows, _semver_parts, _semver_release)
+_CRATES = VersionScheme("crates.io (node-semver)", _semver_key, _npm_exact, _npm_allows, _semver_parts, _semver_release)
 _GO = VersionScheme(
     "Go (node-semver, v-prefix stripped)",
     _go_key,
@@ -311,9 +307,7 @@ _GO = VersionScheme(
     _go_parts,
     _go_release,
 )
-_PYPI = VersionScheme(
-    "PyPI (packaging, PEP 440)", _pep440, _pypi_exact, _pypi_allows, _pypi_parts, _pep440_release
-)
+_PYPI = VersionScheme("PyPI (packaging, PEP 440)", _pep440, _pypi_exact, _pypi_allows, _pypi_parts, _pep440_release)
 _GHA = VersionScheme(
     "GitHub Actions (release tags via node-semver)",
     _gha_key,
