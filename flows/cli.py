@@ -240,6 +240,120 @@ def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, sto
     return summary
 
 
+def _run_with_progress(flow_fn: Any, label: str, folder_root: Path, **params: Any) -> dict[str, Any]:
+    incident_id = params["incident_id"]
+    from flows.progress import Progress
+    from flows.runtime import add_listener
+
+    console.print(label)
+    progress = Progress(console, Path(label))
+    remove = add_listener(progress.on_event)
+    try:
+        with progress:
+            state: Any = flow_fn(return_state=True, **params)
+    finally:
+        remove()
+    summary = state.result(raise_on_failure=False) if (state.is_completed() or state.is_failed()) else None
+    if not isinstance(summary, dict):
+        summary = {"incident_id": incident_id, "outcome": "failed", "folder": str(folder_root / incident_id),
+                   "failed_steps": [], "error": str(summary)}
+    return summary
+
+
+def _report(summary: dict[str, Any]) -> None:
+    folder = Path(summary.get("folder", ""))
+    outcome = summary.get("outcome")
+    if outcome in ("succeeded", "rolled back"):
+        console.print(f"[bold green]{'contained' if outcome == 'succeeded' else outcome}[/]")
+    else:
+        failed = ", ".join(summary.get("failed_steps") or []) or summary.get("error", "see the timeline")
+        console.print(f"[bold red]{outcome}[/] — {failed}")
+    console.print(f"incident folder: {folder}")
+    if (folder / "postmortem.md").exists():
+        console.print(f"post-mortem:     {folder / 'postmortem.md'}")
+
+
+@app.command()
+def resume(
+    incident: Annotated[str, typer.Argument(help="Incident id or folder of a crashed, aborted or failed run.")],
+    input: InputOpt = None,
+) -> None:
+    """Continue an incident's run: steps and fan-out items that already succeeded are skipped
+    (never repeated); failed and unfinished ones run. Secret inputs must be given again."""
+    from flows.incident import Incident
+    from flows.runtime import run_runbook
+
+    try:
+        settings = _settings()
+        inc = Incident.open_existing(settings.store_dir, incident)
+        meta = inc.read_meta()
+        if meta.get("drill") and read_sandbox_state() is not None:
+            _use_sandbox()
+        from flows.compiler import parse_input_pairs
+
+        given = {**meta.get("inputs", {}), **parse_input_pairs(input or [])}
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    summary = _run_with_progress(run_runbook, f"resuming {inc.id} ({meta['runbook']})", inc.folder.parent,
+                                 runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id, store=str(inc.folder.parent), drill=bool(meta.get("drill")),
+                                 initiator=meta.get("initiator", "cli"), resume=True)
+    _report(summary)
+    raise typer.Exit(0 if summary.get("outcome") == "succeeded" else 1)
+
+
+@app.command()
+def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Undo an incident: run the compensations of its succeeded steps, newest first, each once
+    (retried on transient errors). Every compensation is recorded in the timeline and post-mortem."""
+    from flows.incident import Incident
+    from flows.runtime import rollback_incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+        if inc.read_meta().get("drill") and read_sandbox_state() is not None:
+            _use_sandbox()
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    who = os.environ.get("USER") or "cli"
+    summary = _run_with_progress(rollback_incident, f"rolling back {inc.id}", inc.folder.parent,
+                                 incident_id=inc.id, store=str(inc.folder.parent), initiator=f"cli:{who}")
+    _report(summary)
+    raise typer.Exit(0 if summary.get("outcome") == "rolled back" else 1)
+
+
+def _decide(incident: str, step: str, approver: str, approve: bool, comment: str) -> None:
+    from flows.approvals import submit_decision
+
+    if not approver:
+        raise _fail("say who decides: --as <Slack user id> (the run checks it against the step's approvers)")
+    try:
+        submit_decision(_settings().store_dir, incident, step, f"cli:{approver}", approve, comment)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{'approval' if approve else 'denial'} of {step!r} by {approver} sent to {incident}; "
+                  "the run records whether it counts (see `stanch timeline show`).")
+
+
+AsOpt = Annotated[str, typer.Option("--as", help="Your Slack user id (e.g. U0LEAD1); checked by the run.")]
+CommentOpt = Annotated[str, typer.Option(help="Why (recorded in the timeline).")]
+
+
+@app.command()
+def approve(incident: Annotated[str, typer.Argument(help="Incident id.")],
+            step: Annotated[str, typer.Argument(help="The approval step waiting.")],
+            as_: AsOpt = "", comment: CommentOpt = "") -> None:
+    """Approve a gated step from the CLI (for when Slack is down). Needs PREFECT_API_URL of the run."""
+    _decide(incident, step, as_, True, comment)
+
+
+@app.command()
+def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
+         step: Annotated[str, typer.Argument(help="The approval step waiting.")],
+         as_: AsOpt = "", comment: CommentOpt = "") -> None:
+    """Deny a gated step from the CLI: the step fails and the run's compensations run."""
+    _decide(incident, step, as_, False, comment)
+
+
 @app.command()
 def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md.")] = False) -> None:
     """List the registered actions a runbook may use (the closed registry)."""

@@ -74,6 +74,40 @@ class StatusNotifier:
             return _problem(exc)
         return None
 
+    def approval_request(self, step: PlannedStep, approval: Any, expires_at: Any) -> str | None:
+        """Post Approve / Deny buttons in the incident thread (values name incident and step)."""
+        if self.thread is None:
+            return None
+        import json
+
+        from integrations.slack.blocks import escape
+
+        value = json.dumps({"incident": self.incident.id, "step": step.id})
+        who = ", ".join(approval.approvers)
+        text = (f":lock: *Approval needed* for `{step.id}` — {escape(approval.message or step.title)}\n"
+                f"Needs {approval.min_approvals} approval(s) from {escape(who)}; the initiator cannot approve. "
+                f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).")
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "actions", "block_id": f"approval:{step.id}", "elements": [
+                {"type": "button", "action_id": "stanch_approve", "style": "primary", "value": value,
+                 "text": {"type": "plain_text", "text": "Approve"}},
+                {"type": "button", "action_id": "stanch_deny", "style": "danger", "value": value,
+                 "text": {"type": "plain_text", "text": "Deny"}},
+            ]},
+        ]
+        self.lines[step.id] = f"🔒 {step.title} — waiting for approval"
+        try:
+            if self.header_ts is None:
+                htext, hblocks = self._header("running")
+                self.header_ts = self.thread.start(htext, hblocks)
+            self.thread.post_update(f"Approval needed for {step.id}", blocks)
+            htext, hblocks = self._header("waiting for approval")
+            self.thread.update_header(htext, hblocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
     def finish(self, outcome: str, postmortem: Any) -> str | None:
         if self.thread is None or self.header_ts is None:
             return None

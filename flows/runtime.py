@@ -38,6 +38,7 @@ from flows.items import item_key
 from flows.notify import StatusNotifier
 from flows.redaction import Redactor
 from flows.reports import ReportError, render_step_report
+from flows.resume import PriorProgress, prior_progress
 from flows.safety import check_drill_targets
 from flows.spec import load_runbook
 from flows.timeline import isoformat, utcnow
@@ -133,7 +134,8 @@ class Engine:
     """State of one run inside the flow. Touches Prefect only through the flow/task above."""
 
     def __init__(self, plan: Plan, incident: Incident, inputs: dict[str, Any], settings: StanchSettings,
-                 registry: ActionRegistry, *, drill: bool, initiator: str) -> None:
+                 registry: ActionRegistry, *, drill: bool, initiator: str,
+                 prior: PriorProgress | None = None) -> None:
         self.plan = plan
         self.incident = incident
         self.inputs = inputs
@@ -147,6 +149,7 @@ class Engine:
         self._attempts: dict[tuple[str, str | None], int] = {}
         self._lock = threading.Lock()
         self.started_at = isoformat(utcnow())
+        self.prior = prior or PriorProgress()
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -217,6 +220,11 @@ class Engine:
 
     def _start_step(self, step: PlannedStep, running: dict[Any, tuple[StepRun, str | None]],
                     runs: dict[str, StepRun]) -> None:
+        if step.id in self.prior.steps:  # resumed run: finished before the crash, never repeated
+            self.outputs[step.id] = self.prior.steps[step.id]
+            self.state.mark(step.id, StepStatus.SUCCEEDED)
+            self.record("step.already_done", step=step.id, data={"reason": "succeeded in an earlier attempt"})
+            return
         blocked = self.state.blocked_by(step)
         scope = self.scope()
         reason = blocked
@@ -233,8 +241,7 @@ class Engine:
             self._finish_report(StepRun(step, utcnow()), StepStatus.SKIPPED, reason=reason)
             return
         if step.approval is not None:
-            self._fail_step_early(step, "approval steps need the Slack/CLI approval service, which this "
-                                        "version does not run yet")
+            self._run_approval(step)
             return
         run = StepRun(step, utcnow())
         try:
@@ -246,7 +253,11 @@ class Engine:
                 for i, item in enumerate(items):
                     key = item_key(step, item, i, scope)
                     params = render_value(step.with_, {**scope, "item": item})
-                    run.queue.append((key, params))
+                    if self.prior.item_done(step.id, key):
+                        run.items.append({"key": key, "status": "succeeded", "params": params,
+                                          "output": self.prior.items[step.id][key], "reused": True})
+                    else:
+                        run.queue.append((key, params))
             else:
                 run.queue.append((None, render_value(step.with_, scope)))
         except ExpressionError as exc:
@@ -254,8 +265,11 @@ class Engine:
             return
         self.state.mark(step.id, StepStatus.RUNNING)
         runs[step.id] = run
-        self.record("step.started", step=step.id, data={"title": step.title, "action": step.action,
-                                                        "items": len(run.queue) if run.fan_out else None})
+        reused = [it["key"] for it in run.items if it.get("reused")]
+        self.record("step.started", step=step.id, data={
+            "title": step.title, "action": step.action,
+            "items": len(run.queue) + len(reused) if run.fan_out else None,
+            **({"already_done": reused} if reused else {})})
         if not run.queue:
             self._complete_step(run)
             return
@@ -337,6 +351,26 @@ class Engine:
             records.append({"item": it["key"], "action": comp.action, "with": params})
         return records
 
+    def _run_approval(self, step: PlannedStep) -> None:
+        from flows.approvals import await_approval
+
+        run = StepRun(step, utcnow())
+        self.state.mark(step.id, StepStatus.RUNNING)
+        self.record("step.started", step=step.id, data={"title": step.title, "approval": True})
+        granted, output, error = await_approval(self, step)
+        duration = (utcnow() - run.started).total_seconds()
+        self.outputs[step.id] = output
+        if granted:
+            self.state.mark(step.id, StepStatus.SUCCEEDED)
+            self.record("step.succeeded", step=step.id, data={"output": output, "duration_s": duration,
+                                                              "attempts": 1, "compensation": None})
+            self._finish_report(run, StepStatus.SUCCEEDED, output=output, duration=duration)
+        else:
+            self.state.mark(step.id, StepStatus.FAILED)
+            self.record("step.failed", step=step.id, data={"error": error, "duration_s": duration,
+                                                           "continue_on_error": step.continue_on_error})
+            self._finish_report(run, StepStatus.FAILED, error=error, output=output, duration=duration)
+
     def _fail_step_early(self, step: PlannedStep, error: str) -> None:
         self.state.mark(step.id, StepStatus.FAILED)
         self.record("step.failed", step=step.id, data={"error": error, "duration_s": 0.0,
@@ -382,6 +416,8 @@ class Engine:
         runs: dict[str, StepRun] = {}
         while True:
             for step in self.state.ready():
+                if step.approval is not None and running:
+                    continue  # pause only when no task is in flight (a paused flow cannot start tasks)
                 self._start_step(step, running, runs)
             if not running:
                 if self.state.finished:
@@ -405,16 +441,21 @@ class Engine:
         return self.state
 
     # ----- saga ----------------------------------------------------------------------------------
-    def compensate(self) -> None:
-        succeeded = {sid for sid, st in self.state.status.items() if st is StepStatus.SUCCEEDED}
-        steps = compensation_order(self.plan, self.state.completed, succeeded)
-        events = {e["step"]: e for e in self.incident.events() if e["kind"] == "step.succeeded"}
-        for step in steps:
-            records = (events.get(step.id, {}).get("data") or {}).get("compensation") or []
-            for rec in records:
-                self._run_compensation(step, rec)
+    def compensate(self) -> int:
+        """Undo succeeded steps (this run's and earlier attempts'), newest first, each once.
+        Returns how many compensations failed."""
+        done = prior_progress(self.incident.events())
+        order = [sid for sid in self.state.completed if self.state.status[sid] is StepStatus.SUCCEEDED]
+        order = [sid for sid in done.succeeded_order if sid not in order] + order
+        failures = 0
+        for step in compensation_order(self.plan, order, set(order)):
+            for rec in done.compensation_records.get(step.id, []):
+                if (step.id, rec.get("item")) in done.compensated:
+                    continue
+                failures += 0 if self._run_compensation(step, rec) else 1
+        return failures
 
-    def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> None:
+    def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> bool:
         action = rec["action"]
         self.record("compensation.started", step=step.id, item=rec.get("item"), data={"action": action})
         comp_step = PlannedStep(
@@ -428,9 +469,10 @@ class Engine:
         if fut.state.is_completed():
             self.record("compensation.succeeded", step=step.id, item=rec.get("item"),
                         data={"action": action, "output": fut.state.result()["output"]})
-        else:
-            self.record("compensation.failed", step=step.id, item=rec.get("item"),
-                        data={"action": action, "error": _error_text(fut.state.result(raise_on_failure=False))})
+            return True
+        self.record("compensation.failed", step=step.id, item=rec.get("item"),
+                    data={"action": action, "error": _error_text(fut.state.result(raise_on_failure=False))})
+        return False
 
 
 def _artifact_key(incident_id: str, step_id: str) -> str:
@@ -447,12 +489,8 @@ def _error_text(exc: Any) -> str:
     return str(exc)
 
 
-@flow(name="stanch-runbook", flow_run_name="{incident_id}",
-      task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
-      validate_parameters=False, persist_result=False)
-def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
-                drill: bool = False, initiator: str = "cli") -> Any:
-    """Run a runbook end to end for one incident; the final state comes from the steps."""
+def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str, drill: bool,
+             initiator: str, prior: PriorProgress | None = None) -> Engine:
     settings = StanchSettings()
     if drill:
         check_drill_targets(settings)
@@ -462,27 +500,85 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     values = resolve_inputs(plan, inputs)
     redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items() if spec.secret and values.get(k)})
     incident = Incident(Path(store), incident_id, redactor)
-    engine = Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator)
-    plan_json = plan.to_json() | {"incident_id": incident_id, "inputs": values, "drill": drill}
-    incident.write_plan(plan_json)
-    incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(loaded.path),
-                         "inputs": values, "drill": drill, "initiator": initiator,
-                         "created_at": datetime.now(UTC).isoformat()})
-    engine.record("run.started", actor=initiator, data={
-        "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
-        "severity": plan.runbook.severity, "inputs": values, "drill": drill})
-    engine.notifier.start()
-    started = time.monotonic()
-    state = engine.run()
-    outcome = state.outcome()
-    if outcome.value == "failed":
-        engine.compensate()
-    engine.record("run.finished", data={"outcome": outcome.value, "failed_steps": state.failed_required(),
+    return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior)
+
+
+def _finish(engine: Engine, outcome: str, started: float) -> Any:
+    state = engine.state
+    engine.record("run.finished", data={"outcome": outcome, "failed_steps": state.failed_required(),
                                         "duration_s": round(time.monotonic() - started, 3)})
-    pm = incident.render_postmortem(plan.postmortem_template)
-    engine.notifier.finish(outcome.value, pm)
-    summary = {"incident_id": incident_id, "outcome": outcome.value, "folder": str(incident.folder),
+    pm = engine.incident.render_postmortem(engine.plan.postmortem_template)
+    problem = engine.notifier.finish(outcome, pm)
+    if problem:
+        engine.record("slack.unavailable", data={"error": problem})
+    summary = {"incident_id": engine.incident.id, "outcome": outcome, "folder": str(engine.incident.folder),
                "failed_steps": state.failed_required()}
-    if outcome.value == "failed":
-        return Failed(message=f"required step(s) failed: {', '.join(state.failed_required())}", data=summary)
+    if outcome != "succeeded":
+        return Failed(message=f"run {outcome}: required step(s) failed: {', '.join(state.failed_required())}",
+                      data=summary)
     return Completed(message="all required steps succeeded", data=summary)
+
+
+@flow(name="stanch-runbook", flow_run_name="{incident_id}",
+      task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+      validate_parameters=False, persist_result=False)
+def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
+                drill: bool = False, initiator: str = "cli", resume: bool = False) -> Any:
+    """Run a runbook end to end for one incident; the final state comes from the steps.
+
+    ``resume=True`` continues an earlier attempt of the same incident: steps and fan-out items
+    that already succeeded (per its timeline) are not repeated. If the run fails or is aborted
+    (Ctrl-C, cancellation), the compensations of completed steps run in reverse order."""
+    prior = None
+    if resume:
+        prior = prior_progress(Incident(Path(store), incident_id).events())
+    engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior)
+    plan, incident = engine.plan, engine.incident
+    incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": engine.inputs, "drill": drill})
+    if resume:
+        engine.record("run.resumed", actor=initiator, data={
+            "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
+            "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
+    else:
+        incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
+                             "inputs": engine.inputs, "drill": drill, "initiator": initiator,
+                             "created_at": datetime.now(UTC).isoformat()})
+        engine.record("run.started", actor=initiator, data={
+            "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
+            "severity": plan.runbook.severity, "inputs": engine.inputs, "drill": drill})
+    problem = engine.notifier.start()
+    if problem:
+        engine.record("slack.unavailable", data={"error": problem})
+    started = time.monotonic()
+    try:
+        state = engine.run()
+    except BaseException as exc:  # Ctrl-C, cancellation, a bug: undo what was done, say so, re-raise
+        engine.record("run.aborted", data={"error": _error_text(exc)})
+        engine.compensate()
+        _finish(engine, "aborted", started)
+        raise
+    outcome = state.outcome().value
+    if outcome == "failed":
+        engine.compensate()
+    return _finish(engine, outcome, started)
+
+
+@flow(name="stanch-rollback", flow_run_name="rollback-{incident_id}",
+      task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+      validate_parameters=False, persist_result=False)
+def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> Any:
+    """Run the compensations of every succeeded step of an incident, newest first, each once."""
+    incident = Incident.open_existing(Path(store), incident_id)
+    meta = incident.read_meta()
+    prior = prior_progress(incident.events())
+    engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
+                      bool(meta.get("drill")), initiator, prior)
+    engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
+    failures = engine.compensate()
+    engine.record("rollback.finished", data={"failed": failures})
+    engine.incident.render_postmortem(engine.plan.postmortem_template)
+    summary: dict[str, Any] = {"incident_id": incident.id, "folder": str(incident.folder), "failed_steps": [],
+                               "outcome": "rolled back" if not failures else "rollback incomplete"}
+    if failures:
+        return Failed(message=f"{failures} compensation(s) failed", data=summary)
+    return Completed(message="rolled back", data=summary)

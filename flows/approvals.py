@@ -1,0 +1,179 @@
+"""Approvals across processes: the typed input a paused run waits for, and how a decision
+(from Slack, the CLI, or expiry) reaches the paused run.
+
+Owns: ``ApprovalDecision`` (the ``RunInput`` a run pauses for), ``pending_approval`` (which step of
+an incident waits, read from its timeline), ``find_paused_run`` and ``submit_decision`` (resume
+the paused flow run with a decision). The rules of who may approve live in
+``flows.approval_policy``; the pause itself in ``flows.runtime``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+
+from flows.approval_policy import ApprovalTally, allowed_approvers, refusal
+from flows.compiler import PlannedStep
+from flows.incident import Incident
+from flows.spec.models import Approval
+from integrations.errors import InputError, StanchError
+from integrations.settings import StanchSettings
+
+
+class ApprovalDecision(RunInput):
+    """What a paused approval step receives. ``approver`` is ``slack:U…``, ``cli:U…`` or ``expiry``."""
+
+    approve: bool = False
+    approver: str = "expiry"
+    step: str = ""
+    comment: str = ""
+
+
+def pending_approval(incident: Incident) -> dict[str, Any] | None:
+    """The latest ``approval.requested`` event whose step is not decided yet, else None."""
+    pending: dict[str, dict[str, Any]] = {}
+    for e in incident.events():
+        if e["kind"] == "approval.requested":
+            pending[e["step"]] = e
+        elif e["kind"] in ("approval.granted", "approval.denied", "approval.expired") and e["step"] in pending:
+            del pending[e["step"]]
+    return list(pending.values())[-1] if pending else None
+
+
+def find_paused_run(incident_id: str) -> FlowRun | None:
+    """The PAUSED flow run named after the incident, on the server at PREFECT_API_URL."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[incident_id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    return runs[0] if runs else None
+
+
+def submit_decision(store: Path, incident_id: str, step_id: str, approver: str, approve: bool,
+                    comment: str = "", wait: float = 10.0) -> None:
+    """Resume the incident's paused run with one decision. Raises InputError when the incident
+    is not waiting for ``step_id``. Whether the approver counts is decided by the run itself
+    (and recorded in its timeline), so a forged decision can never grant a step."""
+    incident = Incident.open_existing(store, incident_id)
+    pending = pending_approval(incident)
+    if pending is None or pending["step"] != step_id:
+        waiting = f"it waits for {pending['step']!r}" if pending else "it is not waiting for an approval"
+        raise InputError(f"{incident_id}: cannot decide {step_id!r}: {waiting}")
+    deadline = time.monotonic() + wait
+    run = find_paused_run(incident.id)
+    while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
+        time.sleep(0.2)
+        run = find_paused_run(incident.id)
+    if run is None:
+        raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
+                          "PREFECT_API_URL the server it runs on?)")
+    decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment)
+    resume_flow_run(run.id, run_input=decision.model_dump())
+
+
+def _group_members(settings: StanchSettings, approval: Approval) -> tuple[dict[str, list[str]], str | None]:
+    """Expand ``@handle`` approvers through Slack; a Slack problem is returned, not raised."""
+    handles = [a[1:] for a in approval.approvers if a.startswith("@")]
+    if not handles or settings.slack_token is None:
+        return {}, None
+    from integrations.slack import SlackClient
+
+    members: dict[str, list[str]] = {}
+    try:
+        client = SlackClient.from_settings(settings)
+        for h in handles:
+            members[h] = client.usergroup_members(h)
+    except Exception as exc:
+        return members, f"could not expand approver groups through Slack: {exc}"
+    return members, None
+
+
+def _expire_later(flow_run_id: UUID, step_id: str, seconds: float, done: threading.Event) -> threading.Thread:
+    """At expiry, resume the paused run with a deny from 'expiry' (a caught pause timeout would
+    still end the run Failed, see DESIGN.md), retrying while the pause is being proposed."""
+
+    def fire() -> None:
+        if done.wait(seconds):
+            return
+        decision = ApprovalDecision(approve=False, approver="expiry", step=step_id).model_dump()
+        while not done.is_set():
+            try:
+                resume_flow_run(flow_run_id, run_input=decision)
+                return
+            except Exception:
+                done.wait(0.5)
+
+    t = threading.Thread(target=fire, name=f"expire-{step_id}", daemon=True)
+    t.start()
+    return t
+
+
+def await_approval(engine: Any, step: PlannedStep) -> tuple[bool, dict[str, Any], str | None]:
+    """Pause the run until the step is approved ``min_approvals`` times, denied, or expires.
+
+    Returns (granted, output, error). Every decision, counted or refused, goes to the timeline.
+    """
+    approval = step.approval
+    assert approval is not None
+    members, problem = _group_members(engine.settings, approval)
+    if problem:
+        engine.record("slack.unavailable", step=step.id, data={"error": problem})
+    allowed = allowed_approvers(approval, members)
+    expires_at = datetime.now(UTC) + timedelta(seconds=approval.expires)
+    engine.record("approval.requested", step=step.id, data={
+        "approvers": approval.approvers, "min_approvals": approval.min_approvals,
+        "expires_at": expires_at.isoformat(), "message": approval.message or step.title})
+    slack_problem = engine.notifier.approval_request(step, approval, expires_at)
+    if slack_problem:
+        engine.record("slack.unavailable", step=step.id, data={"error": slack_problem})
+    tally = ApprovalTally(approval)
+    done = threading.Event()
+    flow_run_id = flow_run.get_id()
+    if flow_run_id:
+        _expire_later(UUID(str(flow_run_id)), step.id, approval.expires, done)
+    n = 0
+    try:
+        while not tally.decided:
+            n += 1
+            decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(approval.expires) + 120,
+                                      poll_interval=1, key=f"{step.id}-{n}")
+            if decision is None:  # pragma: no cover - only without wait_for_input
+                continue
+            if decision.approver == "expiry":
+                engine.record("approval.expired", step=step.id, data={
+                    "reason": f"nobody decided within {approval.expires:.0f}s: denied"})
+                return False, {"approved_by": tally.approvals, "expired": True}, (
+                    f"approval expired after {approval.expires:.0f}s with {len(tally.approvals)} of "
+                    f"{approval.min_approvals} approvals: denied")
+            reason = refusal(approval, decision.approver, engine.initiator, allowed, tally.approvals)
+            if decision.step and decision.step != step.id:
+                reason = f"decision was for step {decision.step!r}, but {step.id!r} is waiting"
+            if reason:
+                engine.record("approval.refused", step=step.id, actor=decision.approver,
+                              data={"approver": decision.approver, "reason": reason})
+                continue
+            if not decision.approve:
+                tally.denied_by = decision.approver
+                engine.record("approval.denied", step=step.id, actor=decision.approver,
+                              data={"approver": decision.approver, "comment": decision.comment})
+                return False, {"approved_by": tally.approvals, "denied_by": decision.approver}, (
+                    f"denied by {decision.approver}" + (f": {decision.comment}" if decision.comment else ""))
+            tally.approvals.append(decision.approver)
+            engine.record("approval.approved", step=step.id, actor=decision.approver, data={
+                "approver": decision.approver, "comment": decision.comment,
+                "count": len(tally.approvals), "needed": approval.min_approvals})
+    finally:
+        done.set()
+    engine.record("approval.granted", step=step.id, data={"approved_by": tally.approvals})
+    return True, {"approved_by": tally.approvals}, None
