@@ -295,7 +295,8 @@ def resume(
     except StanchError as exc:
         raise _fail(str(exc)) from None
     summary = _run_with_progress(run_runbook, f"resuming {inc.id} ({meta['runbook']})", inc.folder.parent,
-                                 runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id, store=str(inc.folder.parent), drill=bool(meta.get("drill")),
+                                 runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id,
+                                 store=str(inc.folder.parent), drill=bool(meta.get("drill")),
                                  initiator=meta.get("initiator", "cli"), resume=True)
     _report(summary)
     raise typer.Exit(0 if summary.get("outcome") == "succeeded" else 1)
