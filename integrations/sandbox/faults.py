@@ -1,12 +1,17 @@
 """Server-side fault injection in front of moto (a WSGI middleware), controlled over HTTP.
 
-Owns: ``FaultRule`` (what to fail, how, how often), ``FaultInjector`` (the middleware) and the
-small HTTP client helpers ``inject_fault`` / ``clear_faults`` / ``list_faults``.
+Owns: ``FaultRule`` (what to fail or slow down, how, how often), ``FaultInjector`` (the
+middleware) and the small HTTP client helpers ``inject_fault`` / ``inject_latency`` /
+``clear_faults`` / ``list_faults``.
 
 Control API (served by the middleware itself, never reaches moto):
 - ``POST /_fault`` JSON ``{"service"?, "action", "status", "code", "count"|"rate", "retry_after"?,
-  "message"?, "account"?}`` -> ``{"id": ...}``. ``action`` is the API operation name
-  (``UpdateAccessKey``) or ``*``. Without ``count`` or ``rate`` the rule fires forever.
+  "message"?, "account"?, "delay_ms"?, "jitter_ms"?}`` -> ``{"id": ...}``. ``action`` is the API
+  operation name (``UpdateAccessKey``) or ``*``. Without ``count`` or ``rate`` the rule fires forever.
+- Latency: ``delay_ms`` (+ uniform ``0..jitter_ms``) sleeps in the server thread before the
+  request goes on. With ``"status": null`` the rule only delays and moto answers normally; with a
+  status it delays, then fails (a slow error). Every matching latency-only rule that fires adds its
+  delay; the first matching error rule ends the evaluation. ``count``/``rate`` apply as for faults.
 - ``GET /_fault`` -> the rules with how often each fired; ``DELETE /_fault`` clears them
   (``DELETE /_fault?id=...`` clears one).
 
@@ -25,6 +30,7 @@ import io
 import json
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,9 +38,9 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 import urllib3
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FaultInjector", "FaultRule", "clear_faults", "inject_fault", "list_faults"]
+__all__ = ["FaultInjector", "FaultRule", "clear_faults", "inject_fault", "inject_latency", "list_faults"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -67,21 +73,39 @@ _REASONS = {
 
 
 class FaultRule(BaseModel):
-    """Fail matching requests with ``status``/``code``: the first ``count`` ones, or a ``rate`` share."""
+    """Fail (``status``/``code``) and/or delay (``delay_ms`` ± ``jitter_ms``) matching requests.
+
+    It fires on the first ``count`` matching requests, on a ``rate`` share of them, or (neither
+    given) on all. ``status=None`` makes a latency-only rule: the request is delayed, not failed.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     service: str | None = Field(default=None, description="SigV4 service name, e.g. iam, s3, secretsmanager")
     action: str = Field(description="API operation, e.g. UpdateAccessKey; '*' matches any")
-    status: int = Field(default=400, ge=400, le=599)
+    status: int | None = Field(default=400, ge=400, le=599, description="None: delay only, no error")
     code: str = "Throttling"
     message: str = "Injected fault (stanch sandbox)"
     count: int | None = Field(default=None, ge=1)
     rate: float | None = Field(default=None, ge=0.0, le=1.0)
     retry_after: float | None = Field(default=None, ge=0)
     account: str | None = Field(default=None, description="Only requests pinned to this account")
+    delay_ms: float | None = Field(default=None, ge=0, le=600_000, description="Sleep before answering")
+    jitter_ms: float = Field(default=0.0, ge=0, le=600_000, description="Extra uniform 0..jitter_ms")
     fired: int = 0
+
+    @model_validator(mode="after")
+    def _does_something(self) -> FaultRule:
+        if self.status is None and self.delay_ms is None:
+            raise ValueError("a rule needs a status (fault), a delay_ms (latency), or both")
+        if self.jitter_ms and self.delay_ms is None:
+            raise ValueError("jitter_ms needs delay_ms")
+        return self
+
+    @property
+    def is_latency_only(self) -> bool:
+        return self.status is None
 
     def matches(self, service: str | None, action: str | None, account: str | None) -> bool:
         if self.service and self.service != service:
@@ -157,6 +181,7 @@ def identify(environ: dict[str, Any]) -> tuple[str | None, str | None, str]:
 
 def error_response(rule: FaultRule, protocol: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """(status line, headers, body) of the injected error in the request's protocol."""
+    assert rule.status is not None, "latency-only rules never answer with an error"
     request_id = str(uuid.uuid4())
     if protocol in {"json", "rest-json"}:
         body = json.dumps({"__type": rule.code, "message": rule.message}).encode()
@@ -210,7 +235,11 @@ class FaultInjector:
         with self._lock:
             return [r.model_copy() for r in self._rules]
 
-    def _take(self, service: str | None, action: str | None, account: str | None) -> FaultRule | None:
+    def _take(
+        self, service: str | None, action: str | None, account: str | None
+    ) -> tuple[float, FaultRule | None]:
+        """(seconds to sleep, error rule to answer with) for one request; counts what fired."""
+        delay = 0.0
         with self._lock:
             for rule in self._rules:
                 if rule.exhausted or not rule.matches(service, action, account):
@@ -218,8 +247,12 @@ class FaultInjector:
                 if rule.rate is not None and self._rng.random() >= rule.rate:
                     continue
                 rule.fired += 1
-                return rule.model_copy()
-        return None
+                if rule.delay_ms is not None:
+                    jitter = self._rng.uniform(0.0, rule.jitter_ms) if rule.jitter_ms else 0.0
+                    delay += (rule.delay_ms + jitter) / 1000.0
+                if not rule.is_latency_only:
+                    return delay, rule.model_copy()
+        return delay, None
 
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -227,7 +260,9 @@ class FaultInjector:
             return self._control(environ, start_response)
         if self._rules:
             service, action, protocol = identify(environ)
-            rule = self._take(service, action, environ.get("HTTP_X_MOTO_ACCOUNT_ID"))
+            delay, rule = self._take(service, action, environ.get("HTTP_X_MOTO_ACCOUNT_ID"))
+            if delay > 0:
+                time.sleep(delay)  # the server is threaded: only this request waits
             if rule is not None:
                 status, headers, body = error_response(rule, protocol)
                 start_response(status, headers)
@@ -264,7 +299,7 @@ def inject_fault(
     endpoint: str,
     action: str,
     *,
-    status: int = 400,
+    status: int | None = 400,
     code: str = "Throttling",
     count: int | None = None,
     rate: float | None = None,
@@ -272,8 +307,13 @@ def inject_fault(
     retry_after: float | None = None,
     account: str | None = None,
     message: str | None = None,
+    delay_ms: float | None = None,
+    jitter_ms: float = 0.0,
 ) -> str:
-    """Add a rule on a running sandbox; returns the rule id."""
+    """Add a rule on a running sandbox; returns the rule id.
+
+    ``status=None`` with ``delay_ms`` adds a latency-only rule (see ``inject_latency``).
+    """
     rule: dict[str, Any] = {
         "action": action,
         "status": status,
@@ -284,6 +324,10 @@ def inject_fault(
         "retry_after": retry_after,
         "account": account,
     }
+    if delay_ms is not None:
+        rule["delay_ms"] = delay_ms
+    if jitter_ms:
+        rule["jitter_ms"] = jitter_ms
     if message:
         rule["message"] = message
     resp = _http.request(
@@ -295,6 +339,35 @@ def inject_fault(
     if resp.status != 200:
         raise ValueError(f"fault rule rejected: {resp.data.decode()}")
     return str(json.loads(resp.data)["id"])
+
+
+def inject_latency(
+    endpoint: str,
+    action: str = "*",
+    *,
+    delay_ms: float,
+    jitter_ms: float = 0.0,
+    service: str | None = None,
+    account: str | None = None,
+    count: int | None = None,
+    rate: float | None = None,
+) -> str:
+    """Delay matching requests by ``delay_ms`` + uniform(0, ``jitter_ms``) without failing them.
+
+    Real AWS round trips are tens of milliseconds; moto answers in a few. Benchmarks and drills
+    use this so that concurrency and timeouts behave as they would against AWS.
+    """
+    return inject_fault(
+        endpoint,
+        action,
+        status=None,
+        count=count,
+        rate=rate,
+        service=service,
+        account=account,
+        delay_ms=delay_ms,
+        jitter_ms=jitter_ms,
+    )
 
 
 def clear_faults(endpoint: str, rule_id: str | None = None) -> None:
