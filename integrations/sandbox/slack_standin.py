@@ -2,10 +2,14 @@
 
 Owns: an in-process HTTP server (werkzeug, threaded, bound to 127.0.0.1 on a free port) that
 answers the Web API methods stanch uses -- ``auth.test``, ``chat.postMessage``, ``chat.update``,
-``users.info``, ``usergroups.list``, ``usergroups.users.list``, ``conversations.info`` -- the way
+``chat.postEphemeral``, ``users.info``, ``usergroups.list``, ``usergroups.users.list``,
+``conversations.info`` -- the way
 Slack does (bearer-token check, Block Kit size limits -> ``invalid_blocks``, ``ratelimited`` with
 ``Retry-After``), a seeded workspace (users, the ``security-leads`` user group, channels), an
 in-memory record of every call, and fault injection (429s, 5xx outages) for drills.
+
+Interaction ``response_url`` webhooks: ``response_url(...)`` mints ``<url>/hooks/<id>``; a POST there
+is recorded (``responses()``) and, like Slack, each URL takes at most 5 posts (then 404).
 
 Control endpoints (not part of Slack): ``GET /_calls`` / ``DELETE /_calls`` (the call record),
 ``GET /_messages`` (posted messages), ``POST /_fault`` / ``DELETE /_fault`` (fault injection).
@@ -153,6 +157,9 @@ class SlackStandIn:
         self._faults: dict[str, list[_Fault]] = {}
         self._ts_counter = itertools.count(1)
         self._chan_counter = itertools.count(1)
+        self._hook_counter = itertools.count(1)
+        self._responses: list[dict[str, Any]] = []
+        self._hook_uses: dict[str, int] = {}
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -160,6 +167,7 @@ class SlackStandIn:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
             "users.info": self._users_info,
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
@@ -231,6 +239,16 @@ class SlackStandIn:
                 and (thread_ts is None or m.thread_ts == thread_ts)
             ]
 
+    def response_url(self) -> str:
+        """A fresh ``response_url`` as Slack puts in slash-command and interaction payloads."""
+        return f"{self.url}/hooks/T0STANCH01/{next(self._hook_counter):06d}"
+
+    def responses(self, response_url: str | None = None) -> list[dict[str, Any]]:
+        """Bodies POSTed to ``response_url`` webhooks (oldest first): ``hook``, ``body``, ``time``, ``status``."""
+        hook = response_url.rsplit("/hooks/", 1)[-1] if response_url else None
+        with self._lock:
+            return [dict(r) for r in self._responses if hook is None or r["hook"] == hook]
+
     def inject_fault(
         self,
         method: str = "*",
@@ -287,6 +305,8 @@ class SlackStandIn:
             return self._fault_endpoint(request)
         if path.startswith("/api/"):
             return self._api(request, path[len("/api/") :])
+        if path.startswith("/hooks/") and request.method == "POST":
+            return self._hook(request, path[len("/hooks/") :])
         return _json({"ok": False, "error": "not_found"}, status=404)
 
     def _fault_endpoint(self, request: Request) -> Response:
@@ -307,6 +327,18 @@ class SlackStandIn:
         except (ValueError, TypeError) as exc:
             return _json({"ok": False, "error": "invalid_fault", "detail": str(exc)}, status=400)
         return _json({"ok": True})
+
+    def _hook(self, request: Request, hook: str) -> Response:
+        try:
+            body = json.loads(request.get_data(as_text=True) or "{}")
+        except ValueError:
+            return Response("invalid_payload", status=400)
+        with self._lock:
+            uses = self._hook_uses.get(hook, 0) + 1
+            self._hook_uses[hook] = uses
+            status = 200 if uses <= 5 else 404  # Slack: 5 uses per response_url
+            self._responses.append({"hook": hook, "body": body, "time": time.time(), "status": status})
+        return Response("ok" if status == 200 else "used_url", status=status, mimetype="text/plain")
 
     def _params(self, request: Request) -> dict[str, Any]:
         params: dict[str, Any] = dict(request.args.items())
@@ -462,6 +494,13 @@ class SlackStandIn:
             msg.blocks = blocks
         msg.edited.append(time.time())
         return {"channel": channel, "ts": ts, "text": text, "message": msg.as_dict()}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._resolve_channel(params.get("channel"))
+        if str(params.get("user") or "") not in self.users:
+            raise _SlackError("user_not_in_channel")
+        self._message_body(params)
+        return {"message_ts": self._next_ts()}
 
     def _user(self, uid: str) -> dict[str, Any]:
         info = self.users[uid]

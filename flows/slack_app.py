@@ -1,0 +1,416 @@
+"""``stanch slack serve``: the Slack app — the ``/stanch`` slash command and the approval buttons.
+
+Owns: the slack-bolt ``App`` factory (``create_app``), the HTTP entry (``serve``: Bolt's WSGI
+adapter on ``/slack/events`` under a threaded werkzeug server), the Socket Mode entry
+(``serve_socket_mode``) for installs without a public URL, the app's own settings
+(``SlackAppConfig``, ``STANCH_SLACK_*``), and the request handling contract:
+
+* Bolt verifies every request (v0 HMAC of the raw body with the signing secret, timestamp within
+  5 minutes) before any listener runs: unsigned, mis-signed or stale requests get 401.
+* Listeners ``ack()`` first (``process_before_response=False``) with only parsing and a
+  seen-set check in front; validation, authorization, group look-ups and launching run after the
+  ack on this module's worker pool and answer through ``response_url`` (``respond``).
+* A delivery seen before (Slack's ``X-Slack-Retry-Num`` retries, or any duplicate with the same
+  team/channel/user/text/trigger_id) is acked and starts nothing; ``DeploymentLauncher`` also
+  passes the key as Prefect's ``idempotency_key``.
+* Refusals are explained ephemerally and, when an incident exists, recorded in its timeline as
+  ``slack.refused``.
+
+Must not touch: the flow body (``flows.runtime``), the approval rules (``flows.approval_policy``)
+or the resume mechanics (``flows.approvals``); Slack message layout of the incident thread
+(``flows.notify`` / ``integrations.slack``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+from flows.incident import Incident, new_incident_id
+from flows.slack.commands import (
+    HELP_TEXT,
+    GroupDirectory,
+    SeenSet,
+    approval_context,
+    dedupe_key,
+    latest_incident,
+    parse_command,
+    render_list,
+    render_status,
+    resolve_runbook_name,
+    run_refusal,
+)
+from flows.slack.launchers import (
+    DEPLOYMENT,
+    DeploymentLauncher,
+    InProcessLauncher,
+    LaunchRequest,
+    RunLauncher,
+)
+from integrations.errors import ConfigurationError, InputError, RunbookError, StanchError
+from integrations.settings import StanchSettings
+from integrations.slack.blocks import escape
+
+__all__ = [
+    "EVENTS_PATH",
+    "SlackAppConfig",
+    "StanchSlack",
+    "create_app",
+    "main",
+    "serve",
+    "serve_socket_mode",
+    "wsgi_app",
+]
+
+log = logging.getLogger("stanch.slack_app")
+EVENTS_PATH = "/slack/events"
+APPROVE_ACTION = "stanch_approve"
+DENY_ACTION = "stanch_deny"
+REPO_RUNBOOKS = Path(__file__).resolve().parents[1] / "runbooks"
+
+
+class SlackAppConfig(BaseSettings):
+    """Settings only the Slack app reads (``STANCH_SLACK_*``; token, signing secret, base URL and
+    channel are in ``StanchSettings``)."""
+
+    model_config = SettingsConfigDict(env_prefix="STANCH_SLACK_", extra="ignore")
+
+    app_token: SecretStr | None = Field(default=None, description="xapp-… token for Socket Mode.")
+    launcher: Literal["inprocess", "deployment"] = Field(
+        default="inprocess", description="inprocess: runs in the app process; deployment: run_deployment().")
+    deployment: str = Field(default=DEPLOYMENT, description="Deployment started by the deployment launcher.")
+    runbooks_dir: Path | None = Field(default=None, description="Where runbook names resolve "
+                                      "(default: ./runbooks, then the bundled runbooks).")
+    default_allowed_users: list[str] = Field(
+        default_factory=list, description="Who may start a runbook that has no slack.allowed_users (JSON list).")
+    ui_url: str | None = Field(default=None, description="Prefect UI base URL (default: PREFECT_UI_URL).")
+    drill: bool = Field(default=False, description="Start every run as a drill (sandbox only).")
+    workers: int = Field(default=16, ge=1, le=256, description="Threads for post-ack work.")
+
+
+def _retry_num(headers: dict[str, Any]) -> int:
+    for key, value in headers.items():
+        if key.lower() == "x-slack-retry-num":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return int(str(raw))
+            except ValueError:
+                return 1
+    return 0
+
+
+def _code(text: str) -> str:
+    return f"```\n{escape(text)}\n```"
+
+
+class StanchSlack:
+    """The handlers behind the Bolt app; one per process. ``register(app)`` wires them."""
+
+    def __init__(self, settings: StanchSettings, config: SlackAppConfig, launcher: RunLauncher,
+                 lookup_group: Callable[[str], list[str]]) -> None:
+        self.settings = settings
+        self.config = config
+        self.launcher = launcher
+        self.store = settings.store_dir
+        self.seen = SeenSet(self.store / ".slack" / "seen.txt")
+        self.groups = GroupDirectory(lookup_group)
+        self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="stanch-slack")
+        self._decision_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ wiring
+    def register(self, app: App) -> None:
+        app.command("/stanch")(self.on_command)
+        app.action(re.compile(f"^({APPROVE_ACTION}|{DENY_ACTION})$"))(self.on_decision_button)
+
+    def runbook_dirs(self) -> list[Path]:
+        if self.config.runbooks_dir is not None:
+            return [self.config.runbooks_dir]
+        return [Path.cwd() / "runbooks", REPO_RUNBOOKS]
+
+    def ui_link(self, flow_run_id: str | None) -> str | None:
+        if not flow_run_id:
+            return None
+        base = self.config.ui_url
+        if base is None:
+            from prefect.settings import get_current_settings
+
+            base = get_current_settings().ui_url
+        return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except Exception:  # never let a worker die silently
+                log.exception("slack: post-ack work failed")
+        self.pool.submit(guarded)
+
+    # ------------------------------------------------------------------ /stanch
+    def on_command(self, ack: Any, body: dict[str, Any], request: Any, respond: Any) -> None:
+        try:
+            cmd = parse_command(str(body.get("text") or ""))
+        except InputError as exc:
+            ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}\n\n{HELP_TEXT}")
+            return
+        if cmd.name == "help":
+            ack(response_type="ephemeral", text=HELP_TEXT)
+            return
+        key = dedupe_key(body)
+        if not self.seen.claim(key):
+            ack()
+            log.info("slack: duplicate delivery of /stanch %s ignored (retry %s, key %s)", cmd.name,
+                     _retry_num(dict(request.headers)), key)
+            return
+        user = str(body.get("user_id") or "")
+        if cmd.name == "list":
+            ack(response_type="ephemeral", text=render_list(self.store))
+        elif cmd.name == "status":
+            ref = cmd.args[0] if cmd.args else latest_incident(self.store)
+            if ref is None:
+                ack(response_type="ephemeral", text="No incidents yet.")
+                return
+            try:
+                ack(response_type="ephemeral", text=render_status(self.store, ref))
+            except StanchError as exc:
+                ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}")
+        elif cmd.name == "run":
+            ack(response_type="ephemeral", text=f"Checking `{escape(cmd.args[0])}` and your inputs …")
+            self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond)
+        else:  # approve / deny
+            ack(response_type="ephemeral", text=f"Submitting your decision on `{escape(cmd.args[1])}` …")
+            self._submit(self.decide, user, cmd.args[0], cmd.args[1], cmd.name == "approve", respond, "command")
+
+    def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any) -> None:
+        """After the ack: validate like the CLI, authorize, launch, announce."""
+        from flows.compiler import compile_plan, parse_input_pairs, resolve_inputs
+        from flows.spec import load_runbook
+        from integrations.base import default_registry
+
+        try:
+            path = resolve_runbook_name(name, self.runbook_dirs())
+            registry = default_registry()
+            loaded = load_runbook(path, registry)
+            plan = compile_plan(loaded.runbook, loaded.path, registry)
+            given = parse_input_pairs(pairs)
+            resolve_inputs(plan, given)
+        except RunbookError as exc:
+            text = "\n".join(d.format() for d in exc.diagnostics) + f"\nerror: {exc}"
+            respond(response_type="ephemeral", replace_original=False, text=_code(text))
+            return
+        except StanchError as exc:
+            respond(response_type="ephemeral", replace_original=False, text=_code(f"error: {exc}"))
+            return
+        runbook = loaded.runbook
+        allowed = list(runbook.slack.allowed_users) if runbook.slack and runbook.slack.allowed_users \
+            else list(self.config.default_allowed_users)
+        try:
+            reason = run_refusal(user, allowed, self.groups, runbook.name)
+        except StanchError as exc:
+            reason = f"could not check who may start `{runbook.name}` ({exc}); try again in a minute"
+        if reason is not None:
+            log.warning("slack: refused /stanch run %s for %s: %s", runbook.name, user, reason)
+            respond(response_type="ephemeral", replace_original=False, text=f":no_entry: {reason}")
+            return
+        incident_id = new_incident_id()
+        try:
+            result = self.launcher.launch(LaunchRequest(
+                runbook_path=path, inputs=given, incident_id=incident_id, store=self.store,
+                initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill))
+        except Exception as exc:
+            log.exception("slack: could not start %s", runbook.name)
+            respond(response_type="ephemeral", replace_original=False,
+                    text=f":x: could not start `{runbook.name}`: {escape(f'{type(exc).__name__}: {exc}')}")
+            return
+        if result.duplicate:
+            respond(response_type="ephemeral", replace_original=False,
+                    text=f"Already started as incident `{result.incident_id}`.")
+            return
+        link = self.ui_link(result.flow_run_id)
+        channel = runbook.slack.channel if runbook.slack and runbook.slack.channel else self.settings.slack_channel
+        text = (f":rotating_light: <@{user}> started *{escape(runbook.title)}* (`{runbook.name}`)"
+                f"{' as a DRILL' if self.config.drill else ''} — incident `{result.incident_id}`.\n"
+                f"Step updates: the incident thread in {escape(channel)} · `/stanch status {result.incident_id}`"
+                + (f" · <{link}|Prefect run>" if link else ""))
+        respond(response_type="in_channel", replace_original=False, text=text)
+
+    # ------------------------------------------------------------------ approvals
+    def on_decision_button(self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+        ack()
+        if not self.seen.claim(dedupe_key(body)):
+            return
+        user = str((body.get("user") or {}).get("id") or "")
+        try:
+            value = json.loads(action.get("value") or "{}")
+            incident, step = str(value["incident"]), str(value["step"])
+        except (ValueError, KeyError, TypeError):
+            self._submit(respond, {"response_type": "ephemeral", "replace_original": False,
+                                   "text": ":warning: this button carries no incident/step"})
+            return
+        self._submit(self.decide, user, incident, step, action.get("action_id") == APPROVE_ACTION, respond,
+                     "button")
+
+    def _lock_for(self, incident: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._decision_locks.setdefault(incident, threading.Lock())
+
+    def decide(self, user: str, incident_id: str, step: str, approve: bool, respond: Any, via: str) -> None:
+        """Pre-check the clicker with approval_policy (friendly refusal), then hand the decision to
+        the paused run, which checks it again and records the outcome."""
+        from flows.approval_policy import allowed_approvers, refusal
+        from flows.approvals import submit_decision
+        from flows.spec.models import Approval
+
+        verb = "approve" if approve else "deny"
+
+        def say(text: str) -> None:
+            respond(response_type="ephemeral", replace_original=False, text=text)
+
+        try:
+            parse_command(f"{verb} {incident_id} {step}")  # the same id checks as the slash command
+            inc = Incident.open_existing(self.store, incident_id)
+        except StanchError as exc:
+            say(f":warning: {escape(str(exc))}")
+            return
+        ctx = approval_context(inc, step)
+        if ctx is None:
+            say(f":warning: `{escape(incident_id)}` is not waiting for an approval of `{escape(step)}`")
+            return
+        data = ctx["event"].get("data") or {}
+        try:
+            approval = Approval(approvers=list(data.get("approvers") or []),
+                                min_approvals=int(data.get("min_approvals") or 1))
+            allowed = allowed_approvers(approval, self.groups.expand(approval.approvers))
+        except StanchError as exc:
+            say(f":warning: could not check the approvers ({escape(str(exc))}); try again in a minute")
+            return
+        except ValueError as exc:
+            say(f":warning: the approval request of `{escape(step)}` is malformed: {escape(str(exc))}")
+            return
+        reason = refusal(approval, f"slack:{user}", ctx["initiator"], allowed, ctx["already"] if approve else [])
+        if reason is not None:
+            inc.timeline.append("slack.refused", step=step, actor=f"slack:{user}",
+                                data={"action": verb, "reason": reason, "via": via})
+            log.warning("slack: refused %s of %s/%s by %s: %s", verb, incident_id, step, user, reason)
+            say(f":no_entry: {escape(reason)}")
+            return
+        try:
+            with self._lock_for(incident_id):  # one resume at a time per incident
+                submit_decision(self.store, incident_id, step, approver=f"slack:{user}", approve=approve,
+                                comment=f"via Slack {via}")
+        except StanchError as exc:
+            say(f":warning: {escape(str(exc))}")
+            return
+        except Exception as exc:
+            log.exception("slack: could not submit %s for %s/%s", verb, incident_id, step)
+            say(f":x: could not submit your decision: {escape(f'{type(exc).__name__}: {exc}')}")
+            return
+        say(f"Recorded: you {'approved' if approve else 'denied'} `{escape(step)}` of `{escape(incident_id)}`. "
+            "The outcome appears in the incident thread.")
+
+
+def _web_client(settings: StanchSettings) -> WebClient:
+    from integrations.slack.client import DEFAULT_BASE_URL, retry_handlers
+
+    if settings.slack_token is None or not settings.slack_token.get_secret_value():
+        raise ConfigurationError("STANCH_SLACK_TOKEN is not set: the Slack app needs the bot token (xoxb-…)")
+    base = settings.slack_base_url or DEFAULT_BASE_URL
+    return WebClient(token=settings.slack_token.get_secret_value(), base_url=base if base.endswith("/") else base + "/",
+                     timeout=10, retry_handlers=retry_handlers(rate_limit_retries=1, max_retry_after=2.0,
+                                                               server_error_retries=1, connection_retries=1))
+
+
+def create_app(settings: StanchSettings | None = None, runner: RunLauncher | None = None, *,
+               config: SlackAppConfig | None = None) -> App:
+    """The Bolt app with ``/stanch`` and the approval buttons registered.
+
+    ``runner`` defaults from ``config.launcher``: ``InProcessLauncher()`` or
+    ``DeploymentLauncher(config.deployment)``. The handler object is ``app._stanch`` (tests)."""
+    from integrations.slack.client import SlackClient
+
+    settings = settings or StanchSettings()
+    config = config or SlackAppConfig()
+    if settings.slack_signing_secret is None or not settings.slack_signing_secret.get_secret_value():
+        raise ConfigurationError("STANCH_SLACK_SIGNING_SECRET is not set: requests from Slack cannot be verified")
+    web = _web_client(settings)
+    if runner is None:
+        runner = InProcessLauncher() if config.launcher == "inprocess" else DeploymentLauncher(config.deployment)
+    slack = SlackClient(web, default_channel=settings.slack_channel)
+    handlers = StanchSlack(settings, config, runner, slack.usergroup_members)
+    app = App(client=web, signing_secret=settings.slack_signing_secret.get_secret_value(),
+              process_before_response=False, name="stanch",
+              listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="stanch-bolt"))
+    handlers.register(app)
+    app._stanch = handlers  # type: ignore[attr-defined]
+    return app
+
+
+def wsgi_app(app: App) -> SlackRequestHandler:
+    """Bolt's WSGI adapter answering ``POST /slack/events`` (everything else: 404)."""
+    return SlackRequestHandler(app, path=EVENTS_PATH)
+
+
+def serve(host: str = "127.0.0.1", port: int = 3000, *, app: App | None = None) -> None:
+    """Serve the app over HTTP until interrupted: ``POST http://host:port/slack/events``.
+
+    Put it behind your TLS-terminating proxy; Slack needs an https Request URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, wsgi_app(app or create_app()), threaded=True)
+    log.warning("stanch Slack app listening on http://%s:%s%s", host, server.server_port, EVENTS_PATH)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def serve_socket_mode(*, app: App | None = None, app_token: str | None = None) -> None:
+    """Socket Mode: the app dials out to Slack over a WebSocket (no public URL). Needs an
+    app-level token (``xapp-…``, scope ``connections:write``) in ``STANCH_SLACK_APP_TOKEN``."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    token = app_token or (SlackAppConfig().app_token.get_secret_value()  # type: ignore[union-attr]
+                          if SlackAppConfig().app_token is not None else None)
+    if not token:
+        raise ConfigurationError("STANCH_SLACK_APP_TOKEN (xapp-…) is not set: Socket Mode needs an app-level token")
+    SocketModeHandler(app or create_app(), app_token=token).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.slack_app serve [--host H] [--port P]`` or ``… socket``."""
+    parser = argparse.ArgumentParser(prog="stanch slack", description="Run the stanch Slack app.")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    http = sub.add_parser("serve", help="HTTP: Slack POSTs to https://<your host>/slack/events")
+    http.add_argument("--host", default="127.0.0.1")
+    http.add_argument("--port", type=int, default=3000)
+    sub.add_parser("socket", help="Socket Mode: no public URL needed (STANCH_SLACK_APP_TOKEN)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.mode == "serve":
+            serve(args.host, args.port)
+        else:
+            serve_socket_mode()
+    except StanchError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
