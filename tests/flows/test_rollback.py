@@ -1,0 +1,35 @@
+"""`stanch rollback`: compensations of succeeded steps, newest first, each exactly once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.runtime import rollback_incident, run_runbook
+
+HERE = Path(__file__).parent / "runbooks"
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _undone(folder: Path) -> list[str]:
+    return [e["data"]["output"]["message"] for e in map(json.loads, (folder / "timeline.jsonl").open())
+            if e["kind"] == "compensation.succeeded"]
+
+
+def test_rollback_runs_each_compensation_once_in_reverse(tmp_path: Path) -> None:
+    state = run_runbook(str(HERE / "undoable.yaml"), {}, "INC-RB", str(tmp_path), False, "t", return_state=True)
+    assert state.is_completed()
+    assert _undone(tmp_path / "INC-RB") == []  # a successful run undoes nothing by itself
+
+    first = rollback_incident("INC-RB", str(tmp_path), return_state=True)
+    assert first.is_completed(), first.message
+    assert _undone(tmp_path / "INC-RB") == ["undo two b", "undo two a", "undo one"] or \
+        _undone(tmp_path / "INC-RB") == ["undo two a", "undo two b", "undo one"]
+    assert _undone(tmp_path / "INC-RB")[-1] == "undo one"
+
+    again = rollback_incident("INC-RB", str(tmp_path), return_state=True)
+    assert again.is_completed()
+    assert len(_undone(tmp_path / "INC-RB")) == 3  # nothing undone twice
+    assert "## Compensations (rollback)" in (tmp_path / "INC-RB" / "postmortem.md").read_text()
