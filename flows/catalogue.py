@@ -6,6 +6,7 @@ and result fields) for humans. Must not touch: Prefect, boto3, Slack.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.table import Table
@@ -13,18 +14,29 @@ from rich.table import Table
 from integrations.base import ActionRegistry, ActionSpec
 
 
+def _type_name(annotation: Any) -> str:
+    text = str(annotation) if getattr(annotation, "__args__", None) else getattr(annotation, "__name__", None)
+    text = text or str(annotation)
+    for noise in ("typing.", "integrations.", "pydantic.", "datetime."):
+        text = text.replace(noise, "")
+    return re.sub(r"<class '([\w.]+)'>", r"\1", text)
+
+
 def _fields(model: Any) -> list[tuple[str, str, bool, str]]:
     out = []
     for name, f in model.model_fields.items():
-        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        ann = _type_name(f.annotation).replace("|", "\\|")
         out.append((f.alias or name, ann, f.is_required(), (f.description or "").replace("|", "\\|")))
     return out
 
 
 def actions_table(registry: ActionRegistry) -> Table:
     table = Table(title="stanch actions", show_lines=False)
-    for col in ("action", "summary", "mutating", "idempotent", "undo"):
-        table.add_column(col)
+    table.add_column("action", no_wrap=True)
+    table.add_column("summary")
+    table.add_column("mutating")
+    table.add_column("idempotent")
+    table.add_column("undo", no_wrap=True)
     for spec in registry.specs():
         table.add_row(spec.name, spec.summary, "yes" if spec.mutating else "no",
                       "yes" if spec.idempotent else "no", spec.compensation or "")
