@@ -1,4 +1,5 @@
-"""AWS containment actions (IAM, ACM, S3, SES) behind the stanch action contract.
+"""AWS containment actions (IAM, ACM, Secrets Manager, KMS, Signer, Lambda, ECS, CodePipeline, S3,
+SES, SNS) behind the stanch action contract.
 
 Owns: ``register(registry)`` — the ``stanch.integrations`` entry point ``aws`` — which adds every
 AWS action. Sub-modules: ``session`` (assume-role client factory), ``errors`` (botocore ->
@@ -17,9 +18,52 @@ __all__ = ["all_actions", "register"]
 
 
 def all_actions() -> list[ActionSpec[Any, Any]]:
-    from integrations.aws import acm, iam, s3, ses
+    from integrations.aws import (
+        acm,
+        ecs,
+        iam,
+        iam_certs,
+        iam_cleanup,
+        iam_sessions,
+        kms,
+        lambda_,
+        pipeline,
+        s3,
+        secretsmanager,
+        ses,
+        ses_templates,
+        signer,
+        sns,
+    )
 
-    return [iam.DEACTIVATE, iam.REACTIVATE, acm.ROTATE, s3.PUBLISH, s3.RESTORE, ses.SEND]
+    return [
+        iam.DEACTIVATE,
+        iam.REACTIVATE,
+        iam_cleanup.DELETE_KEYS,
+        iam_cleanup.REMOVE_LOGIN_PROFILE,
+        iam_sessions.REVOKE,
+        iam_sessions.REMOVE_REVOCATION,
+        iam_certs.UPLOAD,
+        iam_certs.DELETE,
+        acm.ROTATE,
+        secretsmanager.ROTATE,
+        secretsmanager.RESTORE,
+        kms.DISABLE,
+        kms.ENABLE,
+        kms.SCHEDULE_DELETION,
+        kms.CANCEL_DELETION,
+        signer.ROTATE,
+        lambda_.DEPLOY,
+        lambda_.SHIFT_ALIAS,
+        ecs.FORCE,
+        ecs.RESTORE,
+        pipeline.START,
+        s3.PUBLISH,
+        s3.RESTORE,
+        ses.SEND,
+        ses_templates.SEND_TEMPLATED,
+        sns.PUBLISH,
+    ]
 
 
 def register(registry: ActionRegistry) -> None:

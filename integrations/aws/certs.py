@@ -1,7 +1,8 @@
 """X.509 material for code-signing certificate rotation, made with ``cryptography``.
 
 Owns: key generation (EC P-256 or RSA 2048), the sandbox/local CA, issuing a code-signing leaf
-certificate (``extendedKeyUsage = codeSigning``), and the printable facts about a certificate
+certificate (``extendedKeyUsage = codeSigning``) or a TLS server one (``serverAuth`` + DNS SAN),
+and the printable facts about a certificate
 (serial as hex, SHA-256 fingerprint, notAfter). Pure functions, no AWS calls.
 
 Must not touch: ``flows``, ``prefect``. Private key PEMs returned here are secrets: callers
@@ -28,6 +29,7 @@ __all__ = [
     "cert_facts",
     "generate_key",
     "issue_code_signing_cert",
+    "issue_server_cert",
     "key_pem",
     "load_key",
     "make_ca",
@@ -141,6 +143,28 @@ def issue_code_signing_cert(
     ca: CertificateAuthority | None = None,
 ) -> IssuedCertificate:
     """A code-signing certificate for ``key``; issued by ``ca`` or self-signed when ``ca`` is None."""
+    return _issue(key, common_name, validity_days, ca, ExtendedKeyUsageOID.CODE_SIGNING, server=False)
+
+
+def issue_server_cert(
+    key: PrivateKey,
+    common_name: str,
+    validity_days: int = 365,
+    ca: CertificateAuthority | None = None,
+) -> IssuedCertificate:
+    """A TLS server certificate (serverAuth, SAN = ``common_name``); issued by ``ca`` or self-signed."""
+    return _issue(key, common_name, validity_days, ca, ExtendedKeyUsageOID.SERVER_AUTH, server=True)
+
+
+def _issue(
+    key: PrivateKey,
+    common_name: str,
+    validity_days: int,
+    ca: CertificateAuthority | None,
+    eku: x509.ObjectIdentifier,
+    *,
+    server: bool,
+) -> IssuedCertificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     if ca is not None:
@@ -162,7 +186,7 @@ def issue_code_signing_cert(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=False,
+                key_encipherment=server and isinstance(key, rsa.RSAPrivateKey),
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=False,
@@ -172,9 +196,11 @@ def issue_code_signing_cert(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
     if ca_cert is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
