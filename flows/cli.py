@@ -147,7 +147,7 @@ def plan(
         return
     from flows.planner import render_plan
 
-    console.print(render_plan(plan_, rows), markup=False, soft_wrap=True)
+    console.print(render_plan(plan_, rows), markup=False, emoji=False, soft_wrap=True)
 
 
 def read_sandbox_state() -> Any:
