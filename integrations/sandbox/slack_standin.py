@@ -181,7 +181,9 @@ class SlackStandIn:
         self._server = make_server(
             self._host, self._port, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="slack-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="slack-standin", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -147,7 +147,7 @@ class SlackHarness:
 
 def serve_app(app: App) -> tuple[str, Callable[[], None]]:
     server = make_server("127.0.0.1", 0, wsgi_app(app), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="slack-app-test", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="slack-app-test", daemon=True)
     thread.start()
 
     def stop() -> None:
