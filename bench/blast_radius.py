@@ -1,0 +1,561 @@
+"""Blast-radius containment benchmark: revoke 1,000 access keys across 20 accounts.
+
+Seeds N accounts x U users x 2 access keys (IAM's per-user limit, enforced by moto) in a moto
+server running in its own process, adds a per-request latency on the server (the sandbox fault
+injector's latency rule; real IAM round trips are ~20-60 ms, moto answers in ~3-4 ms), then times
+three contestants doing exactly the same AWS calls — per user ``ListAccessKeys`` and one
+``UpdateAccessKey(Status=Inactive)`` per Active key:
+
+1. a plain sequential boto3 script (one thread);
+2. a tuned concurrent boto3 script (``ThreadPoolExecutor(16)``, one client per account shared by
+   the threads, ``max_pool_connections=32``);
+3. stanch: ``bench/runbooks/revoke.yaml`` (one ``for_each`` step, ``concurrency: 16``) through the
+   real engine, ``flows.runtime.run_runbook(..., return_state=True)`` under
+   ``prefect_test_harness`` (a temporary Prefect server on SQLite, started before the clock and
+   reported separately), heartbeats off. Timed: flow start, 500 task runs, 20 STS AssumeRoles,
+   timeline events, step report, artifact, post-mortem.
+
+Every contestant starts from all keys Active; afterwards the bench checks in moto that every key
+is Inactive and counts the requests the server saw (nobody can skip work). It prints wall time,
+calls/s, the ratios and PASS/MISS against the targets (stanch within 1.3x of the tuned script, at
+least 4x faster than the sequential one). It exits 0 even when a target is missed.
+
+    .venv/bin/python bench/blast_radius.py [--accounts 20] [--users 25] [--latency-ms 25]
+        [--jitter-ms 0] [--threads 16] [--skip-sequential] [--profile]
+
+``--profile`` adds a breakdown of where stanch's time goes (timeline appends, reports, artifacts,
+task submission/collection in the flow thread, action time in worker threads) by wrapping those
+functions in this process, plus a cProfile of the flow thread. The wrappers cost a little time, so
+the profiled run is reported separately from the timed one.
+
+Owns: nothing but this measurement. Must not touch: real AWS (loopback moto only), Slack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+from integrations.sandbox.faults import clear_faults, inject_latency, list_faults  # noqa: E402
+
+RUNBOOK = Path(__file__).resolve().parent / "runbooks" / "revoke.yaml"
+REGION = "us-east-1"
+TARGET_VS_TUNED = 1.3
+TARGET_VS_SEQUENTIAL = 4.0
+_SETUP_THREADS = 8
+
+
+# ----- moto in its own process ----------------------------------------------------------------------
+def serve_moto() -> int:
+    """Child mode: start ``MotoServer``, print its URL, serve until stdin closes."""
+    from integrations.sandbox.moto_server import MotoServer
+
+    with MotoServer() as srv:
+        print(srv.url, flush=True)
+        sys.stdin.read()
+    return 0
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[str]:
+    """moto (behind the fault injector) in a separate process, so it has its own GIL and core —
+    as AWS's CPU is not ours."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-moto"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"moto server did not start (got {url!r})")
+        yield url
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ----- fleet ----------------------------------------------------------------------------------------
+@dataclass
+class Fleet:
+    url: str
+    accounts: list[str]
+    keys: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (account, user) -> key ids
+
+    @property
+    def users(self) -> list[tuple[str, str]]:
+        return list(self.keys)
+
+    @property
+    def n_keys(self) -> int:
+        return sum(len(v) for v in self.keys.values())
+
+
+def _pin_account(client: Any, account: str) -> Any:
+    """Same as ``integrations.aws.session`` does for loopback endpoints: moto's per-request account."""
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-moto-account-id"] = account
+
+    client.meta.events.register("before-sign.*.*", add_header)
+    return client
+
+
+def iam_clients(url: str, accounts: list[str], pool: int) -> dict[str, Any]:
+    """One IAM client per account (botocore clients are thread-safe; creating one is not cheap)."""
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=pool,
+        connect_timeout=5,
+        read_timeout=30,
+        tcp_keepalive=True,
+    )
+    return {acct: _pin_account(session.client("iam", endpoint_url=url, config=config), acct) for acct in accounts}
+
+
+def seed(url: str, n_accounts: int, n_users: int) -> Fleet:
+    accounts = [f"{210000000000 + i:012d}" for i in range(1, n_accounts + 1)]
+    fleet = Fleet(url, accounts)
+    clients = iam_clients(url, accounts, 32)
+
+    def make(pair: tuple[str, str]) -> tuple[tuple[str, str], list[str]]:
+        acct, user = pair
+        iam = clients[acct]
+        iam.create_user(UserName=user)
+        return pair, [iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"] for _ in range(2)]
+
+    pairs = [(a, f"ci-deploy-{u:03d}") for a in accounts for u in range(n_users)]
+    with ThreadPoolExecutor(_SETUP_THREADS) as pool:
+        fleet.keys = dict(pool.map(make, pairs))
+    # IAM allows two keys per user and moto enforces it: the fleet really is 2 keys x user.
+    acct, user = pairs[0]
+    try:
+        clients[acct].create_access_key(UserName=user)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "LimitExceeded", exc
+    else:
+        raise AssertionError("moto accepted a third access key")
+    return fleet
+
+
+def reset(fleet: Fleet) -> None:
+    """Every key back to Active (no latency rule in place)."""
+    clients = iam_clients(fleet.url, fleet.accounts, 32)
+    work = [(a, u, k) for (a, u), ks in fleet.keys.items() for k in ks]
+    with ThreadPoolExecutor(_SETUP_THREADS) as pool:
+        list(
+            pool.map(
+                lambda t: clients[t[0]].update_access_key(UserName=t[1], AccessKeyId=t[2], Status="Active"),
+                work,
+            )
+        )
+
+
+def key_statuses(fleet: Fleet) -> dict[str, int]:
+    """``{"Active": n, "Inactive": m}`` over the whole fleet, read back from moto."""
+    clients = iam_clients(fleet.url, fleet.accounts, 32)
+
+    def statuses(pair: tuple[str, str]) -> list[str]:
+        return [m["Status"] for m in clients[pair[0]].list_access_keys(UserName=pair[1])["AccessKeyMetadata"]]
+
+    counts: dict[str, int] = defaultdict(int)
+    with ThreadPoolExecutor(_SETUP_THREADS) as pool:
+        for sts in pool.map(statuses, fleet.users):
+            for s in sts:
+                counts[s] += 1
+    return dict(counts)
+
+
+# ----- the two boto3 contestants ---------------------------------------------------------------------
+def revoke_user(iam: Any, user: str) -> int:
+    """What every contestant does per user; returns the number of AWS calls made."""
+    calls = 1
+    for meta in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+        if meta["Status"] == "Active":
+            iam.update_access_key(UserName=user, AccessKeyId=meta["AccessKeyId"], Status="Inactive")
+            calls += 1
+    return calls
+
+
+def sequential(fleet: Fleet) -> int:
+    clients = iam_clients(fleet.url, fleet.accounts, 10)
+    return sum(revoke_user(clients[acct], user) for acct, user in fleet.users)
+
+
+def tuned(fleet: Fleet, threads: int) -> int:
+    clients = iam_clients(fleet.url, fleet.accounts, max(32, threads))
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda pair: revoke_user(clients[pair[0]], pair[1]), fleet.users))
+
+
+# ----- stanch ------------------------------------------------------------------------------------------
+def _engine_env(url: str, home: Path) -> None:
+    """Environment for the engine; must be in place before prefect is imported."""
+    os.environ.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_LOGGING_LEVEL="CRITICAL",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        STANCH_AWS_ENDPOINT_URL=url,
+        STANCH_HOME=str(home / "stanch"),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+    )
+    for var in ("STANCH_SLACK_TOKEN", "STANCH_SLACK_BASE_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(var, None)
+
+
+class PhaseTimer:
+    """Wall time per named phase, summed over threads (``--profile`` only)."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = defaultdict(float)
+        self.count: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, owner: Any, attr: str, phase: str) -> None:
+        original = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                with self._lock:
+                    self.total[phase] += dt
+                    self.count[phase] += 1
+
+        setattr(owner, attr, timed)
+        self._undo.append(lambda: setattr(owner, attr, original))
+
+    def restore(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+
+@dataclass
+class StanchRun:
+    wall: float
+    outcome: str
+    events: int
+    incident: Path
+    profile: str = ""
+
+
+def _tail_from_end(self: Any) -> tuple[int, str]:
+    """What-if replacement of ``Timeline._tail``: read the last line from the end of the file
+    (O(event size)) instead of parsing every line (O(events))."""
+    import json
+
+    from flows.timeline import GENESIS
+
+    if not self.path.exists():
+        return 0, GENESIS
+    with self.path.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        chunk = 8192
+        while True:
+            start = max(0, end - chunk)
+            fh.seek(start)
+            lines = [ln for ln in fh.read(end - start).splitlines() if ln.strip()]
+            if len(lines) >= 2 or start == 0:
+                break
+            chunk *= 4
+    if not lines:
+        return 0, GENESIS
+    last = json.loads(lines[-1])
+    return int(last["seq"]), str(last["hash"])
+
+
+class _NoFsyncOs:
+    """What-if stand-in for ``os`` inside ``flows.timeline``: no fsync, HEAD replace kept cheap."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def fsync(fd: int) -> None:
+        return None
+
+
+WHAT_IFS = {
+    "tail": "Timeline._tail reads the last line from the end of the file",
+    "tail+nofsync": "... and no fsync per event (stand-in for a batched/group commit)",
+}
+
+
+@contextlib.contextmanager
+def what_if(variant: str | None) -> Iterator[None]:
+    """Patch the engine *in this process only* to estimate a fix; never used for the headline figure."""
+    if variant is None:
+        yield
+        return
+    import flows.timeline as tl
+
+    saved_tail, saved_os = tl.Timeline._tail, tl.os
+    tl.Timeline._tail = _tail_from_end  # type: ignore[method-assign]
+    if "nofsync" in variant:
+        tl.os = _NoFsyncOs()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        tl.Timeline._tail = saved_tail  # type: ignore[method-assign]
+        tl.os = saved_os
+
+
+def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None) -> StanchRun:
+    from flows.runtime import run_runbook
+    from integrations.aws.session import clear_client_cache
+
+    targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in fleet.users]
+    clear_client_cache()  # a fresh process would have no cached sessions: pay the AssumeRoles
+    store = home / "incidents"
+    incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{'p' if profile else 't'}"
+    timer = PhaseTimer()
+    prof = cProfile.Profile() if profile else None
+    if profile:
+        import flows.runtime as rt
+        from flows.incident import Incident
+        from flows.timeline import Timeline
+
+        timer.wrap(Timeline, "append", "timeline append (all threads)")
+        timer.wrap(Timeline, "_tail", "  of which: re-read whole timeline (_tail)")
+        timer.wrap(rt, "render_step_report", "step report render")
+        timer.wrap(rt, "create_markdown_artifact", "Prefect artifact")
+        timer.wrap(Incident, "render_postmortem", "post-mortem render")
+        timer.wrap(rt.Engine, "_pump", "flow thread: submit task runs (_pump)")
+        timer.wrap(rt.Engine, "_collect", "flow thread: collect results (_collect)")
+        timer.wrap(rt.Engine, "_complete_step", "flow thread: complete step (+report)")
+        timer.wrap(rt.Engine, "execute", "worker threads: action incl. AWS calls")
+        timer.wrap(rt.Engine, "record", "Engine.record (timeline + listeners)")
+    with what_if(variant):
+        t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        state = run_runbook(
+            str(RUNBOOK),
+            {"targets": targets},
+            incident_id,
+            str(store),
+            False,
+            "bench",
+            return_state=True,
+        )
+        if prof is not None:
+            prof.disable()
+        wall = time.perf_counter() - t0
+    timer.restore()
+    folder = store / incident_id
+    events = sum(1 for line in (folder / "timeline.jsonl").read_text().splitlines() if line.strip())
+    report = ""
+    if profile:
+        out = io.StringIO()
+        out.write(f"  phases (wall seconds summed over threads; flow wall {wall:.2f} s):\n")
+        for phase, secs in timer.total.items():
+            each = 1000 * secs / max(1, timer.count[phase])
+            out.write(f"    {phase:<45} {secs:8.2f} s  n={timer.count[phase]:<5} {each:7.2f} ms each\n")
+        if prof is not None:
+            out.write("  cProfile of the flow (main) thread, top 22 by cumulative time:\n")
+            stats = pstats.Stats(prof, stream=out)
+            stats.sort_stats("cumulative").print_stats(22)
+        report = out.getvalue()
+    name = str(getattr(state, "name", "?"))
+    return StanchRun(wall, name, events, folder, report)
+
+
+# ----- driver ------------------------------------------------------------------------------------------
+COUNTED = ("ListAccessKeys", "UpdateAccessKey", "AssumeRole")
+
+
+@dataclass
+class Result:
+    name: str
+    wall: float
+    calls: int  # requests moto saw (server side)
+    inactive: int
+    total: int
+    by_action: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.wall if self.wall else 0.0
+
+
+def contest(fleet: Fleet, name: str, latency_ms: float, jitter_ms: float, body: Callable[[], Any]) -> Result:
+    clear_faults(fleet.url)
+    reset(fleet)
+    before = key_statuses(fleet)
+    assert before.get("Active") == fleet.n_keys, f"reset failed: {before}"
+    # Installed even at 0 ms: the rule's `fired` counter is the server-side request count.
+    latency = inject_latency(fleet.url, "*", delay_ms=latency_ms, jitter_ms=jitter_ms)
+    for action in COUNTED:  # zero-delay rules: per-operation request counters
+        inject_latency(fleet.url, action, delay_ms=0)
+    t0 = time.perf_counter()
+    body()
+    wall = time.perf_counter() - t0
+    fired = {r.action if r.id != latency else "*": r.fired for r in list_faults(fleet.url)}
+    clear_faults(fleet.url)
+    after = key_statuses(fleet)
+    by_action = {a: fired.get(a, 0) for a in COUNTED}
+    result = Result(name, wall, fired["*"], after.get("Inactive", 0), sum(after.values()), by_action)
+    ok = "all Inactive" if result.inactive == fleet.n_keys else f"ONLY {result.inactive}/{fleet.n_keys} Inactive"
+    ops = ", ".join(f"{a} {n}" for a, n in by_action.items() if n)
+    print(f"  {name:<34} {wall:7.2f} s  {result.calls:5d} calls ({ops})  {ok}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--accounts", type=int, default=20)
+    p.add_argument("--users", type=int, default=25, help="users per account (2 keys each)")
+    p.add_argument("--latency-ms", type=float, default=25.0, help="added to every AWS request (0 = raw moto)")
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--threads", type=int, default=16, help="threads of the tuned script")
+    p.add_argument("--skip-sequential", action="store_true", help="estimate nothing: just leave it out")
+    p.add_argument("--profile", action="store_true", help="also run stanch once more with a phase breakdown")
+    p.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also run stanch with in-process patches that estimate timeline fixes: " + "; ".join(WHAT_IFS.values()),
+    )
+    p.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve_moto:
+        return serve_moto()
+
+    print(
+        f"blast radius: {args.accounts} accounts x {args.users} users x 2 keys = "
+        f"{args.accounts * args.users * 2} keys; latency {args.latency_ms:g} ms (+0..{args.jitter_ms:g} jitter); "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="stanch-bench-") as tmp, moto_process() as url:
+        home = Path(tmp)
+        t0 = time.perf_counter()
+        fleet = seed(url, args.accounts, args.users)
+        print(f"  seeded {fleet.n_keys} keys for {len(fleet.users)} users in {time.perf_counter() - t0:.1f} s")
+        results: dict[str, Result] = {}
+        if not args.skip_sequential:
+            results["sequential"] = contest(
+                fleet, "sequential boto3", args.latency_ms, args.jitter_ms, lambda: sequential(fleet)
+            )
+        results["tuned"] = contest(
+            fleet,
+            f"tuned boto3 ({args.threads} threads)",
+            args.latency_ms,
+            args.jitter_ms,
+            lambda: tuned(fleet, args.threads),
+        )
+
+        _engine_env(url, home)
+        t_imp = time.perf_counter()
+        from prefect.settings import temporary_settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        import flows.runtime  # noqa: F401  (import cost is not part of the run)
+
+        imports = time.perf_counter() - t_imp
+        t_srv = time.perf_counter()
+        with (
+            prefect_test_harness(server_startup_timeout=60),
+            temporary_settings(updates={"flows.heartbeat_frequency": None}),
+        ):
+            startup = time.perf_counter() - t_srv
+            box: dict[str, StanchRun] = {}
+
+            def go(profile: bool, variant: str | None = None) -> None:
+                box["run"] = run_stanch(fleet, home, profile=profile, variant=variant)
+
+            results["stanch"] = contest(
+                fleet, "stanch (concurrency 16)", args.latency_ms, args.jitter_ms, lambda: go(False)
+            )
+            run = box["run"]
+            print(
+                f"    state {run.outcome}; {run.events} timeline events; Prefect server start-up "
+                f"{startup:.1f} s and engine import {imports:.1f} s (both excluded)",
+                flush=True,
+            )
+            profiled: StanchRun | None = None
+            if args.profile:
+                contest(fleet, "stanch, profiled", args.latency_ms, args.jitter_ms, lambda: go(True))
+                profiled = box["run"]
+            if args.what_if:
+                for variant in WHAT_IFS:
+                    results[f"what-if {variant}"] = contest(
+                        fleet,
+                        f"stanch what-if: {variant}",
+                        args.latency_ms,
+                        args.jitter_ms,
+                        lambda v=variant: go(False, v),  # type: ignore[misc]
+                    )
+            t_close = time.perf_counter()
+        print(f"    Prefect server shut down in {time.perf_counter() - t_close:.1f} s (excluded)")
+
+    print()
+    print(f"{'contestant':<34} {'wall s':>8} {'calls':>6} {'calls/s':>8} {'keys Inactive':>14}")
+    for r in results.values():
+        print(f"{r.name:<34} {r.wall:8.2f} {r.calls:6d} {r.rate:8.0f} {r.inactive:>7d}/{r.total:<6d}")
+    st, tu = results["stanch"], results["tuned"]
+    vs_tuned = st.wall / tu.wall
+    print()
+    print(
+        f"stanch / tuned      = {vs_tuned:5.2f}x  (target <= {TARGET_VS_TUNED}x)  "
+        f"{'PASS' if vs_tuned <= TARGET_VS_TUNED else 'MISS'}"
+    )
+    if "sequential" in results:
+        vs_seq = results["sequential"].wall / st.wall
+        print(
+            f"sequential / stanch = {vs_seq:5.2f}x  (target >= {TARGET_VS_SEQUENTIAL}x)  "
+            f"{'PASS' if vs_seq >= TARGET_VS_SEQUENTIAL else 'MISS'}"
+        )
+        print(f"sequential / tuned  = {results['sequential'].wall / tu.wall:5.2f}x")
+    for key, r in results.items():
+        if key.startswith("what-if"):
+            print(f"{r.name} / tuned = {r.wall / tu.wall:5.2f}x (estimate, engine patched in-process)")
+    if any(r.inactive != fleet.n_keys for r in results.values()):
+        print("WARNING: a contestant left keys Active (see above)")
+    if profiled is not None:
+        print()
+        print(f"stanch profile (profiled run: {profiled.wall:.2f} s)")
+        print(profiled.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
