@@ -1,0 +1,304 @@
+"""Slack app latency: ack of signed ``/stanch`` commands, and command -> first AWS containment call.
+
+    .venv/bin/python bench/slack.py                 # ack latency + in-process launcher
+    .venv/bin/python bench/slack.py --deployment    # also a served deployment (python -m flows.deploy)
+
+1. Ack latency: ``rounds`` x 20 concurrent signed ``/stanch run compromised-dependency …`` over real
+   HTTP (Bolt WSGI adapter under threaded werkzeug, 127.0.0.1). The launcher only records
+   (RecordingLauncher): no run starts, but everything else after the ack does (runbook load and
+   input validation, the @group look-up against the Slack stand-in). Baseline: a bare Bolt app
+   in the same process whose listener only calls ``ack()``. Target: p99 <= 300 ms.
+2. Command -> first AWS call: time from sending the command to the first IAM UpdateAccessKey
+   reaching moto (a WSGI hook in front of the sandbox's fault injector). Target: <= 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for _k, _v in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+               ("AWS_DEFAULT_REGION", "us-east-1")):
+    os.environ[_k] = _v
+
+import urllib3  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from slack_bolt import App  # noqa: E402
+from slack_sdk import WebClient  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+SECRET = "bench-signing-secret-0123456789abcdef"
+DEMO = {"advisory": "MAL-2026-2307", "live_from": "2026-03-31T00:21:00Z", "live_until": "2026-03-31T03:15:00Z",
+        "app_version": "4.2.1", "ca_secret": "stanch/sandbox/ca"}
+
+
+def sign(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    sig = "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig,
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def command_body(text: str, response_url: str, user: str = "U0LEAD1") -> str:
+    return urlencode({"team_id": "T0STANCH01", "channel_id": "C0INCIDENT", "user_id": user, "command": "/stanch",
+                      "text": text, "response_url": response_url, "api_app_id": "A0STANCH01",
+                      "trigger_id": f"{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"})
+
+
+def serve(app: App) -> tuple[str, Callable[[], None]]:
+    from flows.slack_app import wsgi_app
+
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Quiet(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            return
+
+    server = make_server("127.0.0.1", 0, wsgi_app(app), threaded=True, request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+    return f"http://127.0.0.1:{server.server_port}/slack/events", stop
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def burst(url: str, bodies: Iterable[str], http: urllib3.PoolManager) -> list[float]:
+    bodies = list(bodies)
+    barrier = threading.Barrier(len(bodies))
+    out: list[float] = []
+    lock = threading.Lock()
+
+    def one(body: str) -> None:
+        headers = sign(body)
+        barrier.wait()
+        t0 = time.perf_counter()
+        resp = http.request("POST", url, body=body.encode(), headers=headers, timeout=10)
+        dt = time.perf_counter() - t0
+        assert resp.status == 200, (resp.status, resp.data[:200])
+        with lock:
+            out.append(dt)
+
+    threads = [threading.Thread(target=one, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def make_runbooks(dest: Path) -> Path:
+    shutil.copytree(ROOT / "runbooks", dest)
+    p = dest / "compromised-dependency.yaml"
+    p.write_text(p.read_text().replace('slack:\n  channel: "#incident"\n',
+                                       'slack:\n  channel: "#incident"\n  allowed_users: ["U0ONCALL", '
+                                       '"@security-leads"]\n', 1))
+    return dest
+
+
+def bench_ack(rounds: int, concurrency: int, tmp: Path) -> None:
+    from flows.slack.launchers import RecordingLauncher
+    from flows.slack_app import SlackAppConfig, create_app
+    from integrations.sandbox.slack_standin import SlackStandIn
+    from integrations.settings import StanchSettings
+
+    http = urllib3.PoolManager(maxsize=concurrency * 2, retries=False)
+    with SlackStandIn() as standin:
+        settings = StanchSettings(home=tmp / "home", slack_base_url=standin.api_url,
+                                  slack_token=SecretStr(standin.token), slack_signing_secret=SecretStr(SECRET))
+        launcher = RecordingLauncher()
+        app = create_app(settings, launcher, config=SlackAppConfig(runbooks_dir=make_runbooks(tmp / "rb")))
+        bare = App(client=WebClient(token=standin.token, base_url=standin.api_url), signing_secret=SECRET)
+        bare.command("/stanch")(lambda ack: ack())
+        text = "run compromised-dependency " + " ".join(f"{k}={v}" for k, v in DEMO.items())
+        results: dict[str, list[float]] = {}
+        for label, a in (("bare Bolt (ack only)", bare), ("stanch /stanch run", app)):
+            url, stop = serve(a)
+            burst(url, [command_body("help", standin.response_url())], http)  # warm-up
+            samples: list[float] = []
+            for _ in range(rounds):
+                samples += burst(url, [command_body(text, standin.response_url()) for _ in range(concurrency)], http)
+                time.sleep(0.5)  # let post-ack work drain between bursts
+            results[label] = samples
+            stop()
+        deadline = time.monotonic() + 30
+        while len(launcher.requests) < rounds * concurrency and time.monotonic() < deadline:
+            time.sleep(0.05)
+    print(f"\n== ack latency: {rounds} bursts x {concurrency} concurrent signed slash commands "
+          f"(RecordingLauncher: no run starts) ==")
+    base = results["bare Bolt (ack only)"]
+    for label, s in results.items():
+        p50, p99 = pct(s, 50) * 1000, pct(s, 99) * 1000
+        print(f"  {label:<24} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {max(s) * 1000:7.1f} ms  "
+              f"(x{p50 / (pct(base, 50) * 1000):.2f} / x{p99 / (pct(base, 99) * 1000):.2f} of baseline)")
+    print(f"  runs recorded by the launcher after validation+authorization: {len(launcher.requests)} "
+          f"of {rounds * concurrency}")
+    ok = pct(results["stanch /stanch run"], 99) <= 0.300
+    print(f"  target ack p99 <= 300 ms: {'met' if ok else 'MISSED'}")
+
+
+class FirstCall:
+    """WSGI hook in front of moto: when did the first IAM UpdateAccessKey arrive?"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.at: float | None = None
+        self.event = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        from integrations.sandbox.faults import identify
+
+        if self.at is None:
+            service, action, _ = identify(environ)
+            if service == "iam" and action == "UpdateAccessKey":
+                self.at = time.perf_counter()
+                self.event.set()
+        return self.app(environ, start_response)
+
+
+def bench_first_call(runs: int, tmp: Path, deployment: bool) -> None:
+    from prefect.settings import get_current_settings, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.slack.launchers import DeploymentLauncher, InProcessLauncher, RunLauncher
+    from flows.slack_app import SlackAppConfig, create_app
+    from integrations.aws.session import clear_client_cache
+    from integrations.sandbox import Sandbox
+    from integrations.sandbox.state import default_slack_factory
+    from integrations.settings import StanchSettings
+
+    print("\n== /stanch run -> first AWS containment call (iam:UpdateAccessKey at moto) ==")
+    t_server = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=90), \
+            temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        print(f"  (temporary Prefect server up in {time.perf_counter() - t_server:.1f} s)")
+        api_url = str(get_current_settings().api.url)
+        clear_client_cache()
+        with Sandbox(tmp / "sandbox", slack_factory=default_slack_factory) as sb:
+            assert sb.state is not None and sb.moto.injector is not None
+            env = {**sb.state.environment(), "STANCH_SLACK_CHANNEL": "#incident", "STANCH_HOME": str(tmp / "home"),
+                   "STANCH_SLACK_SIGNING_SECRET": SECRET}
+            os.environ.update(env)
+            settings = StanchSettings()
+            http = urllib3.PoolManager(retries=False)
+            text = "run compromised-dependency " + " ".join(
+                f"{k}={v}" for k, v in {**DEMO, "inventory": str(sb.state.inventory_path)}.items())
+            modes: list[tuple[str, Callable[[], RunLauncher]]] = [("in-process launcher", InProcessLauncher)]
+            runner: subprocess.Popen[bytes] | None = None
+            if deployment:
+                runner = subprocess.Popen(
+                    [sys.executable, "-m", "flows.deploy", "--poll", "1"], cwd=ROOT,
+                    env={**os.environ, "PREFECT_API_URL": api_url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _wait_deployment()
+                modes.append(("served deployment (poll 1 s)", DeploymentLauncher))
+            try:
+                for label, make in modes:
+                    launcher = make()
+                    app = create_app(settings, launcher,
+                                     config=SlackAppConfig(runbooks_dir=make_runbooks(tmp / f"rb-{len(label)}"),
+                                                           drill=True))
+                    url, stop = serve(app)
+                    samples = []
+                    for _ in range(runs):
+                        sb.reseed()
+                        hook = FirstCall(sb.moto.injector.app)
+                        original, sb.moto.injector.app = sb.moto.injector.app, hook
+                        body = command_body(text, sb.slack.url + "/hooks/T/1", user="U0ONCALL")  # type: ignore
+                        t0 = time.perf_counter()
+                        assert http.request("POST", url, body=body.encode(), headers=sign(body)).status == 200
+                        got = hook.event.wait(60)
+                        sb.moto.injector.app = original
+                        if got and hook.at is not None:
+                            samples.append(hook.at - t0)
+                        _wait_quiet(settings.store_dir)
+                    stop()
+                    if isinstance(launcher, InProcessLauncher):
+                        launcher.join(60)
+                    if samples:
+                        print(f"  {label:<30} median {statistics.median(samples):5.2f} s  "
+                              f"min {min(samples):5.2f} s  max {max(samples):5.2f} s  (n={len(samples)})  "
+                              f"target <= 3 s: {'met' if max(samples) <= 3 else 'MISSED'}")
+                    else:
+                        print(f"  {label:<30} no AWS call observed within 60 s")
+            finally:
+                if runner is not None:
+                    runner.terminate()
+                    try:
+                        runner.wait(15)
+                    except subprocess.TimeoutExpired:
+                        runner.kill()
+    clear_client_cache()
+
+
+def _wait_deployment(timeout: float = 90.0) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with get_client(sync_client=True) as client:
+                client.read_deployment_by_name("stanch-runbook/stanch")
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError("the deployment did not appear (python -m flows.deploy failed?)")
+
+
+def _wait_quiet(store: Path, timeout: float = 60.0) -> None:
+    """Until every incident in the store has run.finished (so the next run starts on a quiet box)."""
+    from flows.slack.commands import open_incidents
+
+    deadline = time.monotonic() + timeout
+    time.sleep(0.5)
+    while open_incidents(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--deployment", action="store_true", help="Also measure a served deployment.")
+    parser.add_argument("--skip-runs", action="store_true", help="Only the ack latency part.")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="stanch-bench-slack-"))
+    os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
+    print(f"bench/slack.py — {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    try:
+        bench_ack(args.rounds, args.concurrency, tmp / "ack")
+        if not args.skip_runs:
+            bench_first_call(args.runs, tmp / "runs", args.deployment)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
