@@ -66,9 +66,9 @@ def command_body(text: str, response_url: str, user: str = "U0LEAD1") -> str:
 
 
 def serve(app: App) -> tuple[str, Callable[[], None]]:
-    from flows.slack_app import wsgi_app
-
     from werkzeug.serving import WSGIRequestHandler
+
+    from flows.slack_app import wsgi_app
 
     class Quiet(WSGIRequestHandler):
         def log(self, type: str, message: str, *args: Any) -> None:
