@@ -21,6 +21,8 @@ class StanchSettings(BaseSettings):
     store: Path | None = Field(default=None, description="Incident store; defaults to <home>/incidents.")
     aws_endpoint_url: str | None = Field(default=None, description="Override AWS endpoint (sandbox/moto).")
     aws_region: str = "us-east-1"
+    aws_max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts per AWS call inside botocore "
+                                  "(standard retry mode) before the engine's step retries take over.")
     assume_role_name: str = Field(default="StanchIncidentResponder", description="Role assumed in each account.")
     slack_base_url: str | None = Field(default=None, description="Slack Web API base URL (stand-in in sandbox).")
     slack_token: SecretStr | None = None

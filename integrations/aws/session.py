@@ -50,7 +50,13 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     tcp_keepalive=True,
 )
-"""One attempt per call: retrying is the engine's job (it sees TransientActionError)."""
+"""One attempt per call (used for STS): the engine retries the step on TransientActionError."""
+
+
+def client_config(max_attempts: int) -> Config:
+    """Per-call retries inside botocore (standard mode: throttling/5xx, jittered backoff), then
+    the engine's step retries on top. ``STANCH_AWS_MAX_ATTEMPTS=1`` leaves all retrying to the engine."""
+    return CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)}))
 
 _SESSION_SECONDS = 3600
 
@@ -84,8 +90,10 @@ class AccountClients:
     thread-safe, creating them is not cheap).
     """
 
-    def __init__(self, session: boto3.Session, account: str, region: str, endpoint_url: str | None) -> None:
+    def __init__(self, session: boto3.Session, account: str, region: str, endpoint_url: str | None,
+                 config: Config = CLIENT_CONFIG) -> None:
         self.session = session
+        self.config = config
         self.account = account
         self.region = region
         self.endpoint_url = endpoint_url
@@ -99,7 +107,7 @@ class AccountClients:
             cli = self._clients.get(key)
             if cli is None:
                 cli = self.session.client(  # type: ignore[call-overload]
-                    service, region_name=reg, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
+                    service, region_name=reg, endpoint_url=self.endpoint_url, config=self.config
                 )
                 if is_loopback_endpoint(self.endpoint_url):
                     _pin_moto_account(cli, self.account)
@@ -119,7 +127,7 @@ def _pin_moto_account(client: Any, account: str) -> None:
 
 _cache: dict[tuple[str | None, str, str], boto3.Session] = {}
 _cache_lock = threading.Lock()
-_account_clients: dict[tuple[str | None, str, str, str], AccountClients] = {}
+_account_clients: dict[tuple[str | None, str, str, str, int], AccountClients] = {}
 
 
 def clear_client_cache() -> None:
@@ -200,12 +208,12 @@ def clients_for(
             "drills may only use a sandbox endpoint (STANCH_AWS_ENDPOINT_URL=http://127.0.0.1:…)"
         )
     reg = region or settings.aws_region
-    key = (endpoint, settings.assume_role_name, account, reg)
+    key = (endpoint, settings.assume_role_name, account, reg, settings.aws_max_attempts)
     with _cache_lock:
         found = _account_clients.get(key)
     if found is not None:
         return found
     session = _session_for(settings, account, reg)
-    made = AccountClients(session, account, reg, endpoint)
+    made = AccountClients(session, account, reg, endpoint, client_config(settings.aws_max_attempts))
     with _cache_lock:
         return _account_clients.setdefault(key, made)

@@ -39,7 +39,8 @@ def aws_endpoint(moto_server: MotoServer) -> Iterator[str]:
 
 @pytest.fixture
 def aws_settings(aws_endpoint: str, tmp_path: Path) -> StanchSettings:
-    return StanchSettings(aws_endpoint_url=aws_endpoint, aws_region="us-east-1", home=tmp_path)
+    # One attempt per call, so action tests see each injected fault (botocore would retry it).
+    return StanchSettings(aws_endpoint_url=aws_endpoint, aws_region="us-east-1", home=tmp_path, aws_max_attempts=1)
 
 
 @pytest.fixture
