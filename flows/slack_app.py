@@ -128,6 +128,7 @@ class StanchSlack:
         self.seen = SeenSet(self.store / ".slack" / "seen.txt")
         self.groups = GroupDirectory(lookup_group)
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="stanch-slack")
+        self._plans: dict[tuple[Path, int], tuple[Any, Any]] = {}
         self._decision_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -194,17 +195,29 @@ class StanchSlack:
             ack(response_type="ephemeral", text=f"Submitting your decision on `{escape(cmd.args[1])}` …")
             self._submit(self.decide, user, cmd.args[0], cmd.args[1], cmd.name == "approve", respond, "command")
 
-    def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any) -> None:
-        """After the ack: validate like the CLI, authorize, launch, announce."""
-        from flows.compiler import compile_plan, parse_input_pairs, resolve_inputs
+    def load_plan(self, path: Path) -> tuple[Any, Any]:
+        """(runbook, plan) of a runbook file, cached until the file changes (validation is the
+        costly part of a command; caching keeps it off the CPU while other commands are acked)."""
+        from flows.compiler import compile_plan
         from flows.spec import load_runbook
         from integrations.base import default_registry
 
-        try:
-            path = resolve_runbook_name(name, self.runbook_dirs())
+        cache_key = (path.resolve(), path.stat().st_mtime_ns)
+        hit = self._plans.get(cache_key)
+        if hit is None:
             registry = default_registry()
             loaded = load_runbook(path, registry)
-            plan = compile_plan(loaded.runbook, loaded.path, registry)
+            hit = (loaded.runbook, compile_plan(loaded.runbook, loaded.path, registry))
+            self._plans[cache_key] = hit
+        return hit
+
+    def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any) -> None:
+        """After the ack: validate like the CLI, authorize, launch, announce."""
+        from flows.compiler import parse_input_pairs, resolve_inputs
+
+        try:
+            path = resolve_runbook_name(name, self.runbook_dirs())
+            runbook, plan = self.load_plan(path)
             given = parse_input_pairs(pairs)
             resolve_inputs(plan, given)
         except RunbookError as exc:
@@ -214,7 +227,6 @@ class StanchSlack:
         except StanchError as exc:
             respond(response_type="ephemeral", replace_original=False, text=_code(f"error: {exc}"))
             return
-        runbook = loaded.runbook
         allowed = list(runbook.slack.allowed_users) if runbook.slack and runbook.slack.allowed_users \
             else list(self.config.default_allowed_users)
         try:
