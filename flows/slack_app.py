@@ -396,8 +396,8 @@ def serve_socket_mode(*, app: App | None = None, app_token: str | None = None) -
     app-level token (``xapp-…``, scope ``connections:write``) in ``STANCH_SLACK_APP_TOKEN``."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    token = app_token or (SlackAppConfig().app_token.get_secret_value()  # type: ignore[union-attr]
-                          if SlackAppConfig().app_token is not None else None)
+    configured = SlackAppConfig().app_token
+    token = app_token or (configured.get_secret_value() if configured is not None else None)
     if not token:
         raise ConfigurationError("STANCH_SLACK_APP_TOKEN (xapp-…) is not set: Socket Mode needs an app-level token")
     SocketModeHandler(app or create_app(), app_token=token).start()
