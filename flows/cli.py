@@ -33,7 +33,9 @@ app = typer.Typer(
 timeline_app = typer.Typer(help="Inspect and verify an incident's hash-chained timeline.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Local sandbox: moto server (3 AWS accounts) + Slack stand-in + inventory.",
                           no_args_is_help=True)
+slack_app_cli = typer.Typer(help="The Slack app: /stanch slash command and approval buttons.", no_args_is_help=True)
 app.add_typer(timeline_app, name="timeline")
+app.add_typer(slack_app_cli, name="slack")
 app.add_typer(sandbox_app, name="sandbox")
 
 console = Console(highlight=False)
@@ -476,6 +478,25 @@ def sandbox_down() -> None:
 
     down(_settings().home)
     console.print("sandbox down")
+
+
+@slack_app_cli.command("serve")
+def slack_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; Slack posts to http://HOST:PORT/slack/events.")] = 3000,
+    socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Connect out over Socket Mode instead "
+                                              "(no public URL; needs STANCH_SLACK_APP_TOKEN).")] = False,
+) -> None:
+    """Serve the Slack app. Requests must carry a valid Slack signature (STANCH_SLACK_SIGNING_SECRET)."""
+    from flows.slack_app import serve, serve_socket_mode
+
+    try:
+        if socket_mode:
+            serve_socket_mode()
+        else:
+            serve(host, port)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

@@ -28,13 +28,13 @@ class StatusNotifier:
 
     @classmethod
     def from_settings(cls, settings: StanchSettings, incident: Incident, plan: Plan, *,
-                      drill: bool) -> StatusNotifier:
+                      drill: bool, channel: str | None = None) -> StatusNotifier:
         thread = None
         if settings.slack_token is not None:
             from integrations.slack import IncidentThread, SlackClient
 
-            channel = (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
-                       else settings.slack_channel)
+            channel = channel or (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
+                                  else settings.slack_channel)
             thread = IncidentThread(SlackClient.from_settings(settings, drill=drill), channel,
                                     incident_id=incident.id)
         return cls(thread, incident, plan, drill=drill)

@@ -135,7 +135,7 @@ class Engine:
 
     def __init__(self, plan: Plan, incident: Incident, inputs: dict[str, Any], settings: StanchSettings,
                  registry: ActionRegistry, *, drill: bool, initiator: str,
-                 prior: PriorProgress | None = None) -> None:
+                 prior: PriorProgress | None = None, slack_channel: str | None = None) -> None:
         self.plan = plan
         self.incident = incident
         self.inputs = inputs
@@ -145,7 +145,7 @@ class Engine:
         self.initiator = initiator
         self.state = RunState(plan)
         self.outputs: dict[str, Any] = {}
-        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill)
+        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill, channel=slack_channel)
         self._attempts: dict[tuple[str, str | None], int] = {}
         self._lock = threading.Lock()
         self.started_at = isoformat(utcnow())
@@ -490,7 +490,7 @@ def _error_text(exc: Any) -> str:
 
 
 def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str, drill: bool,
-             initiator: str, prior: PriorProgress | None = None) -> Engine:
+             initiator: str, prior: PriorProgress | None = None, slack_channel: str | None = None) -> Engine:
     settings = StanchSettings()
     if drill:
         check_drill_targets(settings)
@@ -500,7 +500,8 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     values = resolve_inputs(plan, inputs)
     redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items() if spec.secret and values.get(k)})
     incident = Incident(Path(store), incident_id, redactor)
-    return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior)
+    return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
+                  slack_channel=slack_channel)
 
 
 def _finish(engine: Engine, outcome: str, started: float) -> Any:
@@ -523,7 +524,8 @@ def _finish(engine: Engine, outcome: str, started: float) -> Any:
       task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
-                drill: bool = False, initiator: str = "cli", resume: bool = False) -> Any:
+                drill: bool = False, initiator: str = "cli", resume: bool = False,
+                slack_channel: str | None = None) -> Any:
     """Run a runbook end to end for one incident; the final state comes from the steps.
 
     ``resume=True`` continues an earlier attempt of the same incident: steps and fan-out items
@@ -532,7 +534,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     prior = None
     if resume:
         prior = prior_progress(Incident(Path(store), incident_id).events())
-    engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior)
+    engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": engine.inputs, "drill": drill})
     if resume:

@@ -190,7 +190,8 @@ class StanchSlack:
                 ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}")
         elif cmd.name == "run":
             ack(response_type="ephemeral", text=f"Checking `{escape(cmd.args[0])}` and your inputs …")
-            self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond)
+            self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond,
+                         str(body.get("channel_id") or "") or None)
         else:  # approve / deny
             ack(response_type="ephemeral", text=f"Submitting your decision on `{escape(cmd.args[1])}` …")
             self._submit(self.decide, user, cmd.args[0], cmd.args[1], cmd.name == "approve", respond, "command")
@@ -211,7 +212,8 @@ class StanchSlack:
             self._plans[cache_key] = hit
         return hit
 
-    def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any) -> None:
+    def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any,
+                  channel_id: str | None = None) -> None:
         """After the ack: validate like the CLI, authorize, launch, announce."""
         from flows.compiler import parse_input_pairs, resolve_inputs
 
@@ -241,7 +243,8 @@ class StanchSlack:
         try:
             result = self.launcher.launch(LaunchRequest(
                 runbook_path=path, inputs=given, incident_id=incident_id, store=self.store,
-                initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill))
+                initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill,
+                slack_channel=channel_id))
         except Exception as exc:
             log.exception("slack: could not start %s", runbook.name)
             respond(response_type="ephemeral", replace_original=False,
@@ -252,10 +255,11 @@ class StanchSlack:
                     text=f"Already started as incident `{result.incident_id}`.")
             return
         link = self.ui_link(result.flow_run_id)
-        channel = runbook.slack.channel if runbook.slack and runbook.slack.channel else self.settings.slack_channel
+        configured = runbook.slack.channel if runbook.slack and runbook.slack.channel else self.settings.slack_channel
+        where = f"<#{channel_id}>" if channel_id else escape(configured)
         text = (f":rotating_light: <@{user}> started *{escape(runbook.title)}* (`{runbook.name}`)"
                 f"{' as a DRILL' if self.config.drill else ''} — incident `{result.incident_id}`.\n"
-                f"Step updates: the incident thread in {escape(channel)} · `/stanch status {result.incident_id}`"
+                f"Step updates: the incident thread in {where} · `/stanch status {result.incident_id}`"
                 + (f" · <{link}|Prefect run>" if link else ""))
         respond(response_type="in_channel", replace_original=False, text=text)
 

@@ -30,6 +30,7 @@ class LaunchRequest:
     initiator: str
     idempotency_key: str
     drill: bool = False
+    slack_channel: str | None = None  # the incident thread opens where /stanch was typed
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class InProcessLauncher:
         try:
             state = run_runbook(str(request.runbook_path), request.inputs, request.incident_id,
                                 str(request.store.resolve()), request.drill, request.initiator,
-                                return_state=True)
+                                slack_channel=request.slack_channel, return_state=True)
             self.results[request.incident_id] = state
         except BaseException as exc:  # recorded for tests/ops; the timeline has the details
             self.results[request.incident_id] = exc
@@ -119,7 +120,8 @@ class DeploymentLauncher:
 
         params = {"runbook_path": str(request.runbook_path.resolve()), "inputs": request.inputs,
                   "incident_id": request.incident_id, "store": str(request.store.resolve()),
-                  "drill": request.drill, "initiator": request.initiator}
+                  "drill": request.drill, "initiator": request.initiator,
+                  "slack_channel": request.slack_channel}
         run: Any = run_deployment(self.name, parameters=params, timeout=0,
                                   idempotency_key=request.idempotency_key, flow_run_name=request.incident_id)
         first = str((run.parameters or {}).get("incident_id") or request.incident_id)

@@ -82,7 +82,7 @@ def test_deny_fails_the_step_and_skips_dependents(tmp_path: Path) -> None:
 def test_decision_for_a_step_that_is_not_waiting_is_refused(tmp_path: Path) -> None:
     from integrations.errors import InputError
 
-    t, box = _start(tmp_path, "INC-WRONG")
+    t, _box = _start(tmp_path, "INC-WRONG")
     folder = tmp_path / "INC-WRONG"
     _wait_for(folder, "approval.requested")
     with pytest.raises(InputError, match="waits for 'approve-delete'"):
