@@ -159,7 +159,9 @@ class Engine:
         _publish({**event, "incident": self.incident.id})
         return event
 
-    def _record_action(self, kind: str, step: str, item: str | None, data: dict[str, Any]) -> None:
+    def _record_action(self, kind: str, step: str, item: str | None, data: dict[str, Any],
+                       ctx: ActionContext) -> None:
+        self.incident.redactor.add(*ctx.secrets)  # registered during this action: redact at once
         self.record(kind, step=step, item=item, data=data)
 
     # ----- expressions ------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class Engine:
             self._attempts[(step.id, key)] = attempt
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
                             item_key=key, drill=self.drill, runbook=self.plan.name,
-                            record=lambda kind, data: self._record_action(kind, step.id, key, data))
+                            record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx))
         try:
             result = spec.execute(ctx, call.params)
         except Exception as exc:

@@ -58,3 +58,14 @@ def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Pa
     pm = (folder / "postmortem.md").read_text()
     assert "Containment FAILED" in pm and "undo first (first)" in pm
     assert verify(folder / "timeline.jsonl").ok
+
+
+def test_secret_inputs_never_reach_timeline_reports_or_postmortem(tmp_path: Path) -> None:
+    secret = "hunter2-very-secret-token"
+    state, folder = _run(tmp_path, "secret.yaml", {"token": secret})
+    assert state.is_failed()
+    written = {p.name: p.read_text() for p in folder.rglob("*") if p.is_file()}
+    assert "postmortem.md" in written and "timeline.jsonl" in written
+    for name, text in written.items():
+        assert secret not in text, name
+    assert "webhook rejected token [redacted]" in written["fail.md"]
