@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import logging
 import random
 import re
@@ -43,7 +44,7 @@ from flows.safety import check_drill_targets
 from flows.spec import load_runbook
 from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry, default_registry
-from integrations.errors import ActionError, StanchError
+from integrations.errors import ActionError, PermanentActionError, StanchError
 from integrations.settings import StanchSettings
 
 
@@ -202,7 +203,7 @@ class Engine:
             if transient and attempt <= step.retries:
                 self.record("item.retrying", step=step.id, item=key,
                             data={"attempt": attempt, "error": _error_text(exc)})
-            raise
+            raise _sanitized(exc, self.incident.redactor) from None
         for secret in ctx.secrets:
             self.incident.redactor.add(secret)
         out: dict[str, Any] = result.model_dump(mode="json")
@@ -475,6 +476,18 @@ class Engine:
         self.record("compensation.failed", step=step.id, item=rec.get("item"),
                     data={"action": action, "error": _error_text(fut.state.result(raise_on_failure=False))})
         return False
+
+
+def _sanitized(exc: Exception, redactor: Redactor) -> Exception:
+    """The same error with secrets masked: Prefect logs and stores what a task raises."""
+    if isinstance(exc, TimeoutError):
+        return exc
+    text = redactor.text(str(exc))
+    if isinstance(exc, ActionError):
+        clean = copy.copy(exc)
+        clean.args = (text,)
+        return clean
+    return PermanentActionError(f"{type(exc).__name__}: {text}")
 
 
 def _artifact_key(incident_id: str, step_id: str) -> str:

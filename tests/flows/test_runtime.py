@@ -60,10 +60,13 @@ def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Pa
     assert verify(folder / "timeline.jsonl").ok
 
 
-def test_secret_inputs_never_reach_timeline_reports_or_postmortem(tmp_path: Path) -> None:
+def test_secret_inputs_never_reach_timeline_reports_or_postmortem(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     secret = "hunter2-very-secret-token"
-    state, folder = _run(tmp_path, "secret.yaml", {"token": secret})
+    with caplog.at_level("INFO"):
+        state, folder = _run(tmp_path, "secret.yaml", {"token": secret})
     assert state.is_failed()
+    assert "webhook rejected token" in caplog.text and secret not in caplog.text  # Prefect's own logs
     written = {p.name: p.read_text() for p in folder.rglob("*") if p.is_file()}
     assert "postmortem.md" in written and "timeline.jsonl" in written
     for name, text in written.items():
