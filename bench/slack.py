@@ -1,7 +1,8 @@
 """Slack app latency: ack of signed ``/stanch`` commands, and command -> first AWS containment call.
 
     .venv/bin/python bench/slack.py                 # ack latency + in-process launcher
-    .venv/bin/python bench/slack.py --deployment    # also a served deployment (python -m flows.deploy)
+    .venv/bin/python bench/slack.py --deployment    # also the deployment, run by python -m flows.worker
+    .venv/bin/python bench/slack.py --deployment --serve-baseline --skip-ack   # + flow.serve baseline
 
 1. Ack latency: ``rounds`` x 20 concurrent signed ``/stanch run compromised-dependency …`` over real
    HTTP (Bolt WSGI adapter under threaded werkzeug, 127.0.0.1). The launcher only records
@@ -10,11 +11,15 @@
    in the same process whose listener only calls ``ack()``. Target: p99 <= 300 ms.
 2. Command -> first AWS call: time from sending the command to the first IAM UpdateAccessKey
    reaching moto (a WSGI hook in front of the sandbox's fault injector). Target: <= 3 s.
+   Executors: the in-process launcher; with ``--deployment`` ``DeploymentLauncher`` ->
+   ``run_deployment`` -> ``python -m flows.worker`` (runs in threads of a warm process); with
+   ``--serve-baseline`` also ``python -m flows.deploy`` (``flow.serve``: a subprocess per run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import os
@@ -182,7 +187,7 @@ class FirstCall:
         return self.app(environ, start_response)
 
 
-def bench_first_call(runs: int, tmp: Path, deployment: bool) -> None:
+def bench_first_call(runs: int, tmp: Path, deployment: bool, serve_baseline: bool = False) -> None:
     from prefect.settings import get_current_settings, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
@@ -209,17 +214,24 @@ def bench_first_call(runs: int, tmp: Path, deployment: bool) -> None:
             http = urllib3.PoolManager(retries=False)
             text = "run compromised-dependency " + " ".join(
                 f"{k}={v}" for k, v in {**DEMO, "inventory": str(sb.state.inventory_path)}.items())
-            modes: list[tuple[str, Callable[[], RunLauncher]]] = [("in-process launcher", InProcessLauncher)]
-            runner: subprocess.Popen[bytes] | None = None
+            # (label, launcher, executor command or None): each executor serves stanch-runbook/stanch alone
+            modes: list[tuple[str, Callable[[], RunLauncher], list[str] | None]] = [
+                ("in-process launcher", InProcessLauncher, None)]
             if deployment:
-                runner = subprocess.Popen(
-                    [sys.executable, "-m", "flows.deploy", "--poll", "1"], cwd=ROOT,
-                    env={**os.environ, "PREFECT_API_URL": api_url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                _wait_deployment()
-                modes.append(("served deployment (poll 1 s)", DeploymentLauncher))
-            try:
-                for label, make in modes:
+                modes.append(("deployment, flows.worker (poll 0.25 s)", DeploymentLauncher,
+                              [sys.executable, "-m", "flows.worker", "--poll", "0.25"]))
+                if serve_baseline:
+                    modes.append(("deployment, flow.serve (poll 1 s)", DeploymentLauncher,
+                                  [sys.executable, "-m", "flows.deploy", "--poll", "1"]))
+            for label, make, cmd in modes:
+                executor: subprocess.Popen[bytes] | None = None
+                try:
+                    if cmd is not None:
+                        _delete_deployment()
+                        executor = subprocess.Popen(
+                            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PREFECT_API_URL": api_url, "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+                        _wait_deployment()
                     launcher = make()
                     app = create_app(settings, launcher,
                                      config=SlackAppConfig(runbooks_dir=make_runbooks(tmp / f"rb-{len(label)}"),
@@ -242,19 +254,29 @@ def bench_first_call(runs: int, tmp: Path, deployment: bool) -> None:
                     if isinstance(launcher, InProcessLauncher):
                         launcher.join(60)
                     if samples:
-                        print(f"  {label:<30} median {statistics.median(samples):5.2f} s  "
+                        print(f"  {label:<40} median {statistics.median(samples):5.2f} s  "
                               f"min {min(samples):5.2f} s  max {max(samples):5.2f} s  (n={len(samples)})  "
                               f"target <= 3 s: {'met' if max(samples) <= 3 else 'MISSED'}")
                     else:
-                        print(f"  {label:<30} no AWS call observed within 60 s")
-            finally:
-                if runner is not None:
-                    runner.terminate()
-                    try:
-                        runner.wait(15)
-                    except subprocess.TimeoutExpired:
-                        runner.kill()
+                        print(f"  {label:<40} no AWS call observed within 60 s")
+                finally:
+                    if executor is not None:
+                        executor.terminate()
+                        try:
+                            executor.wait(15)
+                        except subprocess.TimeoutExpired:
+                            executor.kill()
+                            executor.wait(5)
     clear_client_cache()
+
+
+def _delete_deployment() -> None:
+    """So ``_wait_deployment`` waits for the next executor, not the previous one's registration."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+        client.delete_deployment(client.read_deployment_by_name("stanch-runbook/stanch").id)
 
 
 def _wait_deployment(timeout: float = 90.0) -> None:
@@ -268,7 +290,7 @@ def _wait_deployment(timeout: float = 90.0) -> None:
                 return
         except Exception:
             time.sleep(0.5)
-    raise RuntimeError("the deployment did not appear (python -m flows.deploy failed?)")
+    raise RuntimeError("the deployment did not appear (python -m flows.worker / flows.deploy failed?)")
 
 
 def _wait_quiet(store: Path, timeout: float = 60.0) -> None:
@@ -286,16 +308,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--deployment", action="store_true", help="Also measure a served deployment.")
+    parser.add_argument("--deployment", action="store_true",
+                        help="Also measure the deployment executed by python -m flows.worker.")
+    parser.add_argument("--serve-baseline", action="store_true",
+                        help="With --deployment: also the old flow.serve runner (python -m flows.deploy).")
     parser.add_argument("--skip-runs", action="store_true", help="Only the ack latency part.")
+    parser.add_argument("--skip-ack", action="store_true", help="Only the command -> first AWS call part.")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="stanch-bench-slack-"))
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
     print(f"bench/slack.py — {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     try:
-        bench_ack(args.rounds, args.concurrency, tmp / "ack")
+        if not args.skip_ack:
+            bench_ack(args.rounds, args.concurrency, tmp / "ack")
         if not args.skip_runs:
-            bench_first_call(args.runs, tmp / "runs", args.deployment)
+            bench_first_call(args.runs, tmp / "runs", args.deployment, args.serve_baseline)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
