@@ -3,12 +3,13 @@
 
 SHELL := /bin/bash
 UV_VERSION ?= 0.13.8
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv on PATH if there is one; otherwise the copy pip puts in this Python (`python3 -m uv`).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export UV_PYTHON_DOWNLOADS := never
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install demo test lint typecheck layers docs schema bench clean
+.PHONY: help ensure-uv install demo test lint docs bench clean
 
 help:
 	@echo "make demo   - install from uv.lock, start a sandbox, run compromised-dependency end to end"
@@ -17,10 +18,12 @@ help:
 	@echo "make docs   - regenerate runbooks/schema.json and docs/actions.md"
 	@echo "make bench  - run the benchmarks in bench/"
 
-$(UV):
-	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+ensure-uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
+		|| python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
 
-.venv/.synced: uv.lock pyproject.toml | $(UV)
+.venv/.synced: uv.lock pyproject.toml
+	@$(MAKE) --no-print-directory ensure-uv
 	$(UV) sync --frozen
 	@touch $@
 
