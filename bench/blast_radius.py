@@ -78,6 +78,9 @@ def serve_moto() -> int:
     return 0
 
 
+MOTO_PID = 0
+
+
 @contextlib.contextmanager
 def moto_process() -> Iterator[str]:
     """moto (behind the fault injector) in a separate process, so it has its own GIL and core —
@@ -94,6 +97,8 @@ def moto_process() -> Iterator[str]:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
             raise RuntimeError(f"moto server did not start (got {url!r})")
+        global MOTO_PID
+        MOTO_PID = proc.pid
         yield url
     finally:
         if proc.stdin is not None:
@@ -195,6 +200,41 @@ def key_statuses(fleet: Fleet) -> dict[str, int]:
             for s in sts:
                 counts[s] += 1
     return dict(counts)
+
+
+# ----- CPU accounting (Linux /proc; empty elsewhere) ---------------------------------------------------
+_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu() -> dict[int, tuple[int, float]]:
+    """{pid: (ppid, cpu seconds)} for every process we can read."""
+    out: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _CLK)
+    return out
+
+
+def cpu_snapshot(moto_pid: int) -> dict[str, float]:
+    """CPU seconds so far of this process, the moto process, and our other descendants (Prefect server)."""
+    procs = _proc_cpu()
+    me = os.getpid()
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _) in procs.items():
+        children[ppid].append(pid)
+    others, todo = 0.0, [c for c in children[me] if c != moto_pid]
+    while todo:
+        pid = todo.pop()
+        others += procs[pid][1]
+        todo.extend(children[pid])
+    return {
+        "bench process": procs.get(me, (0, 0.0))[1],
+        "moto": procs.get(moto_pid, (0, 0.0))[1],
+        "Prefect server": others,
+    }
 
 
 # ----- the two boto3 contestants ---------------------------------------------------------------------
@@ -304,7 +344,10 @@ def _tail_from_end(self: Any) -> tuple[int, str]:
 
 
 class _NoFsyncOs:
-    """What-if stand-in for ``os`` inside ``flows.timeline``: no fsync, HEAD replace kept cheap."""
+    """What-if stand-in for ``os`` inside ``flows.timeline``: no fsync and no HEAD rename per event.
+
+    (On ext4 a rename over an existing file flushes the new file's data, ``auto_da_alloc``, so the
+    per-event HEAD rewrite costs about as much as the fsync.)"""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
@@ -313,10 +356,14 @@ class _NoFsyncOs:
     def fsync(fd: int) -> None:
         return None
 
+    @staticmethod
+    def replace(src: Any, dst: Any) -> None:
+        return None
+
 
 WHAT_IFS = {
     "tail": "Timeline._tail reads the last line from the end of the file",
-    "tail+nofsync": "... and no fsync per event (stand-in for a batched/group commit)",
+    "tail+nofsync": "... and no fsync/HEAD rename per event (stand-in for a batched/group commit)",
 }
 
 
@@ -349,8 +396,11 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
     incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{'p' if profile else 't'}"
     timer = PhaseTimer()
     prof = cProfile.Profile() if profile else None
-    if profile:
+    if profile or variant:
+        import prefect.task_engine as te
+
         import flows.runtime as rt
+        import integrations.aws.iam as iam_mod
         from flows.incident import Incident
         from flows.timeline import Timeline
 
@@ -363,8 +413,22 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
         timer.wrap(rt.Engine, "_collect", "flow thread: collect results (_collect)")
         timer.wrap(rt.Engine, "_complete_step", "flow thread: complete step (+report)")
         timer.wrap(rt.Engine, "execute", "worker threads: action incl. AWS calls")
+        timer.wrap(te, "run_task_sync", "worker threads: whole Prefect task run")
+        timer.wrap(iam_mod, "clients_for", "  action: clients_for (AssumeRole, cache)")
+        timer.wrap(iam_mod, "list_key_statuses", "  action: ListAccessKeys")
+        timer.wrap(iam_mod, "_set_status", "  action: UpdateAccessKey")
         timer.wrap(rt.Engine, "record", "Engine.record (timeline + listeners)")
+    thread_profs: list[cProfile.Profile] = []
+
+    def boot_thread_profiler(*_: Any) -> None:  # first profile event of each new thread
+        sys.setprofile(None)
+        tp = cProfile.Profile()
+        thread_profs.append(tp)
+        tp.enable()
+
     with what_if(variant):
+        if prof is not None:
+            threading.setprofile(boot_thread_profiler)  # worker threads started from now on
         t0 = time.perf_counter()
         if prof is not None:
             prof.enable()
@@ -379,12 +443,13 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
         )
         if prof is not None:
             prof.disable()
+            threading.setprofile(None)
         wall = time.perf_counter() - t0
     timer.restore()
     folder = store / incident_id
     events = sum(1 for line in (folder / "timeline.jsonl").read_text().splitlines() if line.strip())
     report = ""
-    if profile:
+    if profile or variant:
         out = io.StringIO()
         out.write(f"  phases (wall seconds summed over threads; flow wall {wall:.2f} s):\n")
         for phase, secs in timer.total.items():
@@ -394,6 +459,10 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
             out.write("  cProfile of the flow (main) thread, top 22 by cumulative time:\n")
             stats = pstats.Stats(prof, stream=out)
             stats.sort_stats("cumulative").print_stats(22)
+            if thread_profs:
+                out.write(f"  cProfile of all {len(thread_profs)} other threads, top 30 by own (tot) time:\n")
+                wstats = pstats.Stats(*thread_profs, stream=out)
+                wstats.sort_stats("tottime").print_stats(30)
         report = out.getvalue()
     name = str(getattr(state, "name", "?"))
     return StanchRun(wall, name, events, folder, report)
@@ -411,6 +480,7 @@ class Result:
     inactive: int
     total: int
     by_action: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -426,17 +496,20 @@ def contest(fleet: Fleet, name: str, latency_ms: float, jitter_ms: float, body: 
     latency = inject_latency(fleet.url, "*", delay_ms=latency_ms, jitter_ms=jitter_ms)
     for action in COUNTED:  # zero-delay rules: per-operation request counters
         inject_latency(fleet.url, action, delay_ms=0)
+    cpu0 = cpu_snapshot(MOTO_PID)
     t0 = time.perf_counter()
     body()
     wall = time.perf_counter() - t0
+    cpu = {k: v - cpu0[k] for k, v in cpu_snapshot(MOTO_PID).items()}
     fired = {r.action if r.id != latency else "*": r.fired for r in list_faults(fleet.url)}
     clear_faults(fleet.url)
     after = key_statuses(fleet)
     by_action = {a: fired.get(a, 0) for a in COUNTED}
-    result = Result(name, wall, fired["*"], after.get("Inactive", 0), sum(after.values()), by_action)
+    result = Result(name, wall, fired["*"], after.get("Inactive", 0), sum(after.values()), by_action, cpu)
     ok = "all Inactive" if result.inactive == fleet.n_keys else f"ONLY {result.inactive}/{fleet.n_keys} Inactive"
     ops = ", ".join(f"{a} {n}" for a, n in by_action.items() if n)
     print(f"  {name:<34} {wall:7.2f} s  {result.calls:5d} calls ({ops})  {ok}", flush=True)
+    print("    CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()), flush=True)
     return result
 
 
@@ -512,9 +585,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             profiled: StanchRun | None = None
+            what_if_runs: dict[str, StanchRun] = {}
             if args.profile:
                 contest(fleet, "stanch, profiled", args.latency_ms, args.jitter_ms, lambda: go(True))
                 profiled = box["run"]
+
             if args.what_if:
                 for variant in WHAT_IFS:
                     results[f"what-if {variant}"] = contest(
@@ -524,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.jitter_ms,
                         lambda v=variant: go(False, v),  # type: ignore[misc]
                     )
+                    what_if_runs[variant] = box["run"]
             t_close = time.perf_counter()
         print(f"    Prefect server shut down in {time.perf_counter() - t_close:.1f} s (excluded)")
 
@@ -554,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"stanch profile (profiled run: {profiled.wall:.2f} s)")
         print(profiled.profile)
+    for variant, wrun in what_if_runs.items():
+        print(f"stanch what-if {variant} ({WHAT_IFS[variant]}): {wrun.wall:.2f} s")
+        print(wrun.profile)
     return 0
 
 
