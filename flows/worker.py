@@ -203,8 +203,8 @@ class Worker:
                                   daemon=True)
         with self._lock:
             self._active[run.id] = thread
-            self.records[run.id] = RunRecord(run.id, run.name)
-        log.info("flow run %s (%s) claimed; starting in thread", run.name, run.id)
+            self.records[run.id] = RunRecord(run.id, str((run.parameters or {}).get("incident_id") or run.name))
+        log.info("flow run %s (%s) claimed; starting in a thread", self.records[run.id].name, run.id)
         thread.start()
 
     def _execute(self, flow_run_id: UUID) -> None:
@@ -312,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="On SIGTERM/SIGINT, seconds to let running runs finish before marking them Crashed.")
     parser.add_argument("--no-warm-up", action="store_true", help="Do not pre-import the action registry/boto3.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("STANCH_WORKER_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import prefect  # noqa: F401  (configures logging: its root handler prints ours too)
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(os.environ.get("STANCH_WORKER_LOG_LEVEL", "INFO"))
 
     if not args.no_warm_up:
         t0 = time.perf_counter()

@@ -12,8 +12,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run, suspend_flow_run
 
 from flows.worker import FLOW_NAME, Worker
 
@@ -110,3 +112,36 @@ def test_two_workers_run_each_flow_run_exactly_once(tmp_path: Path) -> None:
     assert all(s.is_completed() for s in states.values())
     assert set(a.records) | set(b.records) == set(ids) and not set(a.records) & set(b.records)
     assert all(_started_events(tmp_path / f"INC-W-3{i}") == 1 for i in range(6))
+
+
+@flow(name="stanch-worker-test-suspend", persist_result=False)
+def suspending(counter: str) -> str:
+    """Counts its executions in a file; suspends once (the key makes the second pass go through)."""
+    path = Path(counter)
+    path.write_text(str(int(path.read_text() or "0") + 1) if path.exists() else "1")
+    suspend_flow_run(timeout=60, key="once")
+    return "resumed"
+
+
+def test_suspended_run_is_picked_up_again_after_resume(tmp_path: Path) -> None:
+    w = Worker(name="test-suspend", poll_interval=0.1, flow=suspending)
+    w.start()
+    try:
+        counter = tmp_path / "count"
+        run: Any = run_deployment("stanch-worker-test-suspend/test-suspend", parameters={"counter": str(counter)},
+                                  timeout=0)
+        deadline = time.monotonic() + 20
+        with get_client(sync_client=True) as client:
+            while not ((state := client.read_flow_run(run.id).state) and state.is_paused()):
+                assert time.monotonic() < deadline, state
+                time.sleep(0.1)
+        while w.active:  # the thread let go of the run (Pause): no slot is held while suspended
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert w.records[run.id].outcome == "suspended"
+        resume_flow_run(run.id)
+        final = _wait_final([run.id])[run.id]
+    finally:
+        assert w.stop(grace=20) == []
+    assert final.is_completed(), final.message
+    assert counter.read_text() == "2" and w.records[run.id].outcome == "completed"
