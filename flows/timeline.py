@@ -59,33 +59,41 @@ class VerifyResult:
 
 
 class Timeline:
-    """Append-only writer for one incident. Thread- and process-safe (lock + flock)."""
+    """Append-only writer for one incident. Thread- and process-safe (lock + flock).
+
+    Every event is written and flushed before ``append`` returns, so it survives the death of
+    the process (the OS has it). Step- and run-level events are also fsynced, with everything
+    before them, so they survive a power loss; per-item events ride on the next fsync.
+    The last (seq, hash) is cached and only re-read, from the end of the file, when another
+    process appended (the file size changed).
+    """
 
     def __init__(self, folder: Path, redact: Callable[[Any], Any] | None = None) -> None:
         self.folder = folder
         self.path = folder / FILENAME
         self._redact = redact or (lambda v: v)
         self._lock = threading.Lock()
+        self._cached: tuple[int, int, str] | None = None  # (file size, seq, hash)
         folder.mkdir(parents=True, exist_ok=True)
 
-    def _tail(self) -> tuple[int, str]:
-        last: dict[str, Any] | None = None
-        if self.path.exists():
-            with self.path.open("rb") as fh:
-                for raw in fh:
-                    if raw.strip():
-                        last = json.loads(raw)
+    def _tail(self, fh: Any) -> tuple[int, str]:
+        size = os.fstat(fh.fileno()).st_size
+        if self._cached is not None and self._cached[0] == size:
+            return self._cached[1], self._cached[2]
+        last = _last_line(fh, size)
         if last is None:
             return 0, GENESIS
-        return int(last["seq"]), str(last["hash"])
+        event = json.loads(last)
+        return int(event["seq"]), str(event["hash"])
 
     def append(self, kind: str, *, step: str | None = None, item: str | None = None,
                data: dict[str, Any] | None = None, actor: str = "stanch",
                ts: datetime | None = None) -> dict[str, Any]:
+        durable = not kind.startswith("item.")
         with self._lock, self.path.open("a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                seq, prev = self._tail()
+                seq, prev = self._tail(fh)
                 event: dict[str, Any] = {
                     "seq": seq + 1,
                     "ts": isoformat(ts or utcnow()),
@@ -99,17 +107,45 @@ class Timeline:
                 event["hash"] = event_hash(event)
                 fh.write(_canonical(event) + b"\n")
                 fh.flush()
-                os.fsync(fh.fileno())
-                head = self.folder / HEAD
-                tmp = head.with_suffix(".tmp")
-                tmp.write_text(f"{event['seq']} {event['hash']}\n")
-                os.replace(tmp, head)
+                if durable:
+                    os.fsync(fh.fileno())
+                self._cached = (os.fstat(fh.fileno()).st_size, event["seq"], event["hash"])
+                _write_head(self.folder / HEAD, event["seq"], event["hash"], durable)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return event
 
     def events(self) -> list[dict[str, Any]]:
         return list(read_events(self.path))
+
+
+def _last_line(fh: Any, size: int) -> bytes | None:
+    """The last non-empty line of the file, read backwards from the end in blocks."""
+    block, pos, buf = 8192, size, b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        fh.seek(pos)
+        buf = fh.read(step) + buf
+        lines = [ln for ln in buf.split(b"\n") if ln.strip()]
+        if len(lines) >= 2 or (pos == 0 and lines):
+            return lines[-1]
+    return None
+
+
+_HEAD_WIDTH = 96
+
+
+def _write_head(path: Path, seq: int, digest: str, durable: bool) -> None:
+    """Overwrite the fixed-width head record in place (no rename per event)."""
+    record = f"{seq} {digest}".ljust(_HEAD_WIDTH - 1).encode() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, record, 0)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
