@@ -48,6 +48,7 @@ class PlannedStep:
     report: Path | None
     approval: Approval | None
     summary: str = ""
+    batch: int = 1
 
     @property
     def fans_out(self) -> bool:
@@ -89,6 +90,7 @@ class Plan:
                     "if": s.if_,
                     "for_each": s.for_each,
                     "concurrency": s.concurrency,
+                    "batch": s.batch,
                     "retries": s.retries,
                     "timeout": s.timeout,
                     "continue_on_error": s.continue_on_error,
@@ -160,6 +162,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
                 report=(base / s.report) if s.report else None,
                 approval=s.approval,
                 summary=spec.summary if spec else "",
+                batch=s.batch or 1,
             )
         )
     return Plan(

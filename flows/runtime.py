@@ -91,12 +91,14 @@ def _backoff(base: float, retries: int) -> list[float]:
 
 @dataclass
 class ItemCall:
-    """What a task run needs; a plain object so Prefect passes it through untouched."""
+    """What a task run needs; a plain object so Prefect passes it through untouched.
+    ``batch`` holds several (key, params) items when the step sets ``batch: N``."""
 
     engine: Engine
     step: PlannedStep
     key: str | None
     params: dict[str, Any]
+    batch: list[tuple[str, dict[str, Any]]] | None = None
 
     def __repr__(self) -> str:  # shows in Prefect logs; never the params (may be sensitive)
         return f"ItemCall({self.step.id}[{self.key}])" if self.key else f"ItemCall({self.step.id})"
@@ -116,7 +118,9 @@ def _retry_condition(task_: Any, task_run: Any, state: State) -> bool:
 
 @task(persist_result=False, log_prints=False)
 def run_action(call: ItemCall) -> dict[str, Any]:
-    """Run one action (one step, or one fan-out item of a step)."""
+    """Run one action (one step, one fan-out item, or a batch of items of a step)."""
+    if call.batch is not None:
+        return {"batch": call.engine.execute_batch(call)}
     return call.engine.execute(call)
 
 
@@ -209,16 +213,42 @@ class Engine:
         out: dict[str, Any] = result.model_dump(mode="json")
         return {"output": self.incident.redactor(out), "attempts": attempt}
 
+    def execute_batch(self, call: ItemCall) -> list[dict[str, Any]]:
+        """Items of one task run, one after the other; each item has its own transient-error
+        retries with backoff and its own timeline events. Never raises for an item's failure."""
+        step = call.step
+        out: list[dict[str, Any]] = []
+        for key, params in call.batch or []:
+            delays = _backoff(step.retry_delay, step.retries)
+            for attempt in range(1, step.retries + 2):
+                try:
+                    res = self.execute(ItemCall(self, step, key, params))
+                except Exception as exc:
+                    if _is_transient(exc) and attempt <= step.retries:
+                        time.sleep(delays[attempt - 1])
+                        continue
+                    error = _error_text(exc)
+                    self.record("item.failed", step=step.id, item=key,
+                                data={"error": error, "transient": _is_transient(exc)})
+                    out.append({"key": key, "status": "failed", "error": error, "attempts": attempt})
+                    break
+                self.record("item.succeeded", step=step.id, item=key, data={"output": res["output"]})
+                out.append({"key": key, "status": "succeeded", "output": res["output"], "attempts": attempt})
+                break
+        return out
+
     # ----- scheduling loop (flow thread) ------------------------------------------------------
-    def _make_task(self, step: PlannedStep, key: str | None) -> Any:
+    def _make_task(self, step: PlannedStep, key: str | None, batch: int = 0) -> Any:
         name = f"{step.id}[{key}]" if key is not None else step.id
+        if batch > 1:  # retries are per item inside the batch; the timeout covers the whole batch
+            name = f"{step.id}[{key} +{batch - 1}]"
         return run_action.with_options(
             name=step.id,
             task_run_name=name,
-            retries=step.retries,
+            retries=step.retries if batch <= 1 else 0,
             retry_delay_seconds=_backoff(step.retry_delay, step.retries) or 0,
             retry_condition_fn=_retry_condition,
-            timeout_seconds=step.timeout,
+            timeout_seconds=step.timeout * max(batch, 1) if step.timeout else None,
         )
 
     def _start_step(self, step: PlannedStep, running: dict[Any, tuple[StepRun, str | None]],
@@ -279,20 +309,29 @@ class Engine:
         self._pump(run, running)
 
     def _pump(self, run: StepRun, running: dict[Any, tuple[StepRun, str | None]]) -> None:
+        size = max(1, run.step.batch) if run.fan_out else 1
         while run.queue and run.pending < run.step.concurrency:
-            key, params = run.queue.pop(0)
+            chunk, run.queue = run.queue[:size], run.queue[size:]
+            key, params = chunk[0]
             if run.fan_out:
-                self.record("item.started", step=run.step.id, item=key)
-            fut: PrefectFuture[Any] = self._make_task(run.step, key).submit(
-                ItemCall(self, run.step, key, params))
+                for k, _ in chunk:
+                    self.record("item.started", step=run.step.id, item=k)
+            call = ItemCall(self, run.step, key, params,
+                            batch=[(str(k), p) for k, p in chunk] if size > 1 else None)
+            fut: PrefectFuture[Any] = self._make_task(run.step, key, len(chunk) if size > 1 else 0).submit(call)
             run.pending += 1
             running[fut.wrapped_future] = (run, key)  # type: ignore[attr-defined]
-            run.items.append({"key": key, "status": "running", "params": params, "future": fut})
+            for k, p in chunk:
+                run.items.append({"key": k, "status": "running", "params": p,
+                                  "future": fut if k == key else None, "chunk": key if size > 1 else None})
 
     def _collect(self, run: StepRun, key: str | None, fut_state: State) -> None:
         entry = next(it for it in run.items if it["key"] == key and it["status"] == "running")
         entry.pop("future", None)
         run.pending -= 1
+        if run.step.batch > 1 and run.fan_out:
+            self._collect_batch(run, key, fut_state)
+            return
         if fut_state.is_completed():
             res = fut_state.result()
             entry.update(status="succeeded", output=res["output"])
@@ -306,6 +345,20 @@ class Engine:
             self.record("item.failed", step=run.step.id, item=key,
                         data={"error": entry["error"], "transient": _is_transient(exc)
                               if isinstance(exc, BaseException) else False})
+
+    def _collect_batch(self, run: StepRun, key: str | None, fut_state: State) -> None:
+        members = [it for it in run.items if it.get("chunk") == key and it["status"] == "running"]
+        results = {r["key"]: r for r in fut_state.result()["batch"]} if fut_state.is_completed() else {}
+        failure = None if fut_state.is_completed() else _error_text(fut_state.result(raise_on_failure=False))
+        for it in members:
+            it.pop("future", None)
+            res = results.get(it["key"])
+            if res is None:  # the whole batch task failed (e.g. timed out): its unfinished items fail
+                it.update(status="failed", error=failure or "batch ended before this item ran")
+                self.record("item.failed", step=run.step.id, item=it["key"], data={"error": it["error"]})
+                continue
+            it.update(status=res["status"], output=res.get("output"), error=res.get("error"))
+            run.attempts = max(run.attempts, res["attempts"])
 
     def _complete_step(self, run: StepRun) -> None:
         step = run.step

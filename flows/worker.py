@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -89,12 +89,14 @@ class Worker:
     for the poll loop and every run."""
 
     def __init__(self, *, name: str = NAME, max_concurrent: int = 4, poll_interval: float = 0.3,
-                 flow: Flow[..., Any] | None = None, worker_name: str | None = None) -> None:
+                 flow: Flow[..., Any] | None = None, worker_name: str | None = None,
+                 clock_tolerance: float = 1.0) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.name = name
         self.max_concurrent = max_concurrent
         self.poll_interval = poll_interval
+        self.clock_tolerance = clock_tolerance  # runs due up to this many s ahead count as due (clock skew)
         self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self._flow = flow
         self.deployment_id: UUID | None = None
@@ -117,8 +119,7 @@ class Worker:
         from prefect.deployments.runner import RunnerDeployment
 
         deployment = cast(RunnerDeployment, self.flow.to_deployment(name=self.name, description=DESCRIPTION))
-        deployment_id = deployment.apply()  # sync from a sync caller (async_dispatch)
-        assert isinstance(deployment_id, UUID), deployment_id
+        deployment_id = UUID(str(deployment.apply()))  # sync from a sync caller (async_dispatch)
         self.deployment_id = deployment_id
         log.info("deployment %s/%s registered (%s)", self.flow.name, self.name, deployment_id)
         return deployment_id
@@ -143,7 +144,8 @@ class Worker:
             return client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                    next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=datetime.now(UTC))),
+                    next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                        before_=datetime.now(UTC) + timedelta(seconds=self.clock_tolerance))),
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
                 sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=limit)
 
@@ -276,6 +278,17 @@ class Worker:
         """Stop claiming new runs (signal-safe); ``stop()`` then waits for the running ones."""
         self._stop.set()
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no run executes in this worker (up to ``timeout`` s; None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(1.0 if left is None else min(left, 1.0))
+        return True
+
     @property
     def active(self) -> list[UUID]:
         with self._lock:
@@ -287,14 +300,8 @@ class Worker:
         self._stop.set()
         if self._loop_thread is not None and self._loop_thread is not threading.current_thread():
             self._loop_thread.join(max(5.0, self.poll_interval * 4))
-        deadline = None if grace is None else time.monotonic() + grace
-        with self._idle:
-            while self._active:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._idle.wait(1.0 if left is None else min(left, 1.0))
-            leftover = list(self._active)
+        self.wait_idle(grace)
+        leftover = self.active
         for flow_run_id in leftover:
             log.warning("flow run %s still running at shutdown: marking it Crashed", flow_run_id)
             self.mark_crashed(flow_run_id, "stanch worker stopped while the run was in progress; "

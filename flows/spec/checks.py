@@ -130,6 +130,9 @@ def _cycles(needs: dict[str, list[str]], order: list[str]) -> list[list[str]]:
     return cycles
 
 
+_SHADOWED = frozenset(name for name in dir(dict) if not name.startswith("_"))
+
+
 @dataclass
 class _Checker:
     runbook: Runbook
@@ -180,6 +183,9 @@ class _Checker:
             path: JsonPath = ("inputs", name)
             if not INPUT_NAME.match(name):
                 self.add(path, "RB113", f"input name {name!r} is not an identifier (letters, digits, _)")
+            elif name in _SHADOWED:
+                self.add(path, "RB113", f"input name {name!r} hides a built-in: `inputs.{name}` would be the "
+                                        f"mapping's {name}() method in expressions; choose another name")
             self._check_input_value(spec, spec.default, (*path, "default"), "default")
             for j, choice in enumerate(spec.choices or []):
                 self._check_input_value(spec, choice, (*path, "choices", j), "choice")
@@ -242,12 +248,13 @@ class _Checker:
                 ("timeout", step.timeout is not None),
                 ("concurrency", step.concurrency is not None),
                 ("item_name", step.item_name is not None),
+                ("batch", step.batch is not None),
             ):
                 if given:
                     self.add(("steps", i, name), "RB114", f"{name!r} does not apply to an approval step")
             return
         if step.for_each is None:
-            for name in ("concurrency", "item_name"):
+            for name in ("concurrency", "item_name", "batch"):
                 if getattr(step, name) is not None:
                     self.add(
                         ("steps", i, name),

@@ -91,6 +91,8 @@ class Step(_Model):
     for_each: str | list[Any] | None = Field(default=None, description="Fan out over a list (item = `item`).")
     item_name: str | None = Field(default=None, description="Expression naming each fan-out item.")
     concurrency: int | None = Field(default=None, ge=1, le=256, description="Max items in flight.")
+    batch: int | None = Field(default=None, ge=1, le=1000, description="Fan-out items per task run (default 1: "
+                              "a task run per item). For fan-outs of hundreds of items.")
     retries: int = Field(default=0, ge=0, le=20, description="Retries on transient errors only.")
     retry_delay: Duration = Field(default=1.0, description="Base backoff; doubles per attempt, jittered.")
     timeout: Duration | None = Field(default=None, description="Per attempt (per item when fanned out).")

@@ -72,3 +72,20 @@ def test_secret_inputs_never_reach_timeline_reports_or_postmortem(
     for name, text in written.items():
         assert secret not in text, name
     assert "webhook rejected token [redacted]" in written["fail.md"]
+
+
+def test_batched_fan_out_keeps_per_item_retries_events_and_failures(tmp_path: Path) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    state, folder = _run(tmp_path, "batched.yaml")
+    assert state.is_failed()  # item e fails permanently after its transient failure
+    events = _kinds(folder)
+    assert {i for k, _, i in events if k == "item.succeeded"} == {"a", "b", "c", "d"}
+    assert {i for k, _, i in events if k == "item.failed"} == {"e"}
+    assert sorted(i for k, _, i in events if k == "item.retrying") == ["a", "b", "c", "d", "e"]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=["INC-TEST-batched"])))[0]
+        names = sorted(t.name for t in client.read_task_runs() if t.flow_run_id == run.id)
+    assert names == ["flaky-batch[a +1]", "flaky-batch[c +1]", "flaky-batch[e]"]

@@ -59,6 +59,7 @@ def test_run_deployment_executes_in_the_worker_process(worker: Worker, tmp_path:
     assert time.monotonic() - t0 < 5
     state = _wait_final([run.id])[run.id]
     assert state.is_completed(), state.message
+    assert worker.wait_idle(10)  # the thread returns just after the final state is set
     assert worker.records[run.id].outcome == "completed"  # it ran here, in a thread
     folder = tmp_path / "INC-W-1"
     assert _started_events(folder) == 1
@@ -70,7 +71,7 @@ def test_same_idempotency_key_starts_one_run(worker: Worker, tmp_path: Path) -> 
     first: Any = run_deployment(name, parameters=_params(tmp_path, "INC-W-2"), timeout=0, idempotency_key="w-2")
     again: Any = run_deployment(name, parameters=_params(tmp_path, "INC-W-2b"), timeout=0, idempotency_key="w-2")
     assert again.id == first.id and again.parameters["incident_id"] == "INC-W-2"
-    assert _wait_final([first.id])[first.id].is_completed()
+    assert _wait_final([first.id])[first.id].is_completed() and worker.wait_idle(10)
     time.sleep(0.5)  # a few more polls: nothing else to pick up
     assert list(worker.records) == [first.id]
     assert _started_events(tmp_path / "INC-W-2") == 1 and not (tmp_path / "INC-W-2b").exists()
@@ -141,6 +142,7 @@ def test_suspended_run_is_picked_up_again_after_resume(tmp_path: Path) -> None:
         assert w.records[run.id].outcome == "suspended"
         resume_flow_run(run.id)
         final = _wait_final([run.id])[run.id]
+        assert w.wait_idle(10)
     finally:
         assert w.stop(grace=20) == []
     assert final.is_completed(), final.message
