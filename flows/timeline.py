@@ -25,6 +25,7 @@ from typing import Any
 GENESIS = "0" * 64
 FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback"})
 
 
 def utcnow() -> datetime:
@@ -62,8 +63,9 @@ class Timeline:
     """Append-only writer for one incident. Thread- and process-safe (lock + flock).
 
     Every event is written and flushed before ``append`` returns, so it survives the death of
-    the process (the OS has it). Step- and run-level events are also fsynced, with everything
-    before them, so they survive a power loss; per-item events ride on the next fsync.
+    the process (the OS has it). Run, step, approval and compensation events are also fsynced,
+    with everything before them, so they survive a power loss; per-item and per-call events
+    (many, and cheap to redo because actions check before they act) ride on the next fsync.
     The last (seq, hash) is cached and only re-read, from the end of the file, when another
     process appended (the file size changed).
     """
@@ -89,7 +91,7 @@ class Timeline:
     def append(self, kind: str, *, step: str | None = None, item: str | None = None,
                data: dict[str, Any] | None = None, actor: str = "stanch",
                ts: datetime | None = None) -> dict[str, Any]:
-        durable = not kind.startswith("item.")
+        durable = kind.split(".", 1)[0] in DURABLE
         with self._lock, self.path.open("a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
