@@ -59,6 +59,7 @@ def client_config(max_attempts: int) -> Config:
     the engine's step retries on top. ``STANCH_AWS_MAX_ATTEMPTS=1`` leaves all retrying to the engine."""
     return CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)}))
 
+
 _SESSION_SECONDS = 3600
 
 
@@ -104,6 +105,9 @@ class AccountClients:
     def client(self, service: str, region: str | None = None) -> Any:
         reg = region or self.region
         key = (service, reg)
+        found = self._clients.get(key)  # clients are thread-safe and never replaced: no lock to read
+        if found is not None:
+            return found
         with self._lock:
             cli = self._clients.get(key)
             if cli is None:
@@ -248,8 +252,7 @@ def clients_for(
         )
     reg = region or settings.aws_region
     key = (endpoint, settings.assume_role_name, account, reg, settings.aws_max_attempts)
-    with _cache_lock:
-        found = _account_clients.get(key)
+    found = _account_clients.get(key)  # a dict read is atomic; writes happen under the lock
     if found is not None:
         return found
     session = _session_for(settings, account, reg)
