@@ -209,36 +209,16 @@ def run(
 def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, store: Path, *,
                 drill: bool, initiator: str) -> dict[str, Any]:
     """Run the flow in this process with live progress; returns the summary dict."""
-    from flows.progress import Progress
-    from flows.runtime import add_listener, run_runbook
+    from flows.runtime import run_runbook
 
     store.mkdir(parents=True, exist_ok=True)
-    console.print(f"incident [bold]{incident_id}[/] · runbook {runbook_path} · "
-                  f"{'DRILL (sandbox only)' if drill else 'live'}")
-    progress = Progress(console, runbook_path)
-    remove = add_listener(progress.on_event)
-    try:
-        with progress:
-            state: Any = run_runbook(str(runbook_path), given, incident_id, str(store.resolve()), drill,
-                                     initiator, return_state=True)
-    finally:
-        remove()
-    summary: dict[str, Any] = state.result(raise_on_failure=False) if state.is_completed() or \
-        state.is_failed() else {}
-    if not isinstance(summary, dict):
-        summary = {"incident_id": incident_id, "outcome": "failed", "folder": str(store / incident_id),
-                   "failed_steps": [], "error": str(summary)}
-    folder = Path(summary.get("folder") or store / incident_id)
-    ok = summary.get("outcome") == "succeeded"
+    label = (f"incident [bold]{incident_id}[/] · runbook {runbook_path} · "
+             f"{'DRILL (sandbox only)' if drill else 'live'}")
+    summary = _run_with_progress(run_runbook, label, store, runbook_path=str(runbook_path), inputs=given,
+                                 incident_id=incident_id, store=str(store.resolve()), drill=drill,
+                                 initiator=initiator)
     console.print()
-    if ok:
-        console.print(f"[bold green]contained[/] — all required steps succeeded ({state.name})")
-    else:
-        failed = ", ".join(summary.get("failed_steps") or []) or summary.get("error", "see the timeline")
-        console.print(f"[bold red]run failed[/] — {failed}")
-    console.print(f"incident folder: {folder}")
-    if (folder / "postmortem.md").exists():
-        console.print(f"post-mortem:     {folder / 'postmortem.md'}")
+    _report(summary)
     return summary
 
 
@@ -265,11 +245,13 @@ def _run_with_progress(flow_fn: Any, label: str, folder_root: Path, **params: An
 def _report(summary: dict[str, Any]) -> None:
     folder = Path(summary.get("folder", ""))
     outcome = summary.get("outcome")
-    if outcome in ("succeeded", "rolled back"):
-        console.print(f"[bold green]{'contained' if outcome == 'succeeded' else outcome}[/]")
+    if outcome == "succeeded":
+        console.print("[bold green]contained[/] — all required steps succeeded")
+    elif outcome == "rolled back":
+        console.print("[bold green]rolled back[/] — every compensation succeeded")
     else:
         failed = ", ".join(summary.get("failed_steps") or []) or summary.get("error", "see the timeline")
-        console.print(f"[bold red]{outcome}[/] — {failed}")
+        console.print(f"[bold red]run {outcome}[/] — {failed}")
     console.print(f"incident folder: {folder}")
     if (folder / "postmortem.md").exists():
         console.print(f"post-mortem:     {folder / 'postmortem.md'}")
