@@ -399,7 +399,7 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
     if profile or variant:
         import prefect.task_engine as te
 
-        import flows.runtime as rt
+        import flows.engine as rt
         import integrations.aws.iam as iam_mod
         from flows.incident import Incident
         from flows.timeline import Timeline

@@ -4,7 +4,7 @@
 Owns: ``ApprovalDecision`` (the ``RunInput`` a run pauses for), ``pending_approval`` (which step of
 an incident waits, read from its timeline), ``find_paused_run`` and ``submit_decision`` (resume
 the paused flow run with a decision). The rules of who may approve live in
-``flows.approval_policy``; the pause itself in ``flows.runtime``.
+``flows.approval_policy``; the pause itself in ``flows.engine``.
 """
 
 from __future__ import annotations
