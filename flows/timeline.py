@@ -11,6 +11,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -76,7 +77,22 @@ class Timeline:
         self._redact = redact or (lambda v: v)
         self._lock = threading.Lock()
         self._cached: tuple[int, int, str] | None = None  # (file size, seq, hash)
+        self._fh: Any = None  # kept open: opening per event costs more than the write
+        self._head_fd: int | None = None
         folder.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            if self._head_fd is not None:
+                os.close(self._head_fd)
+                self._head_fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _tail(self, fh: Any) -> tuple[int, str]:
         size = os.fstat(fh.fileno()).st_size
@@ -92,7 +108,11 @@ class Timeline:
                data: dict[str, Any] | None = None, actor: str = "stanch",
                ts: datetime | None = None) -> dict[str, Any]:
         durable = kind.split(".", 1)[0] in DURABLE
-        with self._lock, self.path.open("a+b") as fh:
+        with self._lock:
+            if self._fh is None or self._fh.closed:
+                self._fh = self.path.open("a+b")
+                self._head_fd = os.open(self.folder / HEAD, os.O_WRONLY | os.O_CREAT, 0o644)
+            fh = self._fh
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 seq, prev = self._tail(fh)
@@ -111,8 +131,8 @@ class Timeline:
                 fh.flush()
                 if durable:
                     os.fsync(fh.fileno())
-                self._cached = (os.fstat(fh.fileno()).st_size, event["seq"], event["hash"])
-                _write_head(self.folder / HEAD, event["seq"], event["hash"], durable)
+                self._cached = (fh.tell(), event["seq"], event["hash"])
+                _write_head(self._head_fd, event["seq"], event["hash"], durable)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return event
@@ -138,16 +158,13 @@ def _last_line(fh: Any, size: int) -> bytes | None:
 _HEAD_WIDTH = 96
 
 
-def _write_head(path: Path, seq: int, digest: str, durable: bool) -> None:
+def _write_head(fd: int | None, seq: int, digest: str, durable: bool) -> None:
     """Overwrite the fixed-width head record in place (no rename per event)."""
+    assert fd is not None
     record = f"{seq} {digest}".ljust(_HEAD_WIDTH - 1).encode() + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(fd, record, 0)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.pwrite(fd, record, 0)
+    if durable:
+        os.fsync(fd)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
