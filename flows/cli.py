@@ -23,11 +23,15 @@ app = typer.Typer(
     help=(
         "Incident-response runbooks as code: validate, plan and run declarative YAML runbooks as "
         "Prefect flows, with a status report per step, a hash-chained timeline and a post-mortem.\n\n"
-        "Typical use:  stanch validate  ·  stanch plan compromised-dependency --input advisory=MAL-2026-2307 "
-        "·  stanch run compromised-dependency --input advisory=MAL-2026-2307 --sandbox"
+        "Typical use, against the local sandbox (`stanch sandbox up`):\n\n"
+        "* `stanch validate` — check every runbook\n"
+        "* `stanch plan compromised-dependency --sandbox -i advisory=MAL-2026-2307` — what would happen\n"
+        "* `stanch run compromised-dependency --drill -i advisory=MAL-2026-2307` — do it, watch it\n"
+        "* `stanch timeline verify INC-…` and `postmortem.md` in the incident folder — the record\n\n"
+        "Exit codes: 0 ok, 1 the run failed or a runbook is invalid, 2 bad input or configuration."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 timeline_app = typer.Typer(help="Inspect and verify an incident's hash-chained timeline.", no_args_is_help=True)

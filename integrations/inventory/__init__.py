@@ -55,15 +55,26 @@ __all__ = [
 class MatchAdvisoryParams(ActionParams):
     advisory: str
     """An OSV id (looked up in ``settings.advisories_dir``, then the bundled records) or a path."""
-    inventory: str
+    inventory: str | None = None
+    """Inventory file; empty or omitted: ``STANCH_INVENTORY`` (the sandbox sets it)."""
     live_from: datetime | None = None
     live_until: datetime | None = None
 
 
+def _inventory_path(ctx: ActionContext, params: MatchAdvisoryParams) -> str:
+    if params.inventory:
+        return params.inventory
+    if ctx.settings.inventory is not None:
+        return str(ctx.settings.inventory)
+    raise PermanentActionError("no inventory: pass the `inventory` input or set STANCH_INVENTORY",
+                               operation="inventory.match_advisory")
+
+
 def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
     dirs = [ctx.settings.advisories_dir] if ctx.settings.advisories_dir else []
+    inventory = _inventory_path(ctx, params)
     try:
-        result = scope(params.advisory, params.inventory, params.live_from, params.live_until, dirs)
+        result = scope(params.advisory, inventory, params.live_from, params.live_until, dirs)
     except (InputError, ConfigurationError) as exc:
         raise PermanentActionError(str(exc), operation="inventory.match_advisory") from exc
     ctx.record(
@@ -83,7 +94,7 @@ def _describe(ctx: ActionContext, params: MatchAdvisoryParams) -> list[PlannedOp
         PlannedOperation(
             service="inventory",
             operation="match_advisory",
-            resources=[params.advisory, params.inventory],
+            resources=[params.advisory, params.inventory or str(ctx.settings.inventory or "(STANCH_INVENTORY)")],
             note="read-only: parses the advisory, lockfiles, SBOMs and workflows",
         )
     ]
