@@ -41,6 +41,19 @@ def _canonical(event: dict[str, Any]) -> bytes:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+def _event_json(event: dict[str, Any], data_json: bytes, *, with_hash: bool = False) -> bytes:
+    """``_canonical(event)`` (without or with ``hash``) from an already-serialised ``data``:
+    the same bytes, since keys are sorted and separators compact at every level."""
+    def j(key: str) -> bytes:
+        return json.dumps(event[key], ensure_ascii=False).encode()
+    parts = [b'"actor":' + j("actor"), b'"data":' + data_json]
+    if with_hash:
+        parts.append(b'"hash":' + j("hash"))
+    parts += [b'"item":' + j("item"), b'"kind":' + j("kind"), b'"prev":' + j("prev"), b'"seq":' + j("seq"),
+              b'"step":' + j("step"), b'"ts":' + j("ts")]
+    return b"{" + b",".join(parts) + b"}"
+
+
 def event_hash(event: dict[str, Any]) -> str:
     """sha256 over the canonical JSON of every field but ``hash`` itself."""
     body = {k: v for k, v in event.items() if k != "hash"}
@@ -108,6 +121,9 @@ class Timeline:
                data: dict[str, Any] | None = None, actor: str = "stanch",
                ts: datetime | None = None) -> dict[str, Any]:
         durable = kind.split(".", 1)[0] in DURABLE
+        clean = self._redact(data or {})  # redaction and the data's JSON stay outside the lock
+        data_json = _canonical(clean)
+        stamp = isoformat(ts or utcnow())
         with self._lock:
             if self._fh is None or self._fh.closed:
                 self._fh = self.path.open("a+b")
@@ -116,18 +132,10 @@ class Timeline:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 seq, prev = self._tail(fh)
-                event: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "ts": isoformat(ts or utcnow()),
-                    "kind": kind,
-                    "step": step,
-                    "item": item,
-                    "actor": actor,
-                    "data": self._redact(data or {}),
-                    "prev": prev,
-                }
-                event["hash"] = event_hash(event)
-                fh.write(_canonical(event) + b"\n")
+                event: dict[str, Any] = {"seq": seq + 1, "ts": stamp, "kind": kind, "step": step, "item": item,
+                                         "actor": actor, "data": clean, "prev": prev}
+                event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()
+                fh.write(_event_json(event, data_json, with_hash=True) + b"\n")
                 fh.flush()
                 if durable:
                     os.fsync(fh.fileno())
