@@ -232,7 +232,7 @@ def _run_with_progress(flow_fn: Any, label: str, folder_root: Path, **params: An
     from flows.runtime import add_listener
 
     console.print(label)
-    progress = Progress(console, Path(label))
+    progress = Progress(console)
     remove = add_listener(progress.on_event)
     try:
         with progress:

@@ -106,6 +106,10 @@ class StepRun:
     fan_out: bool = False
 
 
+Running = dict[Any, tuple[StepRun, str | None, Any]]
+"""In-flight task runs: the wrapped concurrent future -> (step run, first item key, Prefect future)."""
+
+
 class Engine:
     """State of one run inside the flow. Touches Prefect only through the flow/task above."""
 
@@ -144,10 +148,8 @@ class Engine:
     def scope(self) -> dict[str, Any]:
         return {
             "inputs": self.inputs,
-            "steps": {sid: {"output": out, "status": str(self.state.status[sid])}
-                      for sid, out in self.outputs.items()}
-                     | {s.id: {"output": self.outputs.get(s.id), "status": str(self.state.status[s.id])}
-                        for s in self.plan.steps if s.id not in self.outputs},
+            "steps": {s.id: {"output": self.outputs.get(s.id), "status": str(self.state.status[s.id])}
+                      for s in self.plan.steps},
             "incident": {"id": self.incident.id, "drill": self.drill, "started_at": self.started_at},
             "runbook": {"name": self.plan.name, "title": self.plan.runbook.title,
                         "severity": self.plan.runbook.severity, "owner": self.plan.runbook.owner},
@@ -172,15 +174,13 @@ class Engine:
         try:
             result = spec.execute(ctx, call.params)
         except Exception as exc:
-            for secret in ctx.secrets:
-                self.incident.redactor.add(secret)
+            self.incident.redactor.add(*ctx.secrets)
             transient = _is_transient(exc)
             if transient and attempt <= step.retries:
                 self.record("item.retrying", step=step.id, item=key,
                             data={"attempt": attempt, "error": error_text(exc)})
             raise _sanitized(exc, self.incident.redactor) from None
-        for secret in ctx.secrets:
-            self.incident.redactor.add(secret)
+        self.incident.redactor.add(*ctx.secrets)
         out: dict[str, Any] = result.model_dump(mode="json")
         return {"output": self.incident.redactor(out), "attempts": attempt}
 
@@ -209,21 +209,22 @@ class Engine:
         return out
 
     # ----- scheduling loop (flow thread) ------------------------------------------------------
-    def _make_task(self, step: PlannedStep, key: str | None, batch: int = 0) -> Any:
+    def _make_task(self, step: PlannedStep, key: str | None, batch: int | None = None) -> Any:
+        """``batch``: how many items the task runs (None: one item, Prefect retries it). In a batch,
+        retries are per item inside the task and the timeout covers every item of it."""
         name = f"{step.id}[{key}]" if key is not None else step.id
-        if batch > 1:  # retries are per item inside the batch; the timeout covers the whole batch
+        if batch is not None and batch > 1:
             name = f"{step.id}[{key} +{batch - 1}]"
         return run_action.with_options(
             name=step.id,
             task_run_name=name,
-            retries=step.retries if batch <= 1 else 0,
+            retries=step.retries if batch is None else 0,
             retry_delay_seconds=_backoff(step.retry_delay, step.retries) or 0,
             retry_condition_fn=_retry_condition,
-            timeout_seconds=step.timeout * max(batch, 1) if step.timeout else None,
+            timeout_seconds=step.timeout * (batch or 1) if step.timeout else None,
         )
 
-    def _start_step(self, step: PlannedStep, running: dict[Any, tuple[StepRun, str | None]],
-                    runs: dict[str, StepRun]) -> None:
+    def _start_step(self, step: PlannedStep, running: Running) -> None:
         if step.id in self.prior.steps:  # resumed run: finished before the crash, never repeated
             self.outputs[step.id] = self.prior.steps[step.id]
             self.state.mark(step.id, StepStatus.SUCCEEDED)
@@ -268,7 +269,6 @@ class Engine:
             self._fail_step_early(step, str(exc))
             return
         self.state.mark(step.id, StepStatus.RUNNING)
-        runs[step.id] = run
         reused = [it["key"] for it in run.items if it.get("reused")]
         self.record("step.started", step=step.id, data={
             "title": step.title, "action": step.action,
@@ -279,7 +279,7 @@ class Engine:
             return
         self._pump(run, running)
 
-    def _pump(self, run: StepRun, running: dict[Any, tuple[StepRun, str | None]]) -> None:
+    def _pump(self, run: StepRun, running: Running) -> None:
         size = max(1, run.step.batch) if run.fan_out else 1
         while run.queue and run.pending < run.step.concurrency:
             chunk, run.queue = run.queue[:size], run.queue[size:]
@@ -289,16 +289,14 @@ class Engine:
                     self.record("item.started", step=run.step.id, item=k)
             call = ItemCall(self, run.step, key, params,
                             batch=[(str(k), p) for k, p in chunk] if size > 1 else None)
-            fut: PrefectFuture[Any] = self._make_task(run.step, key, len(chunk) if size > 1 else 0).submit(call)
+            fut: PrefectFuture[Any] = self._make_task(run.step, key, len(chunk) if size > 1 else None).submit(call)
             run.pending += 1
-            running[fut.wrapped_future] = (run, key)  # type: ignore[attr-defined]
+            running[fut.wrapped_future] = (run, key, fut)  # type: ignore[attr-defined]
             for k, p in chunk:
-                run.items.append({"key": k, "status": "running", "params": p,
-                                  "future": fut if k == key else None, "chunk": key if size > 1 else None})
+                run.items.append({"key": k, "status": "running", "params": p, "chunk": key if size > 1 else None})
 
     def _collect(self, run: StepRun, key: str | None, fut_state: State) -> None:
         entry = next(it for it in run.items if it["key"] == key and it["status"] == "running")
-        entry.pop("future", None)
         run.pending -= 1
         if run.step.batch > 1 and run.fan_out:
             self._collect_batch(run, key, fut_state)
@@ -322,7 +320,6 @@ class Engine:
         results = {r["key"]: r for r in fut_state.result()["batch"]} if fut_state.is_completed() else {}
         failure = None if fut_state.is_completed() else error_text(fut_state.result(raise_on_failure=False))
         for it in members:
-            it.pop("future", None)
             res = results.get(it["key"])
             if res is None:  # the whole batch task failed (e.g. timed out): its unfinished items fail
                 it.update(status="failed", error=failure or "batch ended before this item ran")
@@ -439,13 +436,12 @@ class Engine:
             self.record("slack.unavailable", step=step.id, data={"error": problem})
 
     def run(self) -> RunState:
-        running: dict[Any, tuple[StepRun, str | None]] = {}
-        runs: dict[str, StepRun] = {}
+        running: Running = {}
         while True:
             for step in self.state.ready():
                 if step.approval is not None and running:
                     continue  # pause only when no task is in flight (a paused flow cannot start tasks)
-                self._start_step(step, running, runs)
+                self._start_step(step, running)
             if not running:
                 if self.state.finished:
                     break
@@ -457,8 +453,7 @@ class Engine:
                 continue
             done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
             for wrapped in done:
-                run, key = running.pop(wrapped)
-                fut = next(it["future"] for it in run.items if it["key"] == key and it.get("future"))
+                run, key, fut = running.pop(wrapped)
                 fut.wait()
                 self._collect(run, key, fut.state)
                 if run.queue:
@@ -476,7 +471,7 @@ class Engine:
         order = [sid for sid in done.succeeded_order if sid not in order] + order
         failures = 0
         for step in compensation_order(self.plan, order, set(order)):
-            for rec in done.compensation_records.get(step.id, []):
+            for rec in reversed(done.compensation_records.get(step.id, [])):
                 if (step.id, rec.get("item")) in done.compensated:
                     continue
                 failures += 0 if self._run_compensation(step, rec) else 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +20,8 @@ _STYLE = {"pending": "dim", "running": "yellow", "succeeded": "green", "failed":
 
 
 class Progress:
-    def __init__(self, console: Console, runbook: Path) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.runbook = runbook
         self.rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._live: Live | None = None
