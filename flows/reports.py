@@ -66,7 +66,7 @@ def _compact(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _hhmmss(ts: str) -> str:
+def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
 
@@ -81,7 +81,7 @@ def make_environment(search: list[Path]) -> ImmutableSandboxedEnvironment:
     )
     env.filters["duration"] = _duration
     env.filters["compact"] = _compact
-    env.filters["utc"] = _hhmmss
+    env.filters["utc"] = _utc_text
     env.filters["tojson"] = lambda v, indent=2: json.dumps(v, indent=indent, default=str, sort_keys=False)
     return env
 
