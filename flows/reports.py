@@ -16,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flows.spec.templates import configured_template_dirs, inside
 from integrations.errors import StanchError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -70,9 +71,45 @@ def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
 
+# -- where templates may be loaded from (defence in depth behind validate's RB117) -------------
+
+_PSEUDO_FS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_template_path(path: Path, roots: list[Path] | None = None) -> Path:
+    """The real path of template ``path``, or ``ReportError`` when it must not be loaded.
+
+    Refused: ``..`` components, files under /proc, /sys, /dev, anything that is not a regular
+    file, and a path that resolves (symlinks followed) outside ``roots`` (default: its own
+    folder), the built-in templates and ``STANCH_TEMPLATE_DIRS``. The message never shows the
+    file's content.
+    """
+    if ".." in path.parts:
+        raise ReportError(f"{path}: report template path must not contain '..'")
+    real = path.resolve()
+    allowed = [*(roots if roots is not None else [path.absolute().parent]), TEMPLATES, *configured_template_dirs()]
+    if any(real.is_relative_to(p) for p in _PSEUDO_FS) or not inside(real, allowed):
+        raise ReportError(f"{path}: report template resolves to {real}, outside the allowed template folders")
+    if not real.is_file():
+        raise ReportError(f"{path}: report template is not a regular file")
+    return real
+
+
+class _ConfinedLoader(FileSystemLoader):
+    """``FileSystemLoader`` whose ``include``/``extends``/``import`` targets pass ``check_template_path``."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        try:
+            check_template_path(Path(filename), [Path(p) for p in self.searchpath])
+        except ReportError:
+            raise TemplateNotFound(template) from None
+        return source, filename, uptodate
+
+
 def make_environment(search: list[Path]) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader([str(p) for p in search]),
+        loader=_ConfinedLoader([str(p) for p in search]),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -87,6 +124,7 @@ def make_environment(search: list[Path]) -> ImmutableSandboxedEnvironment:
 
 
 def render_template(path: Path, context: dict[str, Any]) -> str:
+    path = check_template_path(path)
     env = make_environment([path.parent, TEMPLATES])
     try:
         return env.get_template(path.name).render(**context)

@@ -47,7 +47,8 @@ def resolve_template(base_dir: Path, relative: str, extra_roots: Sequence[Path] 
     primary = (base_dir / relative).resolve()
     if not any(primary.is_relative_to(root) for root in roots):
         allowed = "the runbook's folder" + (f" or the {TEMPLATE_DIRS_ENV} folders" if len(roots) > 1 else "")
-        raise TemplatePathError(f"template path {relative!r} resolves to {primary}, outside {allowed}")
+        shown = "" if Path(relative).is_absolute() else f" (it resolves to {primary})"
+        raise TemplatePathError(f"template path {relative!r} is outside {allowed}{shown}")
     if primary.is_file() or Path(relative).is_absolute():
         return primary
     for root in roots[1:]:
