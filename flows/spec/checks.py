@@ -171,17 +171,6 @@ def upstream(needs: dict[str, list[str]]) -> dict[str, set[str]]:
     return {sid: ancestry.of(sid) for sid in clean}
 
 
-def _cycles(needs: dict[str, list[str]], order: list[str]) -> list[list[str]]:
-    """One concrete cycle per strongly connected component, in runbook order."""
-    position = {sid: i for i, sid in enumerate(order)}
-    cycles = []
-    for comp in _components(needs, order):
-        if _cyclic(comp, needs):
-            start = min(comp, key=position.__getitem__)
-            cycles.append(_cycle_path(set(comp), needs, start))
-    return sorted(cycles, key=lambda c: position[c[0]])
-
-
 #: How many "did you mean" searches one runbook gets (each is linear in the candidates).
 SUGGESTION_BUDGET = 50
 #: Literal ``if`` values the engine treats as false (see docs: "if truth").
