@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
@@ -814,9 +814,34 @@ class _Checker:
             spec = self.runbook.inputs.get(expr.attr)
             if spec is not None and spec.type != "list":
                 what = f"input {expr.attr!r} of type {spec.type}"
+        else:
+            what = self._scalar_output(fe)
         if what is not None:
             self.add(path, "RB119", f"for_each must give a list, but it is {what}", value=True,
                      hint="for_each takes a list: a literal [..], a list input, or a step output list")
+
+    def _scalar_output(self, text: str) -> str | None:
+        """``{{ steps.x.output.f }}`` where the action's result field ``f`` is a str/number/bool."""
+        refs = _simple_references(text)
+        if not refs or len(refs) != 1:
+            return None
+        ref = next(iter(refs))
+        if len(ref) != 4 or ref[0] != "steps" or ref[2] != "output" or not isinstance(ref[1], str):
+            return None
+        upstream_step = self.by_id.get(ref[1])
+        spec = self.spec(upstream_step.action) if upstream_step and upstream_step.for_each is None else None
+        result = spec.result if spec is not None else None
+        if not (isinstance(result, type) and issubclass(result, BaseModel)):
+            return None
+        info = next((f for n, f in result.model_fields.items() if (f.alias or n) == ref[3]), None)
+        kind = info.annotation if info is not None else None
+        if kind in (str, int, float, bool):
+            shown = getattr(kind, "__name__", str(kind))
+        elif kind is dict or get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            shown = "a mapping"
+        else:
+            return None
+        return f"output field {ref[3]!r} of action {spec.name!r}: {shown}"  # type: ignore[union-attr]
 
     def check_approval(self, i: int, step: Step) -> None:
         """RB120: approver ids and min_approvals that can never be satisfied."""
