@@ -41,6 +41,7 @@ __all__ = [
     "STEP_FIELDS",
     "ExpressionError",
     "ExpressionLimitError",
+    "constant_limit_error",
     "environment",
     "is_template",
     "is_truthy",
@@ -215,6 +216,43 @@ def syntax_error(value: Any) -> str | None:
             _ENV.parse(source)
         except TemplateSyntaxError as exc:
             return f"line {exc.lineno}: {exc.message}"
+    return None
+
+
+_FREE_NAMES = frozenset({"range", "lipsum", "dict", "namespace", "cycler", "joiner", "true", "false", "none"})
+_WORK = (nodes.BinExpr, nodes.Call, nodes.Filter, nodes.Concat, nodes.UnaryExpr)
+
+
+def _constant_roots(node: nodes.Node) -> list[nodes.Node]:
+    """The largest sub-expressions that read no variable and do some work (``10 ** (10 ** 10)``,
+    ``'a' * 10**9``, ``range(10**12) | list``): they can be evaluated before the run."""
+    roots: list[nodes.Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, _WORK) and all(x.name in _FREE_NAMES and x.ctx == "load" for x in n.find_all(nodes.Name)):
+            roots.append(n)
+            continue
+        stack.extend(n.iter_child_nodes())
+    return roots
+
+
+@lru_cache(maxsize=2048)
+def constant_limit_error(source: str) -> str | None:
+    """Why a constant part of ``source`` goes past a limit (``{{ 10 ** (10 ** 10) }}``), or None.
+    Lets ``validate`` report, located, what would otherwise only fail at run time."""
+    try:
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError:
+        return None
+    for root in _constant_roots(tree):
+        try:
+            with budget("expression", LIMITS.expression_seconds):
+                _ENV.from_string(nodes.Template([nodes.Output([root])])).render()
+        except LimitExceeded as exc:
+            return str(exc)
+        except Exception:
+            continue
     return None
 
 

@@ -241,3 +241,23 @@ def test_deep_nesting_is_a_located_syntax_error_not_recursion() -> None:
     assert syntax_error(deep) == "line 2: brackets nested 3000 deep exceed the limit of 50"
     assert syntax_error("{{ " + " + ".join(["1"] * 3000) + " }}") == (
         "line 1: expression nests more than the limit of 200 levels")
+
+
+@pytest.mark.parametrize(
+    ("template", "refused"),
+    [
+        ("{{ 10 ** (10 ** 10) }}", "exceeds the limit of 10,000 digits"),
+        ("{{ 'a' * 10**9 }}", "exceeds the limit of 1,000,000"),
+        ("x {{ 'x' | center(10**9) }} y", "width 1,000,000,000 exceeds the limit of 10,000"),
+        ("{{ inputs.n ** (10 ** 10) }}", None),  # needs a run-time value: refused at run time
+        ("{{ 2 ** 10 }}", None),
+        ("{{ [1, 2] | join(',') }}", None),
+        ("{{ 1 / 0 }}", None),  # an error, but not a limit: the run reports it
+        ("plain", None),
+    ],
+)
+def test_constant_limit_error_finds_bombs_that_need_no_variable(template: str, refused: str | None) -> None:
+    from flows.expressions import constant_limit_error
+
+    found = constant_limit_error(template)
+    assert (found is None) if refused is None else (found is not None and refused in found)

@@ -81,7 +81,7 @@ def test_payload_is_refused_quickly_within_memory(payload: Path) -> None:
     assert expected in message and payload.name in message, message
 
 
-def test_plan_stops_at_a_pow_bomb_with_the_step_and_the_limit() -> None:
+def test_plan_and_validate_refuse_a_pow_bomb_located_and_quickly() -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
@@ -89,12 +89,27 @@ def test_plan_stops_at_a_pow_bomb_with_the_step_and_the_limit() -> None:
     from integrations.base import default_registry
 
     default_registry()
+    for command in ("validate", "plan"):
+        started = time.monotonic()
+        result = CliRunner().invoke(app, [command, str(CORPUS / "pow-bomb-in-with.yaml")])
+        assert time.monotonic() - started < 10
+        assert result.exit_code == 1, result.output
+        assert re.search(r"pow-bomb-in-with\.yaml:6:\d+: error\[RB108\]: expression refused: 10 \*\* 10000000000 "
+                         r"exceeds the limit of 10,000 digits", " ".join(result.output.split())), result.output
+
+
+def test_plan_stops_at_a_pow_bomb_armed_by_an_input_naming_the_step() -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    assert CliRunner().invoke(app, ["validate", str(CORPUS / "pow-bomb-from-input.yaml")]).exit_code == 0
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["plan", str(CORPUS / "pow-bomb-in-with.yaml")])
+    result = CliRunner().invoke(app, ["plan", str(CORPUS / "pow-bomb-from-input.yaml")])
     assert time.monotonic() - started < 10
     assert result.exit_code == 2, result.output
-    assert "step 'note': expression '{{ 10 ** (10 ** 10) }}': 10 ** 10000000000 exceeds the limit of 10,000 " \
-           "digits" in " ".join(result.output.split())
+    assert ("step 'note': expression '{{ inputs.base ** (10 ** 10) }}': 10 ** 10000000000 exceeds the limit of "
+            "10,000 digits") in " ".join(result.output.split())
 
 
 def test_validate_locates_deep_nesting_instead_of_recursing() -> None:
