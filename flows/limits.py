@@ -475,7 +475,7 @@ def check_source(source: str, name: str | None = None, filename: str | None = No
     """Refuse a source that is too long or nests brackets too deep (before the parser sees it)."""
     if len(source) > LIMITS.source_chars:
         raise TemplateTooComplex(
-            f"template exceeds the limit of {LIMITS.source_chars:,} characters ({len(source):,})",
+            f"source exceeds the limit of {LIMITS.source_chars:,} characters ({len(source):,})",
             1, name, filename)
     depth, line = _nesting(source)
     if depth > LIMITS.nesting:

@@ -201,6 +201,8 @@ def test_dict_methods_still_work_when_no_key_shadows_them() -> None:
         ("{{ '{:>1000000000}'.format(1) }}", "exceeds the limit of 10,000"),
         ("{{ lipsum(10**8) }}", "lipsum() is limited"),
         ("{{ " + "(" * 60 + "1" + ")" * 60 + " }}", "brackets nested 60 deep exceed the limit of 50"),
+        ("{{ '" + "a" * 300_000 + "' }}", "source exceeds the limit of 200,000 characters (300,008)"),
+        ("{{ " + "9" * 5000 + " }}", "an integer literal exceeds the limit of 4,300 digits"),
         ("{% for a in range(10**5) %}{% for b in range(10**5) %}{% endfor %}{% endfor %}",
          "exceeds the limit of 1,000,000 loop iterations"),
     ],
