@@ -26,6 +26,7 @@ from flows.expressions import (
     RUNBOOK_FIELDS,
     SCOPE_ROOTS,
     STEP_FIELDS,
+    constant_limit_error,
     environment,
     is_template,
     template_references,
@@ -179,26 +180,8 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 
 
-#: Brackets nested deeper than this in one template are refused (RB108) before Jinja parses
-#: it: Jinja's parser recurses per level and would raise RecursionError (slowly) near 1,000.
-MAX_TEMPLATE_NESTING = 100
-
-
-def _too_deep(text: str) -> bool:
-    depth = deepest = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in ")]}":
-            depth -= 1
-    return deepest > MAX_TEMPLATE_NESTING + 2  # the {{ }} delimiters themselves
-
-
 def _single_expression(text: str) -> nodes.Expr | None:
     """The expression of a template that is exactly one ``{{ expr }}`` (spaces allowed), else None."""
-    if _too_deep(text):
-        return None
     try:
         tree = environment().parse(text)
     except (TemplateSyntaxError, RecursionError):
@@ -576,10 +559,6 @@ class _Checker:
     def check_template(
         self, step: Step, path: JsonPath, text: str, *, item_ok: bool, compensation: bool
     ) -> None:
-        if _too_deep(text):
-            self.add(path, "RB108", f"template syntax error: brackets nested deeper than {MAX_TEMPLATE_NESTING}",
-                     value=True)
-            return
         try:
             fast = _simple_references(text)
             refs = fast if fast is not None else template_references(text)
@@ -588,6 +567,10 @@ class _Checker:
             return
         except RecursionError:
             self.add(path, "RB108", "template syntax error: expression nested too deeply", value=True)
+            return
+        refused = constant_limit_error(text)  # e.g. {{ 10 ** (10 ** 10) }}: fails at run time for sure
+        if refused is not None:
+            self.add(path, "RB108", f"expression refused: {refused}", value=True)
             return
         local = _local_names(text)
         refs = {r for r in refs if r[0] not in local}
@@ -794,8 +777,6 @@ class _Checker:
         path: JsonPath = ("steps", i, "for_each")
         expr = _single_expression(fe)
         if expr is None:
-            if _too_deep(fe):
-                return  # RB108 already
             try:
                 environment().parse(fe)
             except (TemplateSyntaxError, RecursionError):
