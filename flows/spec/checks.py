@@ -216,7 +216,7 @@ def _simple_references(text: str) -> set[tuple[str | int, ...]] | None:
     """References of a template made only of text and ``{{ a.b['c'][0] }}`` chains, without
     running the Jinja parser (most runbook templates; a 5,000-step runbook has thousands).
     None when the template needs the real parser (statements, filters, operators, ...)."""
-    if "{%" in text or "{#" in text:
+    if "{%" in text or "{#" in text or len(text) > 1000:  # long ones get the parser's limits
         return None
     refs: set[tuple[str | int, ...]] = set()
     matches = list(_OUTPUT.finditer(text))
