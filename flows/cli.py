@@ -360,7 +360,9 @@ def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md."
 def scope(
     advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
     inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
-    live_from: Annotated[str | None, typer.Option(help="When the bad release went live (ISO 8601, UTC).")] = None,
+    live_from: Annotated[str | None, typer.Option(
+        help="When the bad release went live (ISO 8601, UTC; default: a release time in the advisory, "
+             "else 7 days before its earliest timestamp).")] = None,
     live_until: Annotated[str | None, typer.Option(help="When it was pulled (default: advisory published).")] = None,
     output: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
