@@ -82,6 +82,10 @@ def test_lockfile_locked_clean_under_a_caret_range_is_pinned_clean_even_with_ins
         assert "locks clean 1.14.0 under ^1.6.0" in v.reason
     assert not any(c.service.startswith("web-portal") for c in r.needs_confirmation)
     assert {"web-portal", "web-portal-quiet"} <= set(r.unaffected)
+    # the case: 1.14.0 locked under ^1.14.0, an `npm ci` from that same lockfile at 01:00
+    ci = _verdict(r, "web-portal-ci")
+    assert (ci.verdict, ci.exposure) == ("unaffected", "pinned-clean")
+    assert "locks clean 1.14.0 under ^1.14.0" in ci.reason
 
 
 def test_floating_spec_without_lockfile_installed_in_window_is_exposed(inv_fleet: Path) -> None:
