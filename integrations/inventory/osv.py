@@ -334,6 +334,12 @@ def load_advisory(path: str | Path, *, validate: bool = True) -> Advisory:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"advisory file not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"advisory {p}: is a directory, not an OSV JSON file") from None
+    except OSError as exc:
+        raise InputError(f"advisory {p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"advisory {p}: not UTF-8 text (a binary file?)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not JSON: {exc}") from None
     if not isinstance(data, dict):

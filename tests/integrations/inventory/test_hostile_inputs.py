@@ -149,6 +149,20 @@ def test_unreadable_inventory_is_a_run_level_error_exit_2(inventory: str) -> Non
     assert "Traceback" not in result.output and result.output.strip()
 
 
+@pytest.mark.parametrize(
+    ("advisory", "says"),
+    [
+        ("binary.package-lock.json", "not UTF-8"),
+        ("truncated.package-lock.json", "not JSON"),
+        ("a-directory.package-lock.json", "advisory"),
+    ],
+)
+def test_hostile_advisory_path_is_a_run_level_error_exit_2(advisory: str, says: str) -> None:
+    result = runner.invoke(app, ["scope", str(HOSTILE / advisory), "--inventory", str(FLEET / "inventory.yaml")])
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
 def test_cli_reversed_window_exits_2() -> None:
     result = runner.invoke(app, ["scope", "MAL-2026-2307", "--inventory", str(FLEET / "inventory.yaml"),
                                  "--live-from", "2026-03-31T03:15:00Z", "--live-until", "2026-03-31T00:21:00Z"])
