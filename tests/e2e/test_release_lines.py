@@ -90,5 +90,7 @@ def test_injected_package_is_removed_not_pinned(sandbox: Sandbox, tmp_path: Path
     assert "4.2.0" not in json.dumps(manifest)
     sent = observe.sent_emails(sandbox.url)
     assert sent and all("plain-crypto-js was removed" in (m.body or "") for m in sent)
+    posts = sandbox.slack.calls("chat.postMessage")  # type: ignore[union-attr]
+    assert any("plain-crypto-js removed" in json.dumps(c["params"]) for c in posts)
     pm = (folder / "postmortem.md").read_text()
     assert "**remove plain-crypto-js**" in pm
