@@ -360,14 +360,19 @@ def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md."
 def scope(
     advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
     inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
-    live_from: Annotated[str | None, typer.Option(help="When the bad release went live (ISO 8601, UTC).")] = None,
+    live_from: Annotated[str | None, typer.Option(
+        help="When the bad release went live (ISO 8601, UTC; default: a release time in the advisory, "
+             "else 7 days before its earliest timestamp).")] = None,
     live_until: Annotated[str | None, typer.Option(help="When it was pulled (default: advisory published).")] = None,
     output: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
-    """Which services pulled the bad version, by which path, and were they exposed?"""
+    """Which services pulled the bad version, by which path, and were they exposed?
+
+    A file that cannot be read is reported against its service (the others are still scoped);
+    exit 2 only for run-level input: the advisory, the inventory, the window, the --json path."""
     from datetime import datetime
 
-    from integrations.inventory import render_scope_table
+    from integrations.inventory import render_scope_table, scope_notes
     from integrations.inventory import scope as run_scope
 
     def ts(v: str | None) -> datetime | None:
@@ -378,6 +383,10 @@ def scope(
         except ValueError:
             raise _fail(f"not an ISO 8601 time: {v!r}") from None
 
+    if output is not None and not output.parent.is_dir():
+        raise _fail(f"--json {output}: folder {output.parent} does not exist")
+    if output is not None and output.is_dir():
+        raise _fail(f"--json {output}: is a directory, give a file path")
     try:
         settings = _settings()
         result = run_scope(advisory, inventory, live_from=ts(live_from), live_until=ts(live_until),
@@ -385,8 +394,13 @@ def scope(
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(render_scope_table(result))
+    for note in scope_notes(result):
+        console.print(note, style="red" if note.startswith("error") else "yellow", markup=False, highlight=False)
     if output:
-        output.write_text(result.model_dump_json(indent=2) + "\n")
+        try:
+            output.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--json {output}: cannot write: {exc.strerror or exc}") from None
         console.print(f"wrote {output}")
 
 

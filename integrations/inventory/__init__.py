@@ -29,10 +29,13 @@ from integrations.inventory.match import (
     MatchedPackage,
     MatchResult,
     SafeVersion,
+    ServiceError,
     ServiceVerdict,
     render_scope_table,
     scope,
     scope_many,
+    scope_notes,
+    summarize_safe_versions,
 )
 
 __all__ = [
@@ -44,11 +47,14 @@ __all__ = [
     "MatchResult",
     "MatchedPackage",
     "SafeVersion",
+    "ServiceError",
     "ServiceVerdict",
     "register",
     "render_scope_table",
     "scope",
     "scope_many",
+    "scope_notes",
+    "summarize_safe_versions",
 ]
 
 
@@ -84,6 +90,10 @@ def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
             "affected": [s.name for s in result.affected],
             "needs_confirmation": sorted({c.service for c in result.needs_confirmation}),
             "unaffected": len(result.unaffected),
+            "unreadable": [{"service": e.service, "file": e.file, "error": e.error} for e in result.errors],
+            "pins": {s.name: s.pins for s in result.affected},
+            "remove": {s.name: s.remove for s in result.affected if s.remove},
+            "warnings": result.warnings,
         },
     )
     return result

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integrations.errors import ConfigurationError
+from integrations.inventory.readers import read_text_file
 
 
 class _Model(BaseModel):
@@ -86,9 +87,7 @@ class Inventory(_Model):
 def load_inventory(path: str | Path) -> Inventory:
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"inventory file not found: {p}") from None
+        raw = yaml.safe_load(read_text_file(p))
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{p}: not valid YAML: {exc}") from None
     try:

@@ -42,6 +42,7 @@ __all__ = [
     "detect_kind",
     "read_manifest_specs",
     "read_source",
+    "read_text_file",
 ]
 
 Pin = Literal["exact", "floating", "locked", "tag", "sha", "branch", "unknown"]
@@ -220,13 +221,32 @@ def detect_kind(path: Path, head: str) -> str:
     raise ConfigurationError(f"{path}: cannot tell what kind of inventory file this is")
 
 
+def read_text_file(path: str | Path) -> str:
+    """The UTF-8 text of an inventory file, or a :class:`ConfigurationError` naming the file and
+    the problem (missing, a directory, unreadable, binary) — never a bare ``OSError``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"inventory file not found: {p}") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{p}: is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigurationError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in raw[:8192]:
+        raise ConfigurationError(f"{p}: a binary file, not a lockfile, SBOM or workflow")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{p}: not UTF-8 text (a binary file?)") from None
+
+
 def read_source(path: str | Path, display: str | None = None, kind: str | None = None) -> Source:
     """Parse one lockfile / SBOM / workflow into a :class:`Source`."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"inventory file not found: {p}") from None
+    text = read_text_file(p)
     shown = display or str(p)
     kind = kind or detect_kind(p, text[:4096])
     reader = _READERS.get(kind)
@@ -246,10 +266,18 @@ _NPM_DEP_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 def read_manifest_specs(path: str | Path) -> dict[str, str]:
     """Direct dependency specs of a ``package.json`` (all dependency fields merged)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    p = Path(path)
+    try:
+        data = json.loads(read_text_file(p))
+    except ValueError as exc:
+        raise ConfigurationError(f"{p}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{p}: a package.json is a JSON object")
     out: dict[str, str] = {}
     for fld in ("peerDependencies", "optionalDependencies", "devDependencies", "dependencies"):
-        out.update({k: str(v) for k, v in (data.get(fld) or {}).items()})
+        deps = data.get(fld) or {}
+        if isinstance(deps, dict):
+            out.update({str(k): str(v) for k, v in deps.items()})
     return out
 
 
@@ -489,6 +517,10 @@ def _pip_requirements(text: str, shown: str, p: Path) -> Source:
         specs[node] = spec
         parents[node] = []
         current = node
+
+    skipped = sum(1 for w in src.warnings if "skipped unreadable line" in w)
+    if skipped and not src.nodes:
+        src.warnings.append(f"{shown}: every requirement line was skipped ({skipped}): nothing in this file was scoped")
 
     def is_root_ref(parent: str) -> bool:
         return parent.startswith(("-r ", "-c ", "-r", "-c")) or parent.endswith((".in", ".txt", ".toml"))
