@@ -21,7 +21,7 @@ from typing import Any
 from integrations.errors import InputError
 
 _INPUT_REF = re.compile(r"""inputs\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])""")
-_ID_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ID_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9:_-]{0,127}$")  # OSV ids have no dots or slashes
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -56,7 +56,7 @@ def confine(name: str, value: str, kind: str, dirs: list[Path]) -> str:
     itself when it is an id for a ``path-or-id`` parameter); InputError otherwise."""
     if not value.strip():
         return value
-    if kind == "path-or-id" and _ID_LIKE.match(value) and not value.endswith(".json"):
+    if kind == "path-or-id" and _ID_LIKE.match(value):
         return value
     if "\x00" in value:
         raise InputError(f"input {name!r}: not a file name")
