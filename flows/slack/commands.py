@@ -91,43 +91,39 @@ def parse_command(text: str) -> Command:
     return Command(name, args)
 
 
+_TOKEN = re.compile(r"""([^\s"'\\]+)|"([^"\\]*(?:\\.[^"\\]*)*)"|'([^']*)'|\\(.)|(\s+)|(["'\\])""", re.DOTALL)
+_DQ_ESCAPE = re.compile(r'\\(["\\])')
+
+
 def split_words(text: str) -> list[str]:
-    """Shell-like splitting in one pass (``shlex`` is quadratic in the length of a word): blanks
-    separate words, ``"…"`` and ``'…'`` group, a backslash outside single quotes escapes the next
-    character. InputError for an unclosed quote or more than ``MAX_WORDS`` words."""
+    """Shell-like splitting in one regex pass (``shlex`` is quadratic in the length of a word):
+    blanks separate words, ``"…"`` and ``'…'`` group, a backslash escapes the next character (in
+    double quotes only ``"`` and ``\\``). InputError for an unclosed quote or more than
+    ``MAX_WORDS`` words."""
     words: list[str] = []
     cur: list[str] = []
     in_word = False
-    quote = ""
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if quote:
-            if c == quote:
-                quote = ""
-            elif c == "\\" and quote == '"' and i + 1 < n and text[i + 1] in '"\\':
-                i += 1
-                cur.append(text[i])
-            else:
-                cur.append(c)
-        elif c.isspace():
+    for m in _TOKEN.finditer(text):
+        plain, dq, sq, esc, blank, unclosed = m.groups()
+        if blank is not None:
             if in_word:
                 words.append("".join(cur))
                 cur, in_word = [], False
                 if len(words) > MAX_WORDS:
                     raise InputError(f"the command has more than {MAX_WORDS} words")
-        elif c in "\"'":
-            quote, in_word = c, True
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            cur.append(text[i])
-            in_word = True
-        else:
-            cur.append(c)
-            in_word = True
-        i += 1
-    if quote:
-        raise InputError("could not read the command: No closing quotation")
+            continue
+        if unclosed is not None:  # a quote never closed, or a backslash at the very end
+            problem = "No escaped character" if unclosed == "\\" else "No closing quotation"
+            raise InputError(f"could not read the command: {problem}")
+        in_word = True
+        if plain is not None:
+            cur.append(plain)
+        elif dq is not None:
+            cur.append(_DQ_ESCAPE.sub(r"\1", dq))
+        elif sq is not None:
+            cur.append(sq)
+        elif esc is not None:
+            cur.append(esc)
     if in_word:
         words.append("".join(cur))
     if len(words) > MAX_WORDS:
