@@ -11,6 +11,7 @@ Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from integrations.base import (
     ActionContext,
@@ -59,6 +60,9 @@ __all__ = [
 
 
 class MatchAdvisoryParams(ActionParams):
+    file_params: ClassVar[dict[str, str]] = {"inventory": "path", "advisory": "path-or-id"}
+    """Parameters that name files (confined to STANCH_SLACK_INPUT_DIRS when given from Slack)."""
+
     advisory: str
     """An OSV id (looked up in ``settings.advisories_dir``, then the bundled records) or a path."""
     inventory: str | None = None

@@ -259,12 +259,12 @@ def read_install_history(path: Path) -> list[tuple[datetime, str | None]]:
     if not isinstance(rows, list):
         raise ConfigurationError(f"{path}: an install history is a list of records")
     out: list[tuple[datetime, str | None]] = []
-    for row in rows:
+    for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise ConfigurationError(f"{path}: install record is not an object: {row!r}")
+            raise ConfigurationError(f"{path}: install record {n} is not a record")
         at = next((_parse_dt(row.get(k)) for k in _TIME_KEYS if row.get(k)), None)
-        if at is None:
-            raise ConfigurationError(f"{path}: install record without a readable time: {row!r}")
+        if at is None:  # never quote the row: it is file content
+            raise ConfigurationError(f"{path}: install record {n} has no readable time ({', '.join(_TIME_KEYS)})")
         out.append((at, row.get("lockfile") or None))
     return out
 

@@ -281,7 +281,9 @@ def parse_advisory(data: dict[str, Any], source: str | None = None, *, validate:
         errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             where = source or data.get("id", "<record>")
-            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5])
+            # the schema keyword that failed, never e.message: it quotes the record's values
+            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: fails {e.validator!r}"
+                             for e in errors[:5])
             raise InputError(f"{where}: not a valid OSV record: {msgs}")
     aliases = tuple(data.get("aliases") or ())
     bad_commits = _known_bad_commits()

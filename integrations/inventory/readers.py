@@ -45,6 +45,10 @@ __all__ = [
     "read_text_file",
 ]
 
+class UnsupportedFormat(ValueError):
+    """A reader recognised the file and refuses it; the message is ours (no file content)."""
+
+
 Pin = Literal["exact", "floating", "locked", "tag", "sha", "branch", "unknown"]
 
 PURL_ECOSYSTEMS: dict[str, str] = {
@@ -254,8 +258,12 @@ def read_source(path: str | Path, display: str | None = None, kind: str | None =
         raise ConfigurationError(f"{p}: no reader for {kind!r}")
     try:
         return reader(text, shown, p)
-    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except UnsupportedFormat as exc:  # our own wording, no file content
         raise ConfigurationError(f"{p}: cannot read as {kind}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        from integrations.inventory.model import content_free_problem  # messages would quote the file
+
+        raise ConfigurationError(f"{p}: cannot read as {kind}: {content_free_problem(exc)}") from None
 
 
 # --------------------------------------------------------------------------- npm
@@ -420,7 +428,7 @@ def _pnpm_lock(text: str, shown: str, p: Path) -> Source:
 
 def _yarn_lock(text: str, shown: str, p: Path) -> Source:
     if "__metadata:" not in text:
-        raise ValueError("yarn v1 (classic) lockfiles are not supported; only yarn berry (v2+, YAML)")
+        raise UnsupportedFormat("yarn v1 (classic) lockfiles are not supported; only yarn berry (v2+, YAML)")
     data = yaml.safe_load(text) or {}
     src = Source(path=shown, kind="yarn-berry-lock", root_name=p.parent.name or "app")
     by_descriptor: dict[str, str] = {}
