@@ -143,6 +143,9 @@ def plan(
         plan_, registry = _load_plan(runbook)
         values = resolve_inputs(plan_, parse_input_pairs(input or []))
         rows = dry_run(plan_, values, registry, _settings())
+        from flows.redaction import Redactor
+
+        rows = Redactor({str(values[k]) for k, s in plan_.inputs.items() if s.secret and values.get(k)})(rows)
     except RunbookError as exc:
         _print_diagnostics(exc.diagnostics)
         raise _fail(str(exc), 1) from None

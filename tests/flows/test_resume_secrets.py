@@ -74,3 +74,9 @@ def test_rollback_needs_the_secret_a_compensation_uses(home: Path) -> None:
     assert len(undone) == 1 and undone[0]["data"]["output"]["message"] == "[redacted]"  # got the value; masked
     for name, data in _files(folder).items():
         assert SECRET.encode() not in data, name
+
+
+def test_plan_never_prints_a_secret_input(home: Path) -> None:
+    for extra in ([], ["--json"]):
+        shown = CliRunner().invoke(app, ["plan", str(HERE / "secret.yaml"), "-i", f"token={SECRET}", *extra])
+        assert SECRET not in shown.output and "[redacted]" in shown.output, shown.output
