@@ -74,3 +74,16 @@ def test_compensation_records_keep_references_and_rollback_checks_them() -> None
     assert any("needs secret input 'token'" in p for p in problems)
     assert any("old[a]" in p and "secret_name" in p for p in problems)
     assert not [p for p in si.rollback_problems(records, {"token": "v"}) if "token" in p]
+
+
+def test_a_deployment_run_never_gets_a_secret_value(plan, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from flows.slack.launchers import DeploymentLauncher, LaunchRequest
+
+    public, values = si.split(plan, {"token": "typed-in-slack"})
+    request = LaunchRequest(runbook_path=RUNBOOK, inputs=public, incident_id="INC-D", store=tmp_path,
+                            initiator="slack:U1", idempotency_key="k", secrets=values)
+    assert "typed-in-slack" not in repr(request)
+    with pytest.raises(InputError, match="STANCH_SECRET_TOKEN"):
+        DeploymentLauncher().launch(request)  # refused before anything reaches Prefect
+    # a required secret left out of the command travels as a reference, resolved on the worker
+    assert si.with_refs_for_absent(plan, {}) == {"token": si.ref("token")}
