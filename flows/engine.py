@@ -35,9 +35,10 @@ from flows.expressions import ExpressionError, is_truthy, render_value
 from flows.incident import Incident
 from flows.items import item_key
 from flows.notify import StatusNotifier
-from flows.redaction import Redactor
+from flows.redaction import Redactor, masked_path
 from flows.reports import ReportError, fallback_report, render_step_report
 from flows.resume import PriorProgress, prior_progress
+from flows.secret_inputs import from_refs, to_refs
 from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry
 from integrations.errors import ActionError, PermanentActionError, StanchError
@@ -130,6 +131,8 @@ class Engine:
         self._lock = threading.Lock()
         self.started_at = isoformat(utcnow())
         self.prior = prior or PriorProgress()
+        self.secret_values = {k: str(inputs[k]) for k, spec in plan.inputs.items()  # not unresolved refs
+                              if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -162,15 +165,22 @@ class Engine:
 
     # ----- task body (worker threads) ---------------------------------------------------------
     def execute(self, call: ItemCall) -> dict[str, Any]:
+        """Run one action. Its output is returned raw: steps hand each other real values (a
+        secret's *name* included); redaction happens where things are written or shown."""
         step, key = call.step, call.key
         assert step.action is not None
         spec = self.registry.get(step.action)
+        masked = masked_path(call.params)
+        if masked is not None:  # e.g. a prior output read back from the timeline on resume
+            raise PermanentActionError(f"parameter {masked!r} holds a redacted value ('[redacted]'); "
+                                       "refusing to act on it")
         with self._lock:
             attempt = self._attempts.get((step.id, key), 0) + 1
             self._attempts[(step.id, key)] = attempt
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
                             item_key=key, drill=self.drill, runbook=self.plan.name,
-                            record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx))
+                            record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx),
+                            redact_text=self.incident.redactor.text)
         try:
             result = spec.execute(ctx, call.params)
         except Exception as exc:
@@ -182,7 +192,7 @@ class Engine:
             raise _sanitized(exc, self.incident.redactor) from None
         self.incident.redactor.add(*ctx.secrets)
         out: dict[str, Any] = result.model_dump(mode="json")
-        return {"output": self.incident.redactor(out), "attempts": attempt}
+        return {"output": out, "attempts": attempt}
 
     def execute_batch(self, call: ItemCall) -> list[dict[str, Any]]:
         """Items of one task run, one after the other; each item has its own transient-error
@@ -372,7 +382,8 @@ class Engine:
                                                   spec.result.model_validate(it["output"]))
             else:
                 params = dict(it["params"])
-            records.append({"item": it["key"], "action": comp.action, "with": params})
+            # recorded in the timeline (redacted there): a secret input's value goes as its reference
+            records.append({"item": it["key"], "action": comp.action, "with": to_refs(params, self.secret_values)})
         return records
 
     def _run_approval(self, step: PlannedStep) -> None:
@@ -481,13 +492,19 @@ class Engine:
     def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> bool:
         action = rec["action"]
         self.record("compensation.started", step=step.id, item=rec.get("item"), data={"action": action})
+        try:
+            params = from_refs(rec["with"], self.inputs)
+        except StanchError as exc:
+            self.record("compensation.failed", step=step.id, item=rec.get("item"),
+                        data={"action": action, "error": str(exc)})
+            return False
         comp_step = PlannedStep(
             id=f"undo-{step.id}", title=f"Undo {step.title}", action=action, with_={}, needs=(),
             upstream=frozenset(), if_=None, for_each=None, item_name=None, concurrency=1,
             retries=max(step.retries, 3), retry_delay=step.retry_delay, timeout=step.timeout,
             continue_on_error=False, mutating=True, compensate=None, report=None, approval=None)
         fut = self._make_task(comp_step, rec.get("item")).submit(
-            ItemCall(self, comp_step, rec.get("item"), rec["with"]))
+            ItemCall(self, comp_step, rec.get("item"), params))
         fut.wait()
         if fut.state.is_completed():
             self.record("compensation.succeeded", step=step.id, item=rec.get("item"),

@@ -265,13 +265,14 @@ class StanchSlack:
     def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any,
                   channel_id: str | None = None) -> None:
         """After the ack: validate like the CLI, authorize, launch, announce."""
+        from flows import secret_inputs
         from flows.compiler import parse_input_pairs, resolve_inputs
         from integrations.base import default_registry
 
         try:
             path = resolve_runbook_name(name, self.runbook_dirs())
             runbook, plan = self.load_plan(path)
-            given = parse_input_pairs(pairs)
+            given = secret_inputs.with_refs_for_absent(plan, parse_input_pairs(pairs))
             resolve_inputs(plan, given)
             given = confine_inputs(plan, default_registry(), given, self.input_dirs())
         except RunbookError as exc:
@@ -292,11 +293,12 @@ class StanchSlack:
             respond(response_type="ephemeral", replace_original=False, text=f":no_entry: {reason}")
             return
         incident_id = new_incident_id()
+        public, secrets = secret_inputs.split(plan, given)
         try:
             result = self.launcher.launch(LaunchRequest(
-                runbook_path=path, inputs=given, incident_id=incident_id, store=self.store,
+                runbook_path=path, inputs=public, incident_id=incident_id, store=self.store,
                 initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill,
-                slack_channel=channel_id))
+                slack_channel=channel_id, secrets=secrets))
         except Exception as exc:
             log.exception("slack: could not start %s", runbook.name)
             respond(response_type="ephemeral", replace_original=False,

@@ -90,7 +90,11 @@ class ActionContext:
     """What an action receives besides its params.
 
     ``record(kind, data)`` appends an event to the incident timeline (the engine wires it);
-    ``redact(value)`` registers a string that must never appear in any output.
+    ``redact(value)`` registers a string that must never appear in any output;
+    ``mask(text)`` is ``text`` as it may be shown to people (Slack): the run's secret inputs, what
+    was ``redact``-ed and secret-looking material masked (the engine wires ``redact_text``).
+    Params reach an action raw (a secret input's value included): an action that shows a param
+    to people masks it at that edge.
     """
 
     incident_id: str
@@ -101,6 +105,7 @@ class ActionContext:
     runbook: str = ""
     record: Callable[[str, dict[str, Any]], None] = field(default=lambda kind, data: None)
     logger: logging.Logger = field(default_factory=lambda: log)
+    redact_text: Callable[[str], str] = field(default=lambda text: text, repr=False)
     _secrets: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,6 +113,13 @@ class ActionContext:
         if value:
             with self._lock:
                 self._secrets.add(value)
+
+    def mask(self, text: str) -> str:
+        with self._lock:
+            own = sorted(self._secrets, key=len, reverse=True)
+        for secret in own:
+            text = text.replace(secret, "[redacted]")
+        return self.redact_text(text)
 
     @property
     def secrets(self) -> frozenset[str]:

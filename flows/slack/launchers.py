@@ -31,6 +31,9 @@ class LaunchRequest:
     idempotency_key: str
     drill: bool = False
     slack_channel: str | None = None  # the incident thread opens where /stanch was typed
+    # values of secret inputs; ``inputs`` holds their references (flows.secret_inputs): a value
+    # never goes into a flow run's parameters (Prefect's database)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,11 @@ class InProcessLauncher:
         return LaunchResult(request.incident_id, flow_run_id)
 
     def _run(self, request: LaunchRequest) -> None:
+        from flows import secret_inputs
         from flows.runtime import run_runbook
 
         request.store.mkdir(parents=True, exist_ok=True)
+        secret_inputs.deposit(request.incident_id, request.secrets)
         try:
             state = run_runbook(str(request.runbook_path), request.inputs, request.incident_id,
                                 str(request.store.resolve()), request.drill, request.initiator,
@@ -100,6 +105,8 @@ class InProcessLauncher:
             self.results[request.incident_id] = state
         except BaseException as exc:  # recorded for tests/ops; the timeline has the details
             self.results[request.incident_id] = exc
+        finally:
+            secret_inputs.discard(request.incident_id)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every run this launcher started (tests, graceful shutdown)."""
@@ -118,6 +125,14 @@ class DeploymentLauncher:
     def launch(self, request: LaunchRequest) -> LaunchResult:
         from prefect.deployments import run_deployment
 
+        if request.secrets:  # the run executes elsewhere: only a reference could travel, and it has no value there
+            from flows.secret_inputs import env_name
+            from integrations.errors import InputError
+
+            raise InputError("secret inputs cannot be sent to a deployment run: leave "
+                             + ", ".join(sorted(request.secrets)) + " out of the command and set "
+                             + ", ".join(env_name(k) for k in sorted(request.secrets))
+                             + " in the worker's environment")
         params = {"runbook_path": str(request.runbook_path.resolve()), "inputs": request.inputs,
                   "incident_id": request.incident_id, "store": str(request.store.resolve()),
                   "drill": request.drill, "initiator": request.initiator,

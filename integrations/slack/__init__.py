@@ -171,7 +171,10 @@ class PostMessageParams(ActionParams):
     channel: str | None = Field(
         default=None, description="Channel name or id; defaults to STANCH_SLACK_CHANNEL."
     )
-    text: str = Field(min_length=1, description="Message text. Escaped: it cannot ping or hide links.")
+    text: str = Field(
+        min_length=1,
+        description="Message text. Escaped: it cannot ping or hide links. Secret inputs are masked.",
+    )
     thread: bool = Field(default=False, description="Post in the incident thread (if the run has one).")
     mentions: list[str] = Field(
         default_factory=list,
@@ -204,7 +207,7 @@ def _post_message(ctx: ActionContext, params: PostMessageParams) -> PostMessageR
         pings = " ".join(mention(m.lstrip("@")) for m in params.mentions)
     except ValueError as err:
         raise InputError(f"slack.post_message: {err}") from None
-    body = escape(params.text)
+    body = escape(ctx.mask(params.text))  # the edge: a secret input in the text is never posted
     prefix = (DRILL_BANNER + "\n") if ctx.drill else ""
     chunks = split_mrkdwn(body, 2800)  # room for the drill banner and mentions
     first = f"{prefix}{pings + ' ' if pings else ''}"
