@@ -54,7 +54,9 @@ class SendTemplatedResult(ActionResult):
     template: str
     sent: list[SentEmail]
     skipped: list[SkippedRecipient]
-    possibly_sent: list[str] = Field(default_factory=list)
+    possibly_sent: list[str] = Field(
+        default_factory=list, description="Sends started but never confirmed, not repeated (at-most-once)"
+    )
 
 
 def _check_template(ses: Any, template: str) -> None:

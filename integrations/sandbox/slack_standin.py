@@ -112,14 +112,10 @@ class _Message:
     metadata: dict[str, Any] | None = None
 
     def as_dict(self, *, metadata: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "message",
-            "user": self.user,
-            "bot_id": BOT_ID,
-            "ts": self.ts,
-            "text": self.text,
-            "channel": self.channel,
-        }
+        out: dict[str, Any] = {"type": "message", "user": self.user, "ts": self.ts, "text": self.text,
+                               "channel": self.channel}
+        if self.user == BOT_USER_ID:
+            out["bot_id"] = BOT_ID
         if self.blocks is not None:
             out["blocks"] = self.blocks
         if self.thread_ts:
@@ -254,6 +250,23 @@ class SlackStandIn:
                 if (channel is None or m.channel == channel)
                 and (thread_ts is None or m.thread_ts == thread_ts)
             ]
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = "U0OUTSIDER",
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Test helper: a message someone else (a person, by default) posted; returns its ``ts``."""
+        with self._lock:
+            cid = self._resolve_channel(channel)
+            msg = _Message(channel=cid, ts=self._next_ts(), text=text, blocks=None, thread_ts=thread_ts,
+                           user=user, metadata=metadata)
+            self._messages[(cid, msg.ts)] = msg
+            return msg.ts
 
     def response_url(self) -> str:
         """A fresh ``response_url`` as Slack puts in slash-command and interaction payloads."""

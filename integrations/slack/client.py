@@ -162,6 +162,7 @@ class SlackClient:
     def __init__(self, web: WebClient, *, default_channel: str = "#incident") -> None:
         self.web = web
         self.default_channel = default_channel
+        self._bot_id: str | None = None
 
     @classmethod
     def from_settings(
@@ -290,7 +291,11 @@ class SlackClient:
         """Messages of ``channel`` (or of the thread ``thread_ts``) that stanch tagged with message
         metadata of ``event_type``, oldest first: ``conversations.history`` / ``conversations.replies``
         with ``include_all_metadata``. Reads at most a few pages (newest first), from ``oldest`` on.
+        Only messages posted by this bot count (``bot_id`` of ``auth.test``): metadata anyone else
+        attached cannot make stanch believe it already posted something.
         Needs the ``channels:history`` (``groups:history``) scope."""
+        if self._bot_id is None:
+            self._bot_id = str(self.auth_test().get("bot_id") or "")
         method = "conversations.replies" if thread_ts else "conversations.history"
         args: dict[str, Any] = {"channel": self.channel_id(channel), "include_all_metadata": "true", "limit": 200}
         if thread_ts:
@@ -303,7 +308,7 @@ class SlackClient:
             body = self.call(method, **args, **({"cursor": cursor} if cursor else {}))
             for msg in body.get("messages", []):
                 meta = msg.get("metadata") or {}
-                if meta.get("event_type") == event_type:
+                if meta.get("event_type") == event_type and self._bot_id and msg.get("bot_id") == self._bot_id:
                     found.append(msg)
             cursor = (body.get("response_metadata") or {}).get("next_cursor")
             if not cursor or not body.get("has_more", True):
