@@ -73,14 +73,21 @@ class StatusNotifier:
         if self.thread is None:
             return None
         try:
-            text, blocks = self._header("running")
-            if self.resumed and self._reattach():
-                self.thread.update_header(text, blocks)
-                return None
-            self._post_header(text, blocks)
+            self._ensure_header()
         except Exception as exc:
             return _problem(exc)
         return None
+
+    def _ensure_header(self) -> None:
+        """Have a header: on resume the earlier attempt's (edited to now), else a new one. Also
+        called later when Slack was unreachable at start, so an outage never yields two headers."""
+        if self.header_ts is not None:
+            return
+        text, blocks = self._header("running")
+        if self.resumed and self._reattach():
+            self.thread.update_header(text, blocks)
+            return
+        self._post_header(text, blocks)
 
     def _post_header(self, text: str, blocks: list[dict[str, Any]]) -> None:
         self.header_ts = self.thread.start(text, blocks)
@@ -117,9 +124,7 @@ class StatusNotifier:
         if (step.id, status) in self.posted:  # an earlier attempt posted it and recorded so
             return None
         try:
-            if self.header_ts is None:
-                text, blocks = self._header("running")
-                self._post_header(text, blocks)
+            self._ensure_header()
             if self._already_in_thread(step.id, status):
                 self.posted.add((step.id, status))
                 self.record("slack.report_posted", step=step.id, data={"status": status, "found": "by metadata"})
@@ -166,9 +171,7 @@ class StatusNotifier:
         ]
         self.lines[step.id] = f"🔒 {step.title} — waiting for approval"
         try:
-            if self.header_ts is None:
-                htext, hblocks = self._header("running")
-                self._post_header(htext, hblocks)
+            self._ensure_header()
             self.thread.post_update(f"Approval needed for {step.id}", blocks)
             htext, hblocks = self._header("waiting for approval")
             self.thread.update_header(htext, hblocks)
