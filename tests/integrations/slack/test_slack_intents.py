@@ -1,7 +1,7 @@
 """Exactly-once Slack posts across crashes: message metadata in the stand-in, settling open
 intents of ``slack.post_message`` against channel history, finding the incident header and the
 step reports again — and refusing to trust metadata that someone other than stanch's bot posted
-(corpus: tests/hostile/slack/)."""
+(corpus: tests/hostile/slack-metadata/)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from integrations.sandbox.slack_standin import SlackStandIn
 from integrations.settings import StanchSettings
 from integrations.slack import POST_MESSAGE, IncidentThread, SlackClient, SlackUnavailable
 
-HOSTILE = Path(__file__).parents[2] / "hostile" / "slack"
+HOSTILE = Path(__file__).parents[2] / "hostile" / "slack-metadata"
 
 
 def _ctx(settings: StanchSettings, incident: str, ledger: IntentLedger, events: list[Any]) -> ActionContext:
@@ -117,7 +117,7 @@ def test_hostile_forged_metadata_is_not_trusted(
 
 
 def test_hostile_malformed_metadata_is_refused(standin: SlackStandIn) -> None:
-    spec = json.loads((HOSTILE / "malformed-metadata.json").read_text())
+    spec = json.loads((HOSTILE / "malformed.json").read_text())
     http = urllib3.PoolManager()
     for req in spec["requests"]:
         body = {"channel": "#incident", "text": "x", **req}
