@@ -40,7 +40,7 @@ from flows.reports import ReportError, fallback_report, render_step_report
 from flows.resume import PriorProgress, prior_progress
 from flows.secret_inputs import from_refs, to_refs
 from flows.timeline import isoformat, utcnow
-from integrations.base import ActionContext, ActionRegistry
+from integrations.base import ActionContext, ActionRegistry, IntentLedger
 from integrations.errors import ActionError, PermanentActionError, StanchError
 from integrations.settings import StanchSettings
 
@@ -126,11 +126,13 @@ class Engine:
         self.initiator = initiator
         self.state = RunState(plan)
         self.outputs: dict[str, Any] = {}
-        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill, channel=slack_channel)
+        self.prior = prior or PriorProgress()
+        self.intents = IntentLedger(self.prior.intents)  # exactly-once sends across attempts
+        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill, channel=slack_channel,
+                                                     record=self.record, prior=self.prior)
         self._attempts: dict[tuple[str, str | None], int] = {}
         self._lock = threading.Lock()
         self.started_at = isoformat(utcnow())
-        self.prior = prior or PriorProgress()
         self.secret_values = {k: str(inputs[k]) for k, spec in plan.inputs.items()  # not unresolved refs
                               if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
 
@@ -178,7 +180,7 @@ class Engine:
             attempt = self._attempts.get((step.id, key), 0) + 1
             self._attempts[(step.id, key)] = attempt
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
-                            item_key=key, drill=self.drill, runbook=self.plan.name,
+                            item_key=key, drill=self.drill, runbook=self.plan.name, intents=self.intents,
                             record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx),
                             redact_text=self.incident.redactor.text)
         try:
@@ -239,6 +241,7 @@ class Engine:
             self.outputs[step.id] = self.prior.steps[step.id]
             self.state.mark(step.id, StepStatus.SUCCEEDED)
             self.record("step.already_done", step=step.id, data={"reason": "succeeded in an earlier attempt"})
+            self._catch_up_report(step)
             return
         blocked = self.state.blocked_by(step)
         scope = self.scope()
@@ -444,6 +447,18 @@ class Engine:
         self.record("report.written", step=step.id, data={"path": str(path.relative_to(self.incident.folder)),
                                                           "status": str(status)})
         problem = self.notifier.step_update(step, str(status), markdown)
+        if problem:
+            self.record("slack.unavailable", step=step.id, data={"error": problem})
+
+    def _catch_up_report(self, step: PlannedStep) -> None:
+        """A step done in an earlier attempt whose report phase the crash cut short: write the
+        missing report, or post the written one (the notifier skips what Slack already has)."""
+        if step.id not in self.prior.reports_written:
+            self._finish_report(StepRun(step, utcnow()), StepStatus.SUCCEEDED, output=self.outputs[step.id])
+            return
+        path = self.incident.reports_dir / f"{step.id}.md"
+        markdown = path.read_text(encoding="utf-8") if path.exists() else f"# {step.title} — SUCCEEDED\n"
+        problem = self.notifier.step_update(step, self.prior.reports_written[step.id], markdown)
         if problem:
             self.record("slack.unavailable", step=step.id, data={"error": problem})
 

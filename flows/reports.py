@@ -228,6 +228,7 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
             compensations.append({"ts": e["ts"], "step": sid, "kind": kind.split(".", 1)[1],
                                   "action": data.get("action"), "detail": _compact(data.get("output")
                                                                                    or data.get("error") or "")})
+    possibly_sent = _unconfirmed_sends(events)
     start_ts = _parse_ts(started["ts"]) if started else None
     end_ts = _parse_ts(finished["ts"]) if finished else None
     ttc = (last_containment - start_ts).total_seconds() if (last_containment and start_ts) else None
@@ -268,7 +269,25 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
         "went_well": went_well,
         "went_badly": went_badly,
         "slack_problems": slack_problems,
+        "possibly_sent": possibly_sent,
     }
+
+
+def _unconfirmed_sends(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Notifications started but never confirmed (``intent.recorded`` whose last settlement is
+    none or ``possibly_sent``): a crash came between the send and its record and the sink could not
+    be asked (e-mail) — by the at-most-once policy they were not sent again."""
+    intents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for e in events:
+        data = e.get("data") or {}
+        key = data.get("key")
+        if e["kind"] == "intent.recorded" and key:
+            intents[key] = {"ts": e["ts"], "step": e.get("step"), "item": e.get("item"),
+                            "sink": data.get("sink"), "to": data.get("recipient") or data.get("channel"),
+                            "policy": data.get("policy"), "state": "open"}
+        elif e["kind"] == "intent.settled" and isinstance(key, str) and key in intents:
+            intents[key]["state"] = data.get("outcome")
+    return [i for i in intents.values() if i["state"] in ("open", "possibly_sent")]
 
 
 def render_postmortem(events: list[dict[str, Any]], plan_json: dict[str, Any],

@@ -26,7 +26,8 @@ from typing import Any
 GENESIS = "0" * 64
 FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback"})
+# fsynced kinds; "intent" so a recorded intent is on disk before the send it guards
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent"})
 
 
 def utcnow() -> datetime:
