@@ -80,7 +80,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": engine.inputs, "drill": drill})
-    if resume:
+    if resume and engine.prior.runs:
         engine.record("run.resumed", actor=initiator, data={
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
