@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -342,7 +342,7 @@ class InProcessLauncher:
         request.store.mkdir(parents=True, exist_ok=True)
         problem: str | None = None
         try:
-            with temporary_settings(updates={PREFECT_API_URL: self.api_url} if self.api_url else {}):
+            with temporary_settings(updates={PREFECT_API_URL: self.api_url}) if self.api_url else nullcontext():
                 state: Any = run_flow(run_runbook, flow_run=flow_run, parameters=params, return_type="state")
             self.results[request.incident_id] = state
             if getattr(state, "is_crashed", lambda: False)():
