@@ -420,9 +420,43 @@ class DeploymentLauncher:
                 self._deployment_id = None
                 raise StartError(f"deployment {self.name!r} not found on the Prefect API (is `python -m "
                                  "flows.worker` running?)", attempts=exc.attempts) from exc
+            settled = self._settle(request, exc.attempts)
+            if settled is not None:
+                return settled
             raise
         first = str((run.parameters or {}).get("incident_id") or request.incident_id)
         return LaunchResult(first, str(run.id), duplicate=first != request.incident_id, attempts=attempts)
+
+
+    def _settle(self, request: LaunchRequest, attempts: int) -> LaunchResult | None:
+        """After giving up: the server may have created the run although no answer arrived. A
+        worker must not run it behind a "failed to start" (and a ``stanch resume``): cancel it
+        while it is still SCHEDULED; if a worker already took it, it did start."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import Cancelled
+
+        try:
+            with self.api.client(min(self.policy.attempt_timeout, 3.0)) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    name=FlowRunFilterName(any_=[request.incident_id])), limit=5)
+                for run in runs:
+                    kind = run.state.type if run.state is not None else None
+                    if kind == StateType.SCHEDULED:
+                        verdict: Any = client.set_flow_run_state(
+                            run.id, Cancelled(message="stanch: reported 'failed to start' in Slack"), force=False)
+                        if str(getattr(verdict.status, "value", verdict.status)).upper() == "ACCEPT":
+                            log.warning("slack: %s was created after all; cancelled it (reported failed to start)",
+                                        request.incident_id)
+                            continue
+                        return LaunchResult(request.incident_id, str(run.id), attempts=attempts)
+                    if kind in (StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.COMPLETED):
+                        return LaunchResult(request.incident_id, str(run.id), attempts=attempts)
+        except Exception as exc:
+            log.error("slack: could not check whether the run of %s was created after all (%s); if it was, a "
+                      "worker may still start it — look for flow run %s before resuming", request.incident_id,
+                      request.redactor.text(describe(exc)), request.incident_id)
+        return None
 
 
 @dataclass

@@ -209,10 +209,11 @@ class LosesFirstAnswer:
     """A reverse proxy to the Prefect API that forwards the first ``POST /flow_runs/`` — the server
     creates the run — and then never answers it (a lost response); everything else passes."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, lose_all: bool = False) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.upstream = upstream.rstrip("/")
+        self.lose_all = lose_all
         self.flow_run_posts = 0
         self.release = threading.Event()
         pool = urllib3.PoolManager(retries=False)
@@ -229,9 +230,10 @@ class LosesFirstAnswer:
                            if k.lower() not in ("host", "content-length", "accept-encoding")}
                 up = pool.request(self.command, proxy.upstream + path, body=body or None, headers=headers,
                                   timeout=10)
-                if self.command == "POST" and path.rstrip("/") == "/flow_runs":
+                if self.command == "POST" and (path.rstrip("/") == "/flow_runs"
+                                               or path.endswith("/create_flow_run")):
                     proxy.flow_run_posts += 1
-                    if proxy.flow_run_posts == 1:
+                    if proxy.flow_run_posts == 1 or proxy.lose_all:
                         proxy.release.wait(10)  # created upstream; the client never hears about it
                         return
                 self.send_response(up.status)
@@ -332,3 +334,33 @@ def test_a_burst_of_run_commands_starts_every_announced_run_once(env: LaunchEnv,
     runs = _flow_runs(incidents)
     assert sorted(r.name for r in runs) == sorted(incidents)  # one flow run per announcement, no duplicate
     assert {r.state_type.value for r in runs} == {"COMPLETED"}
+
+
+def test_deployment_run_created_but_never_confirmed_is_cancelled_and_reported(
+        env: LaunchEnv, prefect_server: None) -> None:
+    """Every create answer is lost: the server has the run, the app never hears of it. The app
+    reports "failed to start", so the run must not start later behind that message (a worker
+    would run it, and `stanch resume` a second time): it is cancelled while still scheduled."""
+    from prefect.settings import get_current_settings
+
+    from flows.slack.launchers import DeploymentLauncher
+    from flows.worker import Worker
+
+    Worker().register()  # the deployment exists; no worker polls it, so the run stays SCHEDULED
+    proxy = LosesFirstAnswer(str(get_current_settings().api.url), lose_all=True)
+    launcher = DeploymentLauncher(policy=StartPolicy(deadline=4, attempt_timeout=1.0, attempts=3, backoff=0.1),
+                                  api_url=proxy.url)
+    h, stop = env.app(launcher, start_timeout=4)
+    try:
+        resp, url = h.command("run note")
+        assert resp.status == 200
+        post, _ = in_channel(h, url, timeout=15)
+    finally:
+        stop()
+        proxy.close()
+    assert proxy.flow_run_posts >= 2 and "failed to start" in post["text"], post
+    inc = post["text"].split("incident `", 1)[1].split("`", 1)[0]
+    runs = _flow_runs([inc])
+    assert len(runs) == 1, runs  # three attempts, one idempotency key: one run on the server
+    assert runs[0].state_type.value == "CANCELLED"
+    assert _kinds(h.store / inc) == ["run.start_failed"]
