@@ -37,8 +37,11 @@ lint: install
 	$(UV) run --frozen --no-sync lint-imports
 	$(UV) run --frozen --no-sync mypy flows integrations
 
+# Two xdist workers: the machine has 2 cores; each worker starts its own temporary Prefect server.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(UV) run --frozen --no-sync pytest
+	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS)
 
 docs: install
 	$(UV) run --frozen --no-sync python -m flows.spec.schema

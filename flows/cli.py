@@ -310,37 +310,74 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
     raise typer.Exit(0 if summary.get("outcome") == "rolled back" else 1)
 
 
-def _decide(incident: str, step: str, approver: str, approve: bool, comment: str) -> None:
-    from flows.approvals import submit_decision
+def _decide(incident: str, step: str, approver: str, approve: bool, comment: str, key: Path | None,
+            wait: float) -> None:
+    """Sign the decision with the approver's Ed25519 key, hand it to the paused run, and report
+    what the run made of it: exit 0 only when the run counted it (flows.approval_keys)."""
+    import getpass
+    import time
+    import uuid
+
+    from flows.approval_keys import SignedFields, load_private_key, sign
+    from flows.approvals import submit_decision, wait_outcome
 
     if not approver:
-        raise _fail("say who decides: --as <Slack user id> (the run checks it against the step's approvers)")
+        raise _fail("say who decides: --as <Slack user id>; the decision is signed with that approver's key (--key)")
+    if key is None:
+        raise _fail("no approver key: pass --key or set STANCH_APPROVER_KEY (an Ed25519 private key whose public "
+                    "half is listed for your Slack id in the run's STANCH_APPROVER_KEYS_FILE; see docs/slack.md)")
     try:
-        submit_decision(_settings().store_dir, incident, step, f"cli:{approver}", approve, comment)
+        try:
+            private = load_private_key(key)
+        except StanchError as exc:
+            if "encrypted" not in str(exc) or not sys.stdin.isatty():
+                raise
+            private = load_private_key(key, getpass.getpass(f"passphrase for {key}: ").encode())
+        fields = SignedFields(incident=incident, step=step, approve=approve, approver=approver, comment=comment,
+                              signed_at=round(time.time(), 3), nonce=uuid.uuid4().hex)
+        store = _settings().store_dir
+        nonce = submit_decision(store, incident, step, f"cli:{approver}", approve, comment, nonce=fields.nonce,
+                                signed_at=fields.signed_at, signature=sign(private, fields))
+        outcome = wait_outcome(store, incident, nonce, timeout=wait)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"{'approval' if approve else 'denial'} of {step!r} by {approver} sent to {incident}; "
-                  "the run records whether it counts (see `stanch timeline show`).")
+    verb = "approval" if approve else "denial"
+    if outcome is None:
+        raise _fail(f"{verb} of {step!r} by {approver} was sent to {incident}, but the run did not confirm it "
+                    f"within {wait:.0f}s (see `stanch timeline show {incident}`)", 1)
+    data = outcome.get("data") or {}
+    if outcome["kind"] == "approval.refused":
+        raise _fail(f"the run refused your {verb} of {step!r}: {data.get('reason', '?')}", 1)
+    if outcome["kind"] == "approval.approved":
+        console.print(f"approval of {step!r} by {approver} counted by {incident} "
+                      f"({data.get('count', '?')} of {data.get('needed', '?')})")
+    else:
+        console.print(f"denial of {step!r} by {approver} recorded by {incident}: the step fails")
 
 
-AsOpt = Annotated[str, typer.Option("--as", help="Your Slack user id (e.g. U0LEAD1); checked by the run.")]
+AsOpt = Annotated[str, typer.Option("--as", help="Your Slack user id (e.g. U0LEAD1); the run checks the "
+                                              "signature against that id's public key.")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", envvar="STANCH_APPROVER_KEY",
+                                             help="Your Ed25519 private key (ssh-keygen -t ed25519).")]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the run to confirm the decision.")]
 CommentOpt = Annotated[str, typer.Option(help="Why (recorded in the timeline).")]
 
 
 @app.command()
 def approve(incident: Annotated[str, typer.Argument(help="Incident id.")],
             step: Annotated[str, typer.Argument(help="The approval step waiting.")],
-            as_: AsOpt = "", comment: CommentOpt = "") -> None:
-    """Approve a gated step from the CLI (for when Slack is down). Needs PREFECT_API_URL of the run."""
-    _decide(incident, step, as_, True, comment)
+            as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
+    """Approve a gated step from the CLI (for when Slack is down), signed with your approver key.
+    Exit 0 when the run counted it, 1 when it refused it. Needs PREFECT_API_URL of the run."""
+    _decide(incident, step, as_, True, comment, key, wait)
 
 
 @app.command()
 def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
          step: Annotated[str, typer.Argument(help="The approval step waiting.")],
-         as_: AsOpt = "", comment: CommentOpt = "") -> None:
-    """Deny a gated step from the CLI: the step fails and the run's compensations run."""
-    _decide(incident, step, as_, False, comment)
+         as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
+    """Deny a gated step from the CLI (signed): the step fails and the run's compensations run."""
+    _decide(incident, step, as_, False, comment, key, wait)
 
 
 @app.command()
@@ -360,14 +397,19 @@ def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md."
 def scope(
     advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
     inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
-    live_from: Annotated[str | None, typer.Option(help="When the bad release went live (ISO 8601, UTC).")] = None,
+    live_from: Annotated[str | None, typer.Option(
+        help="When the bad release went live (ISO 8601, UTC; default: a release time in the advisory, "
+             "else 7 days before its earliest timestamp).")] = None,
     live_until: Annotated[str | None, typer.Option(help="When it was pulled (default: advisory published).")] = None,
     output: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ) -> None:
-    """Which services pulled the bad version, by which path, and were they exposed?"""
+    """Which services pulled the bad version, by which path, and were they exposed?
+
+    A file that cannot be read is reported against its service (the others are still scoped);
+    exit 2 only for run-level input: the advisory, the inventory, the window, the --json path."""
     from datetime import datetime
 
-    from integrations.inventory import render_scope_table
+    from integrations.inventory import render_scope_table, scope_notes
     from integrations.inventory import scope as run_scope
 
     def ts(v: str | None) -> datetime | None:
@@ -378,6 +420,10 @@ def scope(
         except ValueError:
             raise _fail(f"not an ISO 8601 time: {v!r}") from None
 
+    if output is not None and not output.parent.is_dir():
+        raise _fail(f"--json {output}: folder {output.parent} does not exist")
+    if output is not None and output.is_dir():
+        raise _fail(f"--json {output}: is a directory, give a file path")
     try:
         settings = _settings()
         result = run_scope(advisory, inventory, live_from=ts(live_from), live_until=ts(live_until),
@@ -385,8 +431,13 @@ def scope(
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(render_scope_table(result))
+    for note in scope_notes(result):
+        console.print(note, style="red" if note.startswith("error") else "yellow", markup=False, highlight=False)
     if output:
-        output.write_text(result.model_dump_json(indent=2) + "\n")
+        try:
+            output.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--json {output}: cannot write: {exc.strerror or exc}") from None
         console.print(f"wrote {output}")
 
 

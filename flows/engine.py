@@ -36,7 +36,7 @@ from flows.incident import Incident
 from flows.items import item_key
 from flows.notify import StatusNotifier
 from flows.redaction import Redactor
-from flows.reports import ReportError, render_step_report
+from flows.reports import ReportError, fallback_report, render_step_report
 from flows.resume import PriorProgress, prior_progress
 from flows.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry
@@ -417,11 +417,12 @@ class Engine:
                 "compensation": {"action": step.compensate.action} if step.compensate else None,
             },
         }
+        safe_context = self.incident.redactor(context)
         try:
-            markdown = render_step_report(step.report or self.plan.default_report,
-                                          self.incident.redactor(context))
-        except ReportError as exc:
-            markdown = f"# {step.title} — {str(status).upper()}\n\n(report template failed: {exc})\n"
+            markdown = render_step_report(step.report or self.plan.default_report, safe_context)
+        except ReportError as exc:  # the template failed: say so in the report; the run goes on
+            markdown = fallback_report(step.title, str(status), exc, safe_context)
+            self.record("report.failed", step=step.id, data={"error": str(exc)})
         path = self.incident.write_report(step.id, markdown)
         markdown = path.read_text(encoding="utf-8")
         try:

@@ -11,14 +11,16 @@ Rules:
 - ``if:``, ``for_each:`` and ``item_name:`` are templates too (``"{{ inputs.notify }}"``); a
   bare string is not evaluated (the checks reject it, RB116).
 - Every failure (undefined name, syntax, sandbox violation, runtime error) is an
-  ``ExpressionError`` naming the expression.
+  ``ExpressionError`` naming the expression; going past a limit of ``flows.limits`` (time,
+  size, nesting) is an ``ExpressionLimitError``.
+- Attribute access on a mapping prefers the key: ``steps.fan.output.items`` is the output's
+  ``items`` key, not ``dict.items``.
 
 Must not touch: Prefect, boto3, Slack, the action registry, the file system.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -27,8 +29,8 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, nodes
 from jinja2.exceptions import TemplateSyntaxError
 from jinja2.runtime import Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flows.limits import LIMITS, BoundedSandbox, LimitExceeded, budget
 from integrations.errors import StanchError
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "SCOPE_ROOTS",
     "STEP_FIELDS",
     "ExpressionError",
+    "ExpressionLimitError",
+    "constant_limit_error",
     "environment",
     "is_template",
     "is_truthy",
@@ -74,26 +78,22 @@ class ExpressionError(StanchError):
         self.expression = expression
 
 
-def _tojson(value: Any, indent: int | None = None) -> str:
-    # Plain JSON (Jinja's own tojson HTML-escapes <, >, & and ').
-    return json.dumps(value, indent=indent, sort_keys=True, default=str, ensure_ascii=False)
+class ExpressionLimitError(ExpressionError):
+    """An expression went past a documented limit (time, size, nesting); see ``flows.limits``."""
+
+    code = "EX200"
 
 
-def _build_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    # Built-ins already cover join, length, default, map(attribute=...), select*, first, ...
-    env.filters["tojson"] = _tojson
-    return env
+def _build_environment() -> BoundedSandbox:
+    # Built-ins already cover join, length, default, map(attribute=...), select*, first, ...;
+    # BoundedSandbox replaces tojson with plain JSON (Jinja's HTML-escapes <, >, & and ').
+    return BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 _ENV = _build_environment()
 
 
-def environment() -> ImmutableSandboxedEnvironment:
+def environment() -> BoundedSandbox:
     """The shared sandboxed environment (reports may reuse it to get the same filters)."""
     return _ENV
 
@@ -138,28 +138,42 @@ def _compiled_template(source: str) -> Template:
     return _ENV.from_string(source)
 
 
+def _shown(source: str, limit: int = 120) -> str:
+    text = source.strip()
+    return repr(text) if len(text) <= limit else repr(text[: limit - 1] + "…") + f" ({len(text):,} characters)"
+
+
 def _fail(source: str, exc: BaseException) -> ExpressionError:
+    if isinstance(exc, LimitExceeded):
+        detail = exc.message if isinstance(exc, TemplateSyntaxError) and exc.message else str(exc)
+        return ExpressionLimitError(f"expression {_shown(source)}: {detail}", source)
     if isinstance(exc, TemplateSyntaxError):
         detail = f"syntax error: {exc.message}"
+    elif isinstance(exc, RecursionError | MemoryError):
+        detail = f"{type(exc).__name__}: the expression is too large or nests too deeply"
     else:
         detail = str(exc) or type(exc).__name__
-    return ExpressionError(f"expression {source.strip()!r}: {detail}", source)
+    return ExpressionError(f"expression {_shown(source)}: {detail}", source)
 
 
 def _render_string(source: str, context: Mapping[str, Any]) -> Any:
     if not any(m in source for m in _TEMPLATE_MARKERS):
         return source
-    expr = _single_expression(source)
     try:
-        if expr is not None:
-            result = _compiled_expression(expr)(**context)
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            return result
-        return _compiled_template(source).render(**context)
+        with budget("expression", LIMITS.expression_seconds):
+            expr = _single_expression(source)
+            if expr is not None:
+                result = _compiled_expression(expr)(**context)
+                if isinstance(result, Undefined):
+                    result._fail_with_undefined_error()
+                return result
+            out = _compiled_template(source).render(**context)
+            if len(out) > LIMITS.string_chars:
+                raise LimitExceeded(f"result exceeds the limit of {LIMITS.string_chars:,} characters")
+            return out
     except ExpressionError:
         raise
-    except Exception as exc:  # undefined, syntax, sandbox security, TypeError in the expression...
+    except Exception as exc:  # undefined, syntax, sandbox security, limits, TypeError in the expression...
         raise _fail(source, exc) from exc
 
 
@@ -202,6 +216,43 @@ def syntax_error(value: Any) -> str | None:
             _ENV.parse(source)
         except TemplateSyntaxError as exc:
             return f"line {exc.lineno}: {exc.message}"
+    return None
+
+
+_FREE_NAMES = frozenset({"range", "lipsum", "dict", "namespace", "cycler", "joiner", "true", "false", "none"})
+_WORK = (nodes.BinExpr, nodes.Call, nodes.Filter, nodes.Concat, nodes.UnaryExpr)
+
+
+def _constant_roots(node: nodes.Node) -> list[nodes.Node]:
+    """The largest sub-expressions that read no variable and do some work (``10 ** (10 ** 10)``,
+    ``'a' * 10**9``, ``range(10**12) | list``): they can be evaluated before the run."""
+    roots: list[nodes.Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, _WORK) and all(x.name in _FREE_NAMES and x.ctx == "load" for x in n.find_all(nodes.Name)):
+            roots.append(n)
+            continue
+        stack.extend(n.iter_child_nodes())
+    return roots
+
+
+@lru_cache(maxsize=2048)
+def constant_limit_error(source: str) -> str | None:
+    """Why a constant part of ``source`` goes past a limit (``{{ 10 ** (10 ** 10) }}``), or None.
+    Lets ``validate`` report, located, what would otherwise only fail at run time."""
+    try:
+        tree = _ENV.parse(source)
+    except TemplateSyntaxError:
+        return None
+    for root in _constant_roots(tree):
+        try:
+            with budget("expression", LIMITS.expression_seconds):
+                _ENV.from_string(nodes.Template([nodes.Output([root])])).render()
+        except LimitExceeded as exc:
+            return str(exc)
+        except Exception:
+            continue
     return None
 
 

@@ -42,6 +42,7 @@ class Incident:
         self.folder = store / incident_id
         self.redactor = redactor or Redactor()
         self.timeline = Timeline(self.folder, redact=self.redactor)
+        self.last_postmortem_problem: str | None = None
 
     @classmethod
     def open_existing(cls, store: Path, ref: str) -> Incident:
@@ -88,6 +89,9 @@ class Incident:
         return list(read_events(self.timeline.path))
 
     def render_postmortem(self, template: Path | None = None) -> Path:
-        text = reports.render_postmortem(self.events(), {**self.read_plan(), "incident_id": self.id}, template)
+        """Re-render ``postmortem.md``; never raises for the template (a failed template gives the
+        default post-mortem under a note naming it and the error; see ``last_postmortem_problem``)."""
+        text, self.last_postmortem_problem = reports.render_postmortem_safely(
+            self.events(), {**self.read_plan(), "incident_id": self.id}, template)
         _atomic_write(self.postmortem_path, self.redactor.text(text))
         return self.postmortem_path

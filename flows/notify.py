@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 
 
 class StatusNotifier:
-    def __init__(self, thread: Any, incident: Incident, plan: Plan, *, drill: bool) -> None:
+    def __init__(self, thread: Any, incident: Incident, plan: Plan, *, drill: bool,
+                 fallback_channel: str | None = None) -> None:
         self.thread = thread
+        self.fallback_channel = fallback_channel  # the runbook's channel, when the thread was asked elsewhere
         self.incident = incident
         self.plan = plan
         self.drill = drill
@@ -33,11 +35,37 @@ class StatusNotifier:
         if settings.slack_token is not None:
             from integrations.slack import IncidentThread, SlackClient
 
-            channel = channel or (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
-                                  else settings.slack_channel)
-            thread = IncidentThread(SlackClient.from_settings(settings, drill=drill), channel,
+            configured = (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
+                          else settings.slack_channel)
+            thread = IncidentThread(SlackClient.from_settings(settings, drill=drill), channel or configured,
                                     incident_id=incident.id)
+            return cls(thread, incident, plan, drill=drill,
+                       fallback_channel=configured if channel and channel != configured else None)
         return cls(thread, incident, plan, drill=drill)
+
+    def _open(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Post the header. When the requested channel (where /stanch was typed) cannot be posted
+        to, open the thread in the runbook's channel instead and say so there and in the timeline."""
+        from integrations.base import PermanentActionError
+
+        try:
+            self.header_ts = self.thread.start(text, blocks)
+            return
+        except PermanentActionError as exc:
+            if self.fallback_channel is None:
+                raise
+            wanted, why = str(self.thread.channel), str(exc)
+        from integrations.slack import IncidentThread
+        from integrations.slack.blocks import escape
+
+        self.thread = IncidentThread(self.thread.client, self.fallback_channel, incident_id=self.incident.id)
+        self.fallback_channel = None
+        self.header_ts = self.thread.start(text, blocks)
+        shown = f"<#{wanted}>" if wanted[:1] in "CG" and wanted.isalnum() else escape(wanted)
+        self.incident.timeline.append("slack.fallback", data={
+            "wanted": wanted, "used": self.thread.channel, "error": why})
+        self.thread.post_update(f":information_source: This incident thread opened here because {shown} "
+                                f"(where the run was started) could not be posted to: {escape(why)}")
 
     def _header(self, status: str) -> tuple[str, list[dict[str, Any]]]:
         from integrations.slack.blocks import header_blocks, header_text
@@ -52,7 +80,7 @@ class StatusNotifier:
             return None
         try:
             text, blocks = self._header("running")
-            self.header_ts = self.thread.start(text, blocks)
+            self._open(text, blocks)
         except Exception as exc:
             return _problem(exc)
         return None
@@ -65,7 +93,7 @@ class StatusNotifier:
         try:
             if self.header_ts is None:
                 text, blocks = self._header("running")
-                self.header_ts = self.thread.start(text, blocks)
+                self._open(text, blocks)
             self.thread.post_report(step.title, self.incident.redactor.text(markdown), status,
                                     drill=self.drill)
             text, blocks = self._header("running")
@@ -100,7 +128,7 @@ class StatusNotifier:
         try:
             if self.header_ts is None:
                 htext, hblocks = self._header("running")
-                self.header_ts = self.thread.start(htext, hblocks)
+                self._open(htext, hblocks)
             self.thread.post_update(f"Approval needed for {step.id}", blocks)
             htext, hblocks = self._header("waiting for approval")
             self.thread.update_header(htext, hblocks)

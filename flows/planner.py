@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from flows.compiler import Plan
-from flows.expressions import ExpressionError, is_truthy, render_value
+from flows.expressions import ExpressionError, ExpressionLimitError, is_truthy, render_value
 from flows.items import item_key
 from integrations.base import ActionContext, ActionRegistry
 from integrations.errors import StanchError
@@ -24,6 +24,8 @@ PENDING = "(known at run time)"
 def _render(value: Any, scope: dict[str, Any]) -> tuple[Any, bool]:
     try:
         return render_value(value, scope), True
+    except ExpressionLimitError:
+        raise  # it would fail the same way at run time: say so now
     except ExpressionError:
         return value, False
 
@@ -46,52 +48,55 @@ def dry_run(plan: Plan, inputs: dict[str, Any], registry: ActionRegistry,
                                          "severity": plan.runbook.severity, "owner": plan.runbook.owner}}
     rows: list[dict[str, Any]] = []
     for n, step in enumerate(plan.steps, start=1):
-        row: dict[str, Any] = {"n": n, "id": step.id, "title": step.title, "action": step.action,
-                               "needs": list(step.needs), "mutating": step.mutating, "when": None,
-                               "fan_out": None, "calls": [], "operations": [], "note": None}
-        if step.if_:
-            cond, ok = _render(step.if_, scope)
-            row["when"] = f"if {step.if_} → {'true' if ok and is_truthy(cond) else 'false' if ok else PENDING}"
-        if step.approval is not None:
-            row["note"] = (f"approval by {', '.join(step.approval.approvers)} "
-                           f"(min {step.approval.min_approvals}, expires after {step.approval.expires:.0f}s)")
-            rows.append(row)
-            continue
-        calls: list[tuple[str | None, dict[str, Any], bool]] = []
-        if step.for_each is not None:
-            items, ok = _render(step.for_each, scope)
-            if ok and isinstance(items, list):
-                row["fan_out"] = {"over": step.for_each, "count": len(items), "concurrency": step.concurrency}
-                for i, item in enumerate(items):
-                    params, complete = _render_params(step.with_, {**scope, "item": item})
-                    calls.append((item_key(step, item, i, scope), params, complete))
-            else:
-                row["fan_out"] = {"over": step.for_each, "count": None, "concurrency": step.concurrency}
-        else:
-            params, complete = _render_params(step.with_, scope)
-            calls.append((None, params, complete))
-        spec = registry.get(step.action) if step.action else None
-        outputs = []
-        for key, params, complete in calls:
-            call: dict[str, Any] = {"item": key, "with": params}
-            row["calls"].append(call)
-            if spec is None or not complete:
+        try:
+            row: dict[str, Any] = {"n": n, "id": step.id, "title": step.title, "action": step.action,
+                                   "needs": list(step.needs), "mutating": step.mutating, "when": None,
+                                   "fan_out": None, "calls": [], "operations": [], "note": None}
+            if step.if_:
+                cond, ok = _render(step.if_, scope)
+                row["when"] = f"if {step.if_} → {'true' if ok and is_truthy(cond) else 'false' if ok else PENDING}"
+            if step.approval is not None:
+                row["note"] = (f"approval by {', '.join(step.approval.approvers)} "
+                               f"(min {step.approval.min_approvals}, expires after {step.approval.expires:.0f}s)")
+                rows.append(row)
                 continue
-            ctx = ActionContext(incident_id="plan", step_id=step.id, settings=settings, item_key=key)
-            try:
-                typed = spec.validate_params(params)
-                if not spec.mutating:
-                    outputs.append(spec.run(ctx, typed).model_dump(mode="json"))
-                    call["evaluated"] = True
-                elif spec.describe is not None:
-                    call["operations"] = [op.model_dump(exclude_none=True) for op in spec.describe(ctx, typed)]
-            except (StanchError, ValueError) as exc:
-                call["note"] = f"could not evaluate: {exc}"
-        if spec is not None and not spec.mutating and outputs:
-            out = outputs[0] if step.for_each is None else {"items": outputs}
-            scope["steps"][step.id] = {"output": out, "status": "planned"}
-            row["output"] = out
-        rows.append(row)
+            calls: list[tuple[str | None, dict[str, Any], bool]] = []
+            if step.for_each is not None:
+                items, ok = _render(step.for_each, scope)
+                if ok and isinstance(items, list):
+                    row["fan_out"] = {"over": step.for_each, "count": len(items), "concurrency": step.concurrency}
+                    for i, item in enumerate(items):
+                        params, complete = _render_params(step.with_, {**scope, "item": item})
+                        calls.append((item_key(step, item, i, scope), params, complete))
+                else:
+                    row["fan_out"] = {"over": step.for_each, "count": None, "concurrency": step.concurrency}
+            else:
+                params, complete = _render_params(step.with_, scope)
+                calls.append((None, params, complete))
+            spec = registry.get(step.action) if step.action else None
+            outputs = []
+            for key, params, complete in calls:
+                call: dict[str, Any] = {"item": key, "with": params}
+                row["calls"].append(call)
+                if spec is None or not complete:
+                    continue
+                ctx = ActionContext(incident_id="plan", step_id=step.id, settings=settings, item_key=key)
+                try:
+                    typed = spec.validate_params(params)
+                    if not spec.mutating:
+                        outputs.append(spec.run(ctx, typed).model_dump(mode="json"))
+                        call["evaluated"] = True
+                    elif spec.describe is not None:
+                        call["operations"] = [op.model_dump(exclude_none=True) for op in spec.describe(ctx, typed)]
+                except (StanchError, ValueError) as exc:
+                    call["note"] = f"could not evaluate: {exc}"
+            if spec is not None and not spec.mutating and outputs:
+                out = outputs[0] if step.for_each is None else {"items": outputs}
+                scope["steps"][step.id] = {"output": out, "status": "planned"}
+                row["output"] = out
+            rows.append(row)
+        except ExpressionLimitError as exc:
+            raise ExpressionLimitError(f"step {step.id!r}: {exc}", exc.expression) from None
     return rows
 
 

@@ -5,20 +5,24 @@ Owns: the report environment, ``render_step_report`` (one markdown report per st
 timeline, never edited in place). Default templates live in ``flows/templates/``; a runbook
 may override the step report (runbook- or step-level ``report:``) and the post-mortem.
 
+Rendering is bounded (``flows.limits``: time, loop iterations, sizes, output length) and never
+raises anything but ``ReportError``: a template that divides by zero, overflows, recurses, is
+refused by the sandbox or goes past a limit gives a ``ReportError`` naming the template, and
+``fallback_report`` / ``render_postmortem_safely`` turn that into a report that says so.
+
 Must not touch: Prefect, boto3, Slack. Values are redacted by the caller before rendering.
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError
 
+from flows.limits import LIMITS, BoundedSandbox, LimitExceeded, budget, tojson
 from integrations.errors import StanchError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -70,8 +74,8 @@ def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
 
-def make_environment(search: list[Path]) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def make_environment(search: list[Path]) -> BoundedSandbox:
+    env = BoundedSandbox(
         loader=FileSystemLoader([str(p) for p in search]),
         undefined=StrictUndefined,
         autoescape=False,
@@ -79,21 +83,60 @@ def make_environment(search: list[Path]) -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["duration"] = _duration
-    env.filters["compact"] = _compact
-    env.filters["utc"] = _utc_text
-    env.filters["tojson"] = lambda v, indent=2: json.dumps(v, indent=indent, default=str, sort_keys=False)
+    env.add_filter("duration", _duration)
+    env.add_filter("compact", _compact)
+    env.add_filter("utc", _utc_text)
+    env.add_filter("tojson", lambda v, indent=2: tojson(v, indent, sort_keys=False, ensure_ascii=True))
     return env
 
 
+def _template_line(exc: BaseException, path: Path) -> int | None:
+    """The template line an exception was raised at (Jinja maps its frames to template lines)."""
+    if isinstance(exc, TemplateSyntaxError):
+        return exc.lineno
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 def render_template(path: Path, context: dict[str, Any]) -> str:
+    """Render one template file, bounded; every failure is a ``ReportError`` naming it."""
     env = make_environment([path.parent, TEMPLATES])
     try:
-        return env.get_template(path.name).render(**context)
-    except TemplateError as exc:
-        lineno = getattr(exc, "lineno", None)
+        with budget(f"template {path.name}", LIMITS.template_seconds):
+            out: list[str] = []
+            size = 0
+            for chunk in env.get_template(path.name).generate(**context):
+                size += len(chunk)
+                if size > LIMITS.output_chars:
+                    raise LimitExceeded(f"output exceeds the limit of {LIMITS.output_chars:,} characters")
+                out.append(chunk)
+            return "".join(out)
+    except Exception as exc:  # anything a template can raise: syntax, undefined, sandbox, limits, arithmetic
+        lineno = _template_line(exc, path)
         where = f"{path}:{lineno}" if lineno else str(path)
-        raise ReportError(f"{where}: report template error: {exc}") from None
+        if isinstance(exc, TemplateSyntaxError) and exc.message:
+            detail = exc.message
+        elif isinstance(exc, TemplateError | StanchError):
+            detail = str(exc)
+        else:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ReportError(f"{where}: report template error: {detail}") from None
+
+
+def fallback_report(title: str, status: str, error: ReportError, context: dict[str, Any],
+                    default: Path = DEFAULT_STEP_REPORT) -> str:
+    """What a step report says when its template failed: which template, why, then the default
+    report (or only the first two when the default cannot render either)."""
+    head = f"# {title} — {status.upper()}\n\n> **The report template failed**: {error}\n"
+    try:
+        return head + "\n" + render_template(default, context)
+    except ReportError:
+        return head
 
 
 def render_step_report(template: Path | None, context: dict[str, Any]) -> str:
@@ -193,3 +236,24 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
 def render_postmortem(events: list[dict[str, Any]], plan_json: dict[str, Any],
                       template: Path | None = None) -> str:
     return render_template(template or DEFAULT_POSTMORTEM, postmortem_context(events, plan_json))
+
+
+def render_postmortem_safely(events: list[dict[str, Any]], plan_json: dict[str, Any],
+                             template: Path | None = None) -> tuple[str, str | None]:
+    """(post-mortem text, why the runbook's template failed or None). Never raises: a failed
+    template gives the default post-mortem under a note naming the template and the error."""
+    context = postmortem_context(events, plan_json)
+    try:
+        return render_template(template or DEFAULT_POSTMORTEM, context), None
+    except ReportError as exc:
+        problem = str(exc)
+    note = f"> **The post-mortem template failed**: {problem}\n\n"
+    try:
+        body = render_template(DEFAULT_POSTMORTEM, context) if template is not None else ""
+    except ReportError:
+        body = ""
+    if not body:
+        inc = context["incident"]
+        body = (f"# Post-mortem — {inc['id']}\n\nRunbook {inc['runbook']}, outcome **{inc['outcome']}**; "
+                "the timeline (timeline.jsonl) is the record.\n")
+    return note + body, problem

@@ -9,12 +9,14 @@ The scheduling itself lives in ``flows.engine``.
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.exceptions import TerminationSignal
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -45,6 +47,17 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     incident = Incident(Path(store), incident_id, redactor)
     return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
                   slack_channel=slack_channel)
+
+
+def _abort_reason(exc: BaseException) -> str:
+    if isinstance(exc, TerminationSignal):
+        try:
+            return f"stopped by {signal.Signals(exc.signal).name}"
+        except ValueError:
+            return f"stopped by signal {exc.signal}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by SIGINT (Ctrl-C)"
+    return error_text(exc)
 
 
 def _finish(engine: Engine, outcome: str, started: float) -> Any:
@@ -97,8 +110,8 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     started = time.monotonic()
     try:
         state = engine.run()
-    except BaseException as exc:  # Ctrl-C, cancellation, a bug: undo what was done, say so, re-raise
-        engine.record("run.aborted", data={"error": error_text(exc)})
+    except BaseException as exc:  # Ctrl-C, SIGTERM, cancellation, a bug: undo what was done, say so, re-raise
+        engine.record("run.aborted", data={"error": _abort_reason(exc)})
         engine.compensate()
         _finish(engine, "aborted", started)
         raise

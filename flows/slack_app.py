@@ -43,14 +43,15 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from flows.incident import Incident, new_incident_id
 from flows.redaction import Redactor
 from flows.slack.commands import (
+    CHANNEL_ID,
     HELP_TEXT,
+    MAX_COMMAND_CHARS,
     GroupDirectory,
     SeenSet,
     approval_context,
@@ -62,6 +63,8 @@ from flows.slack.commands import (
     resolve_runbook_name,
     run_refusal,
 )
+from flows.slack.files import confine_inputs
+from flows.slack.gate import MAX_BODY_BYTES, SLACK_RESPONSE_ORIGINS, SlackGate, allowed_response_url
 from flows.slack.launchers import (
     DEPLOYMENT,
     DeploymentLauncher,
@@ -112,6 +115,16 @@ class SlackAppConfig(BaseSettings):
     ui_url: str | None = Field(default=None, description="Prefect UI base URL (default: PREFECT_UI_URL).")
     drill: bool = Field(default=False, description="Start every run as a drill (sandbox only).")
     workers: int = Field(default=16, ge=1, le=256, description="Threads for post-ack work.")
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, le=1024 * 1024,
+                                description="Larger request bodies get 413 before they are read.")
+    response_url_origins: list[str] = Field(
+        default_factory=lambda: list(SLACK_RESPONSE_ORIGINS),
+        description="Origins a Slack-supplied response_url may point at (JSON list of scheme://host[:port]); "
+                    "the origin of STANCH_SLACK_BASE_URL (the stand-in) is added when that is set.")
+    input_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders a file-naming input given in Slack (inventory=…) must resolve inside "
+                    "(JSON list; default: the folder of STANCH_INVENTORY).")
     max_pending: int = Field(default=200, ge=0, le=10_000, description="Post-ack jobs that may wait for a "
                              "thread; beyond that a command is refused at once (\"busy, try again\").")
     start_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds from the command to the "
@@ -160,11 +173,47 @@ class StanchSlack:
         self._plans: dict[tuple[Path, int], tuple[Any, Any]] = {}
         self._decision_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self.decision_wait = 20.0  # seconds a click waits for the run to record whether it counted
 
     # ------------------------------------------------------------------ wiring
     def register(self, app: App) -> None:
+        app.middleware(self.screen)
         app.command("/stanch")(self.on_command)
         app.action(re.compile(f"^({APPROVE_ACTION}|{DENY_ACTION})$"))(self.on_decision_button)
+
+    def response_origins(self) -> list[str]:
+        origins = list(self.config.response_url_origins)
+        if self.settings.slack_base_url:
+            origins.append(self.settings.slack_base_url)
+        return origins
+
+    def screen(self, body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+        """Global Bolt middleware (after Bolt's own signature check; HTTP and Socket Mode alike):
+        a request whose ``response_url`` is not on an allowed origin, or whose command text is over
+        the limit, is refused with 400 and starts nothing."""
+        urls = [body.get("response_url")] if "response_url" in body else []
+        urls += [u.get("response_url") for u in body.get("response_urls") or [] if isinstance(u, dict)]
+        if "command" in body and not urls:
+            urls = [None]  # a slash command always carries one
+        bad = [u for u in urls if not allowed_response_url(u, self.response_origins())]
+        if bad:
+            log.warning("slack: refused a request whose response_url is not a Slack URL: %.200r", bad[0])
+            return BoltResponse(status=400, body="response_url is not on an allowed host")
+        text = body.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > MAX_COMMAND_CHARS):
+            return BoltResponse(status=200, body=json.dumps({
+                "response_type": "ephemeral",
+                "text": f":warning: the command is too long (at most {MAX_COMMAND_CHARS} characters)"}),
+                headers={"content-type": "application/json;charset=utf-8"})
+        next()
+        return None
+
+    def input_dirs(self) -> list[Path]:
+        """Folders a file-naming input from Slack must resolve inside (flows.slack.files)."""
+        if self.config.input_dirs:
+            return list(self.config.input_dirs)
+        dirs = [self.settings.inventory.parent] if self.settings.inventory is not None else []
+        return dirs + ([self.settings.advisories_dir] if self.settings.advisories_dir is not None else [])
 
     def runbook_dirs(self) -> list[Path]:
         if self.config.runbooks_dir is not None:
@@ -229,8 +278,9 @@ class StanchSlack:
                 ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}")
         elif cmd.name == "run":
             not_after = time.monotonic() + self.config.start_timeout  # the start bound counts from here
+            channel = str(body.get("channel_id") or "")
             if self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond,
-                            str(body.get("channel_id") or "") or None, not_after):
+                            channel if CHANNEL_ID.match(channel) else None, not_after):
                 ack(response_type="ephemeral", text=f"Checking `{escape(cmd.args[0])}` and your inputs …")
             else:
                 ack(response_type="ephemeral", text=":hourglass: stanch is busy starting other runs; nothing "
@@ -261,12 +311,14 @@ class StanchSlack:
         ``not_after``), then announce "started" — or report "failed to start" with an incident
         record that ``stanch resume`` continues."""
         from flows.compiler import parse_input_pairs, resolve_inputs
+        from integrations.base import default_registry
 
         try:
             path = resolve_runbook_name(name, self.runbook_dirs())
             runbook, plan = self.load_plan(path)
             given = parse_input_pairs(pairs)
             values = resolve_inputs(plan, given)
+            given = confine_inputs(plan, default_registry(), given, self.input_dirs())
         except RunbookError as exc:
             text = "\n".join(d.format() for d in exc.diagnostics) + f"\nerror: {exc}"
             respond(response_type="ephemeral", replace_original=False, text=_code(text))
@@ -389,7 +441,6 @@ class StanchSlack:
         """Pre-check the clicker with approval_policy (friendly refusal), then hand the decision to
         the paused run, which checks it again and records the outcome."""
         from flows.approval_policy import allowed_approvers, refusal
-        from flows.approvals import submit_decision
         from flows.spec.models import Approval
 
         verb = "approve" if approve else "deny"
@@ -423,12 +474,15 @@ class StanchSlack:
             inc.timeline.append("slack.refused", step=step, actor=f"slack:{user}",
                                 data={"action": verb, "reason": reason, "via": via})
             log.warning("slack: refused %s of %s/%s by %s: %s", verb, incident_id, step, user, reason)
-            say(f":no_entry: {escape(reason)}")
+            say(f":no_entry: Not counted: {escape(reason)}")
             return
+        from flows.approvals import submit_decision, wait_outcome  # Prefect: imported only when needed
+
         try:
-            with self._lock_for(incident_id):  # one resume at a time per incident
-                submit_decision(self.store, incident_id, step, approver=f"slack:{user}", approve=approve,
-                                comment=f"via Slack {via}")
+            with self._lock_for(incident_id):  # one resume at a time per incident, each until the run answered
+                nonce = submit_decision(self.store, incident_id, step, approver=f"slack:{user}", approve=approve,
+                                        comment=f"via Slack {via}")
+                outcome = wait_outcome(self.store, incident_id, nonce, timeout=self.decision_wait)
         except StanchError as exc:
             say(f":warning: {escape(str(exc))}")
             return
@@ -436,8 +490,19 @@ class StanchSlack:
             log.exception("slack: could not submit %s for %s/%s", verb, incident_id, step)
             say(f":x: could not submit your decision: {escape(f'{type(exc).__name__}: {exc}')}")
             return
-        say(f"Recorded: you {'approved' if approve else 'denied'} `{escape(step)}` of `{escape(incident_id)}`. "
-            "The outcome appears in the incident thread.")
+        where = f"`{escape(step)}` of `{escape(incident_id)}`"
+        data = (outcome or {}).get("data") or {}
+        if outcome is None:
+            say(f":hourglass: your decision on {where} was sent, but the run has not confirmed it yet "
+                f"(`/stanch status {escape(incident_id)}`).")
+        elif outcome["kind"] == "approval.refused":
+            say(f":no_entry: Not counted: your decision on {where} was refused by the run: "
+                f"{escape(str(data.get('reason', '?')))}")
+        elif outcome["kind"] == "approval.approved":
+            say(f"Recorded: you approved {where} ({data.get('count', '?')} of {data.get('needed', '?')}). "
+                "The outcome appears in the incident thread.")
+        else:
+            say(f"Recorded: you denied {where}. The outcome appears in the incident thread.")
 
 
 def _web_client(settings: StanchSettings) -> WebClient:
@@ -479,9 +544,30 @@ def create_app(settings: StanchSettings | None = None, runner: RunLauncher | Non
     return app
 
 
-def wsgi_app(app: App) -> SlackRequestHandler:
-    """Bolt's WSGI adapter answering ``POST /slack/events`` (everything else: 404)."""
-    return SlackRequestHandler(app, path=EVENTS_PATH)
+def _bolt_dispatch(app: App) -> Callable[[str, dict[str, Any], dict[str, str]], tuple[int, dict[str, str], bytes]]:
+    def dispatch(raw: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        try:
+            req = BoltRequest(body=raw, headers=dict(headers))
+        except Exception:
+            return 400, {"Content-Type": "text/plain; charset=utf-8"}, b"malformed body"
+        if req.body != body:  # Bolt drops form bodies that merely mention "payload"; use the strict parse
+            from slack_bolt.context import BoltContext
+            from slack_bolt.request.internals import build_context
+
+            req.body = body
+            req.context = build_context(BoltContext({}), body)
+        resp = app.dispatch(req)
+        out = {k: v[0] for k, v in resp.headers.items() if v}
+        return resp.status, out, resp.body.encode() if isinstance(resp.body, str) else bytes(resp.body or b"")
+    return dispatch
+
+
+def wsgi_app(app: App) -> SlackGate:
+    """``POST /slack/events`` behind ``flows.slack.gate.SlackGate`` (signature, replay window and
+    size checked on the raw request before anything parses it), then Bolt. Everything else: 404."""
+    handlers: StanchSlack | None = getattr(app, "_stanch", None)
+    limit = handlers.config.max_body_bytes if handlers is not None else MAX_BODY_BYTES
+    return SlackGate(_bolt_dispatch(app), app._signing_secret, path=EVENTS_PATH, max_body=limit)
 
 
 def serve(host: str = "127.0.0.1", port: int = 3000, *, app: App | None = None) -> None:

@@ -30,6 +30,9 @@ class StanchSettings(BaseSettings):
     slack_channel: str = "#incident"
     inventory: Path | None = Field(default=None, description="Default inventory file.")
     advisories_dir: Path | None = Field(default=None, description="Directory of OSV records looked up by id.")
+    approver_keys_file: Path | None = Field(
+        default=None, description="Approvers' Ed25519 public keys ('<Slack id> ssh-ed25519 AAAA…' per line): "
+        "the run accepts a CLI approve/deny only when signed with the key of the approver it names.")
 
     @property
     def store_dir(self) -> Path:

@@ -26,6 +26,6 @@ def prefect_server():  # type: ignore[no-untyped-def]
     from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60), \
+    with prefect_test_harness(server_startup_timeout=240), \
             temporary_settings(updates={"flows.heartbeat_frequency": None}):
         yield

@@ -3,7 +3,10 @@
 Modules: ``commands`` (parsing ``/stanch …`` text, help, de-duplication of Slack retries, who may
 start a runbook, rendering ``status`` / ``list``; Bolt- and Prefect-free), ``launchers`` (how a
 run starts: ``InProcessLauncher`` in a thread, ``DeploymentLauncher`` via ``run_deployment``,
-``RecordingLauncher`` for benchmarks). The Bolt app itself is ``flows.slack_app``.
+``RecordingLauncher`` for benchmarks), ``gate`` (the HTTP checks — signature, replay window, size,
+well-formed body — made on the raw request before anything parses it), ``files`` (inputs from
+Slack that name files, confined to configured folders). The Bolt app itself is
+``flows.slack_app``.
 
 Must not touch: the runtime's flow body, the approval rules (``flows.approval_policy``) or how a
 decision reaches a paused run (``flows.approvals``): this package only calls them.

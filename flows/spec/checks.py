@@ -24,6 +24,7 @@ from flows.expressions import (
     RUNBOOK_FIELDS,
     SCOPE_ROOTS,
     STEP_FIELDS,
+    constant_limit_error,
     environment,
     is_template,
     template_references,
@@ -417,6 +418,10 @@ class _Checker:
             refs = template_references(text)
         except TemplateSyntaxError as exc:
             self.add(path, "RB108", f"template syntax error: {exc.message}", value=True)
+            return
+        refused = constant_limit_error(text)  # e.g. {{ 10 ** (10 ** 10) }}: fails at run time for sure
+        if refused is not None:
+            self.add(path, "RB108", f"expression refused: {refused}", value=True)
             return
         for m in _HYPHEN_STEP.finditer(text):
             step_id = m.group(1)

@@ -2,8 +2,9 @@
 
 Owns: ``aws.s3.publish_release`` and its compensation ``aws.s3.restore_release``, and the
 manifest format: a JSON document ``{"schema": 1, "version", "min_supported_version", "pinned",
-"notes", "incident", "published_at"}``. Its SHA-256 (hex, of the exact bytes written) is returned,
-stored as object metadata ``sha256`` and sent as the S3 ``ChecksumSHA256`` so S3 verifies it.
+["removed",] "notes", "incident", "published_at"}`` (``removed`` only when the release dropped
+dependencies). Its SHA-256 (hex, of the exact bytes written) is returned, stored as object
+metadata ``sha256`` and sent as the S3 ``ChecksumSHA256`` so S3 verifies it.
 
 Idempotency: if the current manifest already announces ``version`` it is returned unchanged.
 Publishing a version *lower* than the current one is refused (PermanentActionError).
@@ -48,6 +49,9 @@ class PublishReleaseParams(AwsParams):
     min_supported_version: str = Field(min_length=1, description="Older clients are told they must update")
     pinned: dict[str, str] = Field(
         default_factory=dict, description='Dependency pins, e.g. {"axios": "1.14.0"}'
+    )
+    remove: list[str] = Field(
+        default_factory=list, description='Dependencies the release dropped, e.g. ["plain-crypto-js"]'
     )
     notes: str = ""
 
@@ -123,6 +127,7 @@ def manifest_body(ctx: ActionContext, params: PublishReleaseParams) -> bytes:
         "version": params.version,
         "min_supported_version": params.min_supported_version,
         "pinned": dict(sorted(params.pinned.items())),
+        **({"removed": sorted(set(params.remove))} if params.remove else {}),
         "notes": params.notes,
         "incident": ctx.incident_id,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -11,6 +11,7 @@ Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from integrations.base import (
     ActionContext,
@@ -29,10 +30,13 @@ from integrations.inventory.match import (
     MatchedPackage,
     MatchResult,
     SafeVersion,
+    ServiceError,
     ServiceVerdict,
     render_scope_table,
     scope,
     scope_many,
+    scope_notes,
+    summarize_safe_versions,
 )
 
 __all__ = [
@@ -44,15 +48,21 @@ __all__ = [
     "MatchResult",
     "MatchedPackage",
     "SafeVersion",
+    "ServiceError",
     "ServiceVerdict",
     "register",
     "render_scope_table",
     "scope",
     "scope_many",
+    "scope_notes",
+    "summarize_safe_versions",
 ]
 
 
 class MatchAdvisoryParams(ActionParams):
+    file_params: ClassVar[dict[str, str]] = {"inventory": "path", "advisory": "path-or-id"}
+    """Parameters that name files (confined to STANCH_SLACK_INPUT_DIRS when given from Slack)."""
+
     advisory: str
     """An OSV id (looked up in ``settings.advisories_dir``, then the bundled records) or a path."""
     inventory: str | None = None
@@ -84,6 +94,10 @@ def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
             "affected": [s.name for s in result.affected],
             "needs_confirmation": sorted({c.service for c in result.needs_confirmation}),
             "unaffected": len(result.unaffected),
+            "unreadable": [{"service": e.service, "file": e.file, "error": e.error} for e in result.errors],
+            "pins": {s.name: s.pins for s in result.affected},
+            "remove": {s.name: s.remove for s in result.affected if s.remove},
+            "warnings": result.warnings,
         },
     )
     return result

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integrations.errors import ConfigurationError
+from integrations.inventory.readers import read_text_file
 
 
 class _Model(BaseModel):
@@ -83,17 +84,40 @@ class Inventory(_Model):
         raise ConfigurationError(f"inventory has no service {name!r}")
 
 
+def content_free_problem(exc: BaseException) -> str:
+    """Where and what kind of problem a parse/validation error is, without any of the text it read
+    (a pydantic or PyYAML message quotes the input: a password, a key, ``/etc/hostname``)."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors(include_input=False, include_url=False, include_context=False)[:5]:
+            loc = ".".join(str(x) if isinstance(x, int) or (str(x).isidentifier() and len(str(x)) <= 40) else "?"
+                           for x in err["loc"]) or "top level"
+            kind = "unknown field" if err["type"] == "extra_forbidden" else str(err["type"]).replace("_", " ")
+            parts.append(f"{loc}: {kind}")
+        more = exc.error_count() - len(parts)
+        return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return f"not valid YAML (line {mark.line + 1}, column {mark.column + 1})"
+    lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    if lineno is not None:
+        return f"not valid {type(exc).__name__.removesuffix('DecodeError') or 'data'} (line {lineno}, column {colno})"
+    return f"unreadable ({type(exc).__name__})"
+
+
 def load_inventory(path: str | Path) -> Inventory:
+    """The inventory at ``path``. Errors name the file and the problem, never its content."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"inventory file not found: {p}") from None
+        raw = yaml.safe_load(read_text_file(p))
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{p}: not valid YAML: {exc}") from None
+        raise ConfigurationError(f"{p}: {content_free_problem(exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{p}: invalid inventory: expected a mapping with `services:`, "
+                                 f"found {type(raw).__name__}")
     try:
         inv = Inventory.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigurationError(f"{p}: invalid inventory: {exc}") from None
+        raise ConfigurationError(f"{p}: invalid inventory: {content_free_problem(exc)}") from None
     inv.path = p.resolve()
     return inv

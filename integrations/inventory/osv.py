@@ -35,6 +35,7 @@ __all__ = [
     "Verdict",
     "find_advisory",
     "iter_advisory_files",
+    "known_bad_release",
     "load_advisories",
     "load_advisory",
     "resolve_advisory",
@@ -280,7 +281,9 @@ def parse_advisory(data: dict[str, Any], source: str | None = None, *, validate:
         errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             where = source or data.get("id", "<record>")
-            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5])
+            # the schema keyword that failed, never e.message: it quotes the record's values
+            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: fails {e.validator!r}"
+                             for e in errors[:5])
             raise InputError(f"{where}: not a valid OSV record: {msgs}")
     aliases = tuple(data.get("aliases") or ())
     bad_commits = _known_bad_commits()
@@ -333,6 +336,12 @@ def load_advisory(path: str | Path, *, validate: bool = True) -> Advisory:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"advisory file not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"advisory {p}: is a directory, not an OSV JSON file") from None
+    except OSError as exc:
+        raise InputError(f"advisory {p}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"advisory {p}: not UTF-8 text (a binary file?)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -402,6 +411,40 @@ def resolve_advisory(ref: str, dirs: Iterable[str | Path | None] = ()) -> Adviso
     if not ref.strip():
         raise InputError("advisory: empty reference")
     return load_advisory(find_advisory(ref, dirs))
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_advisories(eco: str, name: str, dirs: tuple[Path, ...]) -> tuple[Advisory, ...]:
+    out: list[Advisory] = []
+    for d in dirs:
+        for sub in (d / "osv" / "malicious", d / "osv" / "github-reviewed", d / "malicious", d):
+            folder = sub / eco / name
+            if not folder.is_dir():
+                continue
+            for p in sorted(folder.glob("*.json")):
+                try:
+                    out.append(load_advisory(p, validate=False))
+                except InputError:
+                    continue
+    return tuple(out)
+
+
+def known_bad_release(
+    ecosystem: str, name: str, version: str | None, scheme: VersionScheme | None, dirs: Iterable[str | Path | None] = ()
+) -> str | None:
+    """The id of an advisory (from ``dirs`` then the bundle) that lists ``name@version`` as
+    affected, or None. Only the package's own folder is read (OpenSSF / advisory-database layout
+    ``osv/<malicious|github-reviewed>/<ecosystem>/<name>/*.json``), so a full database is cheap."""
+    if not version:
+        return None
+    for adv in _package_advisories(ecosystem, name, tuple(_search_path(dirs))):
+        for ap in adv.affected:
+            if (
+                ap.key == (base_ecosystem(ecosystem), normalize_name(ecosystem, name))
+                and ap.evaluate(version, scheme).status == "affected"
+            ):
+                return adv.id
+    return None
 
 
 def check_advisory_dirs(dirs: Iterable[str | Path | None]) -> None:

@@ -42,7 +42,12 @@ __all__ = [
     "detect_kind",
     "read_manifest_specs",
     "read_source",
+    "read_text_file",
 ]
+
+class UnsupportedFormat(ValueError):
+    """A reader recognised the file and refuses it; the message is ours (no file content)."""
+
 
 Pin = Literal["exact", "floating", "locked", "tag", "sha", "branch", "unknown"]
 
@@ -220,13 +225,32 @@ def detect_kind(path: Path, head: str) -> str:
     raise ConfigurationError(f"{path}: cannot tell what kind of inventory file this is")
 
 
+def read_text_file(path: str | Path) -> str:
+    """The UTF-8 text of an inventory file, or a :class:`ConfigurationError` naming the file and
+    the problem (missing, a directory, unreadable, binary) — never a bare ``OSError``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"inventory file not found: {p}") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{p}: is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigurationError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in raw[:8192]:
+        raise ConfigurationError(f"{p}: a binary file, not a lockfile, SBOM or workflow")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{p}: not UTF-8 text (a binary file?)") from None
+
+
 def read_source(path: str | Path, display: str | None = None, kind: str | None = None) -> Source:
     """Parse one lockfile / SBOM / workflow into a :class:`Source`."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"inventory file not found: {p}") from None
+    text = read_text_file(p)
     shown = display or str(p)
     kind = kind or detect_kind(p, text[:4096])
     reader = _READERS.get(kind)
@@ -234,8 +258,12 @@ def read_source(path: str | Path, display: str | None = None, kind: str | None =
         raise ConfigurationError(f"{p}: no reader for {kind!r}")
     try:
         return reader(text, shown, p)
-    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    except UnsupportedFormat as exc:  # our own wording, no file content
         raise ConfigurationError(f"{p}: cannot read as {kind}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        from integrations.inventory.model import content_free_problem  # messages would quote the file
+
+        raise ConfigurationError(f"{p}: cannot read as {kind}: {content_free_problem(exc)}") from None
 
 
 # --------------------------------------------------------------------------- npm
@@ -246,10 +274,18 @@ _NPM_DEP_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 def read_manifest_specs(path: str | Path) -> dict[str, str]:
     """Direct dependency specs of a ``package.json`` (all dependency fields merged)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    p = Path(path)
+    try:
+        data = json.loads(read_text_file(p))
+    except ValueError as exc:
+        raise ConfigurationError(f"{p}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{p}: a package.json is a JSON object")
     out: dict[str, str] = {}
     for fld in ("peerDependencies", "optionalDependencies", "devDependencies", "dependencies"):
-        out.update({k: str(v) for k, v in (data.get(fld) or {}).items()})
+        deps = data.get(fld) or {}
+        if isinstance(deps, dict):
+            out.update({str(k): str(v) for k, v in deps.items()})
     return out
 
 
@@ -392,7 +428,7 @@ def _pnpm_lock(text: str, shown: str, p: Path) -> Source:
 
 def _yarn_lock(text: str, shown: str, p: Path) -> Source:
     if "__metadata:" not in text:
-        raise ValueError("yarn v1 (classic) lockfiles are not supported; only yarn berry (v2+, YAML)")
+        raise UnsupportedFormat("yarn v1 (classic) lockfiles are not supported; only yarn berry (v2+, YAML)")
     data = yaml.safe_load(text) or {}
     src = Source(path=shown, kind="yarn-berry-lock", root_name=p.parent.name or "app")
     by_descriptor: dict[str, str] = {}
@@ -489,6 +525,10 @@ def _pip_requirements(text: str, shown: str, p: Path) -> Source:
         specs[node] = spec
         parents[node] = []
         current = node
+
+    skipped = sum(1 for w in src.warnings if "skipped unreadable line" in w)
+    if skipped and not src.nodes:
+        src.warnings.append(f"{shown}: every requirement line was skipped ({skipped}): nothing in this file was scoped")
 
     def is_root_ref(parent: str) -> bool:
         return parent.startswith(("-r ", "-c ", "-r", "-c")) or parent.endswith((".in", ".txt", ".toml"))

@@ -88,6 +88,14 @@ class VersionScheme:
             return False
         return True
 
+    def line(self, v: str | None) -> str | None:
+        """The major release line of ``v``: ``1.14.1`` -> ``1.x``, ``0.30.4`` -> ``0.x``;
+        ``None`` when the version has no readable release number."""
+        parts = self.release_parts(v) if v else None
+        if parts is None or not parts[0]:
+            return None
+        return f"{parts[0][0]}.x"
+
     def previous_patch(self, v: str) -> str | None:
         """``1.14.1`` -> ``1.14.0``; ``None`` when patch is 0 or the version is a prerelease."""
         parts = self.release_parts(v)

@@ -15,6 +15,12 @@ writes ``workdir/inventory.yaml`` (paths relative to it).
   axios 1.14.0 exactly; audience ``web-users``.
 - ``billing-api`` (333333333333, unaffected): ``ci-billing-api`` with 1 key; hashed pip requirements.
 
+Variant ``two-lines`` (``seed_fleet(..., variant="two-lines")``) adds ``legacy-desktop`` (account
+222222222222, **affected** on the other release line): ``ci-legacy-desktop`` with 1 key; a
+lockfile pinning axios **0.30.4** under ``^0.30.0``; release manifest
+``s3://legacy-desktop-releases/release/latest.json`` (1.9.0); an install at 2026-03-31T01:30:00Z.
+A correct run pins desktop-app to axios 1.14.0 and legacy-desktop to 0.30.3.
+
 Secret access keys and private keys created here are never written anywhere but moto.
 
 Must not touch: ``flows``, ``prefect``.
@@ -52,6 +58,8 @@ CA_SECRET = "stanch/sandbox/ca"
 DESKTOP_RELEASE_BUCKET = "desktop-app-releases"
 DESKTOP_RELEASE_KEY = "release/latest.json"
 DESKTOP_SIGNING_SECRET = "desktop-app/signing-key"
+LEGACY_RELEASE_BUCKET = "legacy-desktop-releases"
+VARIANTS = ("default", "two-lines")
 
 
 class _Model(BaseModel):
@@ -127,21 +135,27 @@ def _seed_signing(clients: AccountClients) -> str:
     return str(arn)
 
 
-def _seed_release(clients: AccountClients) -> None:
+def _seed_release(
+    clients: AccountClients,
+    bucket: str = DESKTOP_RELEASE_BUCKET,
+    version: str = "4.2.0",
+    pinned: str = "^1.6.0",
+    notes: str = "Dashboard charts, wallet reconnect fixes.",
+) -> None:
     s3 = clients("s3")
-    s3.create_bucket(Bucket=DESKTOP_RELEASE_BUCKET)
-    s3.put_bucket_versioning(Bucket=DESKTOP_RELEASE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     manifest: dict[str, Any] = {
         "schema": 1,
-        "version": "4.2.0",
-        "min_supported_version": "4.0.0",
-        "pinned": {"axios": "^1.6.0"},
-        "notes": "Dashboard charts, wallet reconnect fixes.",
+        "version": version,
+        "min_supported_version": version.split(".")[0] + ".0.0",
+        "pinned": {"axios": pinned},
+        "notes": notes,
         "incident": None,
         "published_at": "2026-03-30T22:10:00+00:00",
     }
     s3.put_object(
-        Bucket=DESKTOP_RELEASE_BUCKET,
+        Bucket=bucket,
         Key=DESKTOP_RELEASE_KEY,
         Body=(json.dumps(manifest, indent=2) + "\n").encode(),
         ContentType="application/json",
@@ -162,8 +176,11 @@ AUDIENCES = {
 }
 
 
-def seed_fleet(endpoint_url: str, workdir: str | Path) -> SandboxFleet:
-    """Create the fleet in the moto at ``endpoint_url`` and write ``workdir/inventory.yaml``."""
+def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default") -> SandboxFleet:
+    """Create the fleet in the moto at ``endpoint_url`` and write ``workdir/inventory.yaml``.
+    ``variant``: ``default`` (three services) or ``two-lines`` (plus ``legacy-desktop`` on axios 0.x)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown sandbox fleet variant {variant!r} (known: {', '.join(VARIANTS)})")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     settings = StanchSettings(aws_endpoint_url=endpoint_url, aws_region=REGION, home=work)
@@ -189,6 +206,44 @@ def seed_fleet(endpoint_url: str, workdir: str | Path) -> SandboxFleet:
     bill_dir = work / "services" / "billing-api"
     _copy("sigstore-python.install.requirements.txt", bill_dir, "requirements.txt")
     bill_keys = _ci_user(bill, "ci-billing-api", 1)
+
+    extra_services: list[Service] = []
+    extra_sandbox: dict[str, SandboxService] = {}
+    if variant == "two-lines":
+        legacy_dir = work / "services" / "legacy-desktop"
+        _copy("legacy-desktop.package-lock.json", legacy_dir, "package-lock.json")
+        legacy_keys = _ci_user(desk, "ci-legacy-desktop", 1)
+        _seed_release(desk, LEGACY_RELEASE_BUCKET, "1.9.0", "^0.30.0", "Legacy desktop maintenance release.")
+        extra_services.append(
+            Service(
+                name="legacy-desktop",
+                account=ACCOUNTS["desktop"],
+                region=REGION,
+                ecosystem="npm",
+                lockfiles=["services/legacy-desktop/package-lock.json"],
+                ci_user="ci-legacy-desktop",
+                deploy_target=DeployTarget(kind="s3-release", bucket=LEGACY_RELEASE_BUCKET, key=DESKTOP_RELEASE_KEY),
+                app_version="1.9.0",
+                installs=[
+                    InstallRecord(
+                        at=datetime(2026, 3, 31, 1, 30, tzinfo=UTC),
+                        ref="legacy@1f0c2aa",
+                        lockfile="services/legacy-desktop/package-lock.json",
+                    )
+                ],
+            )
+        )
+        extra_sandbox["legacy-desktop"] = SandboxService(
+            name="legacy-desktop",
+            account=ACCOUNTS["desktop"],
+            ci_user="ci-legacy-desktop",
+            access_key_ids=legacy_keys,
+            lockfiles=[str(legacy_dir / "package-lock.json")],
+            affected=True,
+            release_bucket=LEGACY_RELEASE_BUCKET,
+            release_key=DESKTOP_RELEASE_KEY,
+            app_version="1.9.0",
+        )
 
     inventory = Inventory(
         services=[
@@ -234,6 +289,7 @@ def seed_fleet(endpoint_url: str, workdir: str | Path) -> SandboxFleet:
                 lockfiles=["services/billing-api/requirements.txt"],
                 ci_user="ci-billing-api",
             ),
+            *extra_services,
         ],
         audiences=AUDIENCES,
     )
@@ -283,6 +339,7 @@ def seed_fleet(endpoint_url: str, workdir: str | Path) -> SandboxFleet:
                 lockfiles=[str(bill_dir / "requirements.txt")],
                 affected=False,
             ),
+            **extra_sandbox,
         },
         audiences=AUDIENCES,
         ca_secret=CA_SECRET,

@@ -156,6 +156,7 @@ class Sandbox:
         seed: bool = True,
         slack_factory: Callable[[], SlackService] | None = None,
         write_state: bool = False,
+        fleet_variant: str = "default",
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if home is None:
@@ -165,6 +166,7 @@ class Sandbox:
         self.seed = seed
         self.slack_factory = slack_factory
         self.write_state = write_state
+        self.fleet_variant = fleet_variant
         self.moto = MotoServer()
         self.slack: SlackService | None = None
         self.fleet: SandboxFleet | None = None
@@ -188,7 +190,7 @@ class Sandbox:
             # moto's backends are process-global: a new sandbox starts from an empty AWS.
             self.moto.reset()
             if self.seed:
-                self.fleet = seed_fleet(self.moto.url, workdir)
+                self.fleet = seed_fleet(self.moto.url, workdir, self.fleet_variant)
                 (self.home / "fleet.json").write_text(self.fleet.model_dump_json(indent=2), encoding="utf-8")
             if self.slack_factory is not None:
                 self.slack = self.slack_factory()
@@ -214,7 +216,7 @@ class Sandbox:
         """Wipe all AWS state and fault rules, then seed the fleet again."""
         self.moto.reset()
         clear_client_cache()
-        self.fleet = seed_fleet(self.moto.url, self.home / "fleet")
+        self.fleet = seed_fleet(self.moto.url, self.home / "fleet", self.fleet_variant)
         return self.fleet
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ link behind a label.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -143,6 +143,25 @@ _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+")
+_INLINE_CODE = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)")
+
+
+def _outside_code(line: str, fn: Callable[[str], str]) -> str:
+    """Apply ``fn`` to the parts of ``line`` that are not inline code spans (kept verbatim)."""
+    out: list[str] = []
+    pos = 0
+    for m in _INLINE_CODE.finditer(line):
+        out.append(fn(line[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(fn(line[pos:]))
+    return "".join(out)
+
+
+def _inline(text: str) -> str:
+    text = _BOLD.sub(lambda mm: f"*{mm.group(1) or mm.group(2)}*", text)
+    text = _STRIKE.sub(r"~\1~", text)
+    return _MD_LINK.sub(lambda mm: f"{mm.group(1)} ({mm.group(2)})", text)
 
 
 def markdown_to_mrkdwn(markdown: str) -> str:
@@ -150,7 +169,7 @@ def markdown_to_mrkdwn(markdown: str) -> str:
 
     Headings and ``**bold**`` become ``*bold*``, ``~~x~~`` -> ``~x~``, bullets -> ``•``; a markdown
     link ``[label](url)`` is shown as ``label (url)`` so a label can never disguise where it goes.
-    Code fences are kept verbatim (escaped). Slack mentions in the input are neutralised.
+    Code fences and inline code spans are kept verbatim (escaped). Slack mentions in the input are neutralised.
     """
     out: list[str] = []
     in_code = False
@@ -165,9 +184,7 @@ def markdown_to_mrkdwn(markdown: str) -> str:
         m = _HEADING.match(line)
         if m:
             line = f"*{m.group(1)}*" if m.group(1) else ""
-        line = _BOLD.sub(lambda mm: f"*{mm.group(1) or mm.group(2)}*", line)
-        line = _STRIKE.sub(r"~\1~", line)
-        line = _MD_LINK.sub(lambda mm: f"{mm.group(1)} ({mm.group(2)})", line)
+        line = _outside_code(line, _inline)  # `__x__` in inline code stays as typed
         line = _BULLET.sub(lambda mm: f"{mm.group(1)}• ", line)
         out.append(line)
     return "\n".join(out).strip("\n")

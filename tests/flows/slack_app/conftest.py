@@ -26,7 +26,9 @@ def offline(tmp_path: Path) -> Iterator[SlackHarness]:
                                   slack_token=SecretStr(standin.token), slack_signing_secret=SecretStr(SECRET),
                                   slack_channel="#incident")
         launcher = RecordingLauncher()
-        app = create_app(settings, launcher, config=SlackAppConfig(runbooks_dir=make_runbooks(tmp_path / "rb")))
+        (tmp_path / "inputs").mkdir()
+        app = create_app(settings, launcher, config=SlackAppConfig(runbooks_dir=make_runbooks(tmp_path / "rb"),
+                                                                   input_dirs=[tmp_path / "inputs"]))
         url, stop = serve_app(app)
         try:
             yield SlackHarness(app, url, standin, settings.store_dir, launcher)

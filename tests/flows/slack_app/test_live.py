@@ -134,3 +134,60 @@ def test_two_security_leads_approve_by_button_and_an_outsider_is_refused(live: S
     assert next(e for e in events if e["kind"] == "run.finished")["data"]["outcome"] == "succeeded"
     assert any(e["kind"] == "approval.granted" for e in events)
     assert any(e["kind"] == "step.succeeded" and e["step"] == "rotate" for e in events)
+
+
+NOTE = """\
+name: note-only
+title: One note
+slack:
+  channel: "#incident"
+  allowed_users: [U0ONCALL]
+steps:
+  - id: one
+    action: core.note
+    with: {message: noted}
+"""
+
+
+def test_thread_falls_back_to_the_runbooks_channel(live: SlackHarness) -> None:
+    """/stanch typed in a channel the bot cannot post to: the thread opens in the runbook's channel,
+    says why there, and the timeline records slack.fallback."""
+    rb = live.app._stanch.config.runbooks_dir  # type: ignore[attr-defined]
+    (rb / "note-only.yaml").write_text(NOTE)
+    url = live.standin.response_url()
+    body = live.command_body("run note-only", "U0ONCALL", response_url=url).replace(
+        "channel_id=C0INCIDENT", "channel_id=C0NOWHERE")
+    assert live.post(body, sign(body)).status == 200
+    assert live.wait_response(url)[0]["response_type"] == "in_channel"
+    folder = _only_incident(live)
+    events = _wait_finished(folder)
+    fallback = next(e for e in events if e["kind"] == "slack.fallback")
+    assert fallback["data"]["wanted"] == "C0NOWHERE" and "channel_not_found" in fallback["data"]["error"]
+    in_incident = live.standin.messages(channel="C0INCIDENT")
+    header = next(m for m in in_incident if folder.name in json.dumps(m) and not m.get("thread_ts"))
+    notes = [m for m in live.standin.messages(thread_ts=header["ts"]) if "opened here because" in m["text"]]
+    assert notes and "<#C0NOWHERE>" in notes[0]["text"]
+
+
+def test_second_click_by_the_same_approver_is_not_counted(live: SlackHarness) -> None:
+    """Two clicks by one lead: the first is recorded (1 of 2), the second says it was not counted;
+    @security-leads is resolved when the click arrives, so a Slack outage while the approval was
+    requested does not lock the group out."""
+    with live.standin.outage("usergroups.list"):
+        resp, url = live.command("run gated", "U0ONCALL")
+        assert resp.status == 200 and live.wait_response(url)[0]["response_type"] == "in_channel"
+        folder = _only_incident(live)
+        _wait_event(folder, "approval.requested")
+        time.sleep(0.5)
+    _, url1 = live.click(folder.name, "approve-rotation", "U0LEAD1")
+    first = live.wait_response(url1, timeout=30)[0]["text"]
+    assert first.startswith("Recorded: you approved") and "(1 of 2)" in first, first
+    _, url2 = live.click(folder.name, "approve-rotation", "U0LEAD1")
+    second = live.wait_response(url2, timeout=30)[0]["text"]
+    assert "Not counted" in second and "already approved" in second, second
+    _, url3 = live.click(folder.name, "approve-rotation", "U0LEAD2")
+    assert "(2 of 2)" in live.wait_response(url3, timeout=30)[0]["text"]
+    events = _wait_finished(folder)
+    assert next(e for e in events if e["kind"] == "run.finished")["data"]["outcome"] == "succeeded"
+    granted = next(e for e in events if e["kind"] == "approval.granted")
+    assert granted["data"]["approved_by"] == ["slack:U0LEAD1", "slack:U0LEAD2"]

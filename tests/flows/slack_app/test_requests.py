@@ -162,3 +162,27 @@ def test_parse_and_dedupe_units(tmp_path: object) -> None:
     seen = SeenSet(Path(str(tmp_path)) / "seen.txt")
     assert seen.claim("k") and not seen.claim("k")
     assert not SeenSet(Path(str(tmp_path)) / "seen.txt").claim("k")  # survives a restart
+
+
+def test_command_splitting_is_shell_like_linear_and_bounded() -> None:
+    import shlex
+
+    import pytest
+
+    from flows.slack.commands import MAX_COMMAND_CHARS, split_words
+    from integrations.errors import InputError
+
+    for text in ['run x a=1 b="two words"', "a='q \" x' c=d\\ e", 'a "b\\"c" d', 'a ""  b', "x\\\\y",
+                 "a 'b\\c'", 'a"b c"d', "'' x", '  lead  trail  ', 'a "b\\\\" c', '"\\\\\\"" z']:
+        assert split_words(text) == shlex.split(text), text
+    for text in ('a "b', "a 'b", 'a "b\\"', "a\\"):
+        with pytest.raises(InputError, match="could not read the command"):
+            split_words(text)
+    for word in ("b" * 1_000_000, '"' + "b c" * 300_000 + '"'):  # shlex: ~50 s for 1 MB
+        started = time.perf_counter()
+        assert len(split_words("run x a=" + word)) == 3
+        assert time.perf_counter() - started < 2.0
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=f"at most {MAX_COMMAND_CHARS}"):
+        parse_command("run x a=" + "b" * 10_000_000)
+    assert time.perf_counter() - started < 0.5

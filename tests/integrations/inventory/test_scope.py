@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from integrations.errors import InputError
 from integrations.inventory import MatchResult, render_scope_table, scope, scope_many
 
 AXIOS_FROM = datetime(2026, 3, 31, 0, 21, tzinfo=UTC)
@@ -47,10 +49,20 @@ def test_stx_dashboard_affected_by_plain_crypto_js_via_axios(inv_fleet: Path) ->
     (pkg,) = _affected(r, "stx-defi-dashboard").packages
     assert pkg.path == ["stx-defi-dashboard", "axios 1.14.1", "plain-crypto-js 4.2.1"]
     assert pkg.manifest_spec == "^1.6.0" and pkg.declared_spec == "^4.2.1"
-    # window end defaults to the advisory's publication time, start unbounded
+    # window end defaults to the advisory's publication time; the start to a week before the
+    # record's earliest timestamp (OSV does not carry the bad release's own publication time)
     assert r.window.until_source == "advisory.published"
     assert r.window.live_until == datetime(2026, 3, 31, 2, 7, 58, tzinfo=UTC)
-    assert r.window.live_from is None and r.window.from_source == "unbounded"
+    assert r.window.from_source == "advisory.lookback"
+    assert r.window.live_from == datetime(2026, 3, 24, 2, 7, 58, tzinfo=UTC)
+    # injected by the compromised axios 1.14.1: no version of it is safe, the answer is "remove"
+    assert pkg.action == "remove" and pkg.safe_version is None
+    assert "axios 1.14.1 (MAL-2026-2307)" in pkg.safe_version_source
+    svc = _affected(r, "stx-defi-dashboard")
+    assert svc.remove == ["plain-crypto-js"] and svc.pins == {}
+    assert r.remove == ["plain-crypto-js"] and r.safe_versions == {}
+    (detail,) = r.safe_version_details
+    assert (detail.bad_version, detail.action, detail.safe_version) == ("4.2.1", "remove", None)
 
 
 def test_exact_pin_on_clean_release_is_pinned_clean(inv_fleet: Path) -> None:
@@ -60,15 +72,28 @@ def test_exact_pin_on_clean_release_is_pinned_clean(inv_fleet: Path) -> None:
     assert "billing-api" in r.unaffected
 
 
-def test_floating_spec_installed_in_window_is_exposed(inv_fleet: Path) -> None:
+def test_lockfile_locked_clean_under_a_caret_range_is_pinned_clean_even_with_installs(inv_fleet: Path) -> None:
+    """``npm ci`` installs what the lockfile locks: 1.14.0 under ^1.6.0 is clean, with or without
+    an install history inside the window (web-portal's CSV has an install at 01:00)."""
     r = scope("MAL-2026-2307", inv_fleet, live_from=AXIOS_FROM, live_until=AXIOS_UNTIL)
-    svc = _affected(r, "web-portal")  # ^1.6.0, lockfile now on 1.14.0, CSV history has 01:00
+    for name in ("web-portal", "web-portal-quiet"):
+        v = _verdict(r, name)
+        assert (v.verdict, v.exposure) == ("unaffected", "pinned-clean"), name
+        assert "locks clean 1.14.0 under ^1.6.0" in v.reason
+    assert not any(c.service.startswith("web-portal") for c in r.needs_confirmation)
+    assert {"web-portal", "web-portal-quiet"} <= set(r.unaffected)
+    # the issue's case: 1.14.0 locked under ^1.14.0, an `npm ci` from that same lockfile at 01:00
+    ci = _verdict(r, "web-portal-ci")
+    assert (ci.verdict, ci.exposure) == ("unaffected", "pinned-clean")
+    assert "locks clean 1.14.0 under ^1.14.0" in ci.reason
+
+
+def test_floating_spec_without_lockfile_installed_in_window_is_exposed(inv_fleet: Path) -> None:
+    r = scope("MAL-2026-2307", inv_fleet, live_from=AXIOS_FROM, live_until=AXIOS_UNTIL)
+    svc = _affected(r, "web-portal-manifest")  # package.json ^1.6.0 only, CSV history has 01:00
     (pkg,) = svc.packages
     assert pkg.verdict == "floating-exposed" and pkg.bad_version == "1.14.1"
-    assert svc.exposure == "exposed" and svc.safe_version == "1.14.0"
-    # same lockfile, no install history: an analyst must confirm
-    assert _verdict(r, "web-portal-quiet").verdict == "needs-confirmation"
-    assert any(c.service == "web-portal-quiet" and c.kind == "floating-no-history" for c in r.needs_confirmation)
+    assert svc.exposure == "exposed" and svc.pins == {"axios": "1.14.0"}
 
 
 def test_floating_spec_with_installs_outside_window_is_not_exposed(inv_fleet: Path) -> None:
@@ -79,16 +104,39 @@ def test_floating_spec_with_installs_outside_window_is_not_exposed(inv_fleet: Pa
         live_from=later,
         live_until=datetime(2026, 3, 31, 0, 40, tzinfo=UTC),
     )
-    v = _verdict(r, "web-portal")
+    v = _verdict(r, "web-portal-manifest")
     assert v.verdict == "unaffected" and v.exposure == "not-exposed"
+
+
+def test_install_before_the_bad_release_existed_is_not_exposed_by_default(inv_fleet: Path) -> None:
+    """Default window: no unbounded start. web-portal-manifest's install of 2026-03-20 (eleven days
+    before the bad axios releases) is outside; its 01:00 install on 03-31 is inside."""
+    r = scope("MAL-2026-2307", inv_fleet)
+    assert r.window.from_source == "advisory.lookback" and r.window.live_from is not None
+    assert r.window.live_from > datetime(2026, 3, 20, 12, tzinfo=UTC)
+    assert r.window.note and "--live-from" in r.window.note
+    pre = _verdict(r, "pre-release-install")  # ^1.6.0 manifest, one install on 2026-03-20 only
+    assert (pre.verdict, pre.exposure) == ("unaffected", "not-exposed")
+    assert datetime(2026, 3, 31, 1, 0, tzinfo=UTC) in _affected(r, "web-portal-manifest").installs_in_window
+
+
+def test_reversed_window_is_refused(inv_fleet: Path) -> None:
+    with pytest.raises(InputError, match="reversed: live_from 2026-03-31T03:15:00"):
+        scope("MAL-2026-2307", inv_fleet, live_from=AXIOS_UNTIL, live_until=AXIOS_FROM)
 
 
 def test_safe_version_per_release_line(inv_fleet: Path) -> None:
     r = scope("MAL-2026-2307", inv_fleet, live_from=AXIOS_FROM, live_until=AXIOS_UNTIL)
-    assert _affected(r, "legacy-admin").safe_version == "0.30.3"
-    details = {d.bad_version: d.safe_version for d in r.safe_version_details}
-    assert details == {"0.30.4": "0.30.3", "1.14.1": "1.14.0"}
-    assert r.safe_versions == {"axios": "1.14.0"}
+    legacy = _affected(r, "legacy-admin")
+    assert legacy.safe_version == "0.30.3" and legacy.pins == {"axios": "0.30.3"}
+    assert _affected(r, "stx-defi-dashboard").pins == {"axios": "1.14.0"}
+    assert _affected(r, "reports-worker").pins == {"axios": "1.14.0"}
+    details = {d.bad_version: (d.line, d.safe_version) for d in r.safe_version_details}
+    assert details == {"0.30.4": ("0.x", "0.30.3"), "1.14.1": ("1.x", "1.14.0")}
+    # one per affected major line, never collapsed to the highest
+    assert r.safe_versions == {"axios": {"0.x": "0.30.3", "1.x": "1.14.0"}}
+    assert r.remove == []
+    assert "safe: axios 0.30.3 (0.x), 1.14.0 (1.x)" in _render(r)
 
 
 def test_fixed_version_wins_when_the_advisory_has_one(inv_fleet: Path) -> None:
@@ -119,7 +167,7 @@ def test_tinycolor_is_open_ended_not_matched(inv_fleet: Path) -> None:
     (c,) = r.needs_confirmation
     assert c.service == "design-system" and c.kind == "open-ended"
     assert "all versions — needs analyst confirmation" in c.reason
-    assert r.safe_versions == {}
+    assert r.safe_versions == {} and r.remove == []
 
 
 def test_tj_actions_tag_flagged_and_v46_sha_pin_not(inv_fleet: Path) -> None:
@@ -159,3 +207,34 @@ def test_unknown_advisory_id_is_an_input_error(inv_fleet: Path) -> None:
 
     with pytest.raises(InputError, match="not found"):
         scope("MAL-1999-0001", inv_fleet)
+
+
+def _render(result: MatchResult) -> str:
+    console = Console(width=400, record=True)
+    console.print(render_scope_table(result))
+    return console.export_text()
+
+
+def test_window_start_from_a_release_time_in_the_record(tmp_path: Path, real: Path, inv_fleet: Path) -> None:
+    """A record that carries the bad release's publication time (``affected[].database_specific``)
+    starts the window there; a given end before the derived start leaves the start open."""
+    data = json.loads((real / "osv" / "MAL-2026-2307.axios.json").read_text())
+    data["affected"][0]["database_specific"]["introduced_at"] = "2026-03-31T00:21:00Z"
+    adv = tmp_path / "axios.json"
+    adv.write_text(json.dumps(data))
+    r = scope(str(adv), inv_fleet)
+    assert (r.window.live_from, r.window.from_source) == (AXIOS_FROM, "advisory.introduced")
+    # the 2026-03-30T18:02 install of web-portal-manifest predates the release: only 01:00 is inside
+    assert _affected(r, "web-portal-manifest").installs_in_window == [datetime(2026, 3, 31, 1, 0, tzinfo=UTC)]
+    early = scope(str(adv), inv_fleet, live_until=datetime(2026, 3, 30, tzinfo=UTC))
+    assert early.window.live_from is None and early.window.from_source == "unbounded"
+
+
+def test_injected_package_found_through_the_parents_advisory_folder(inv_fleet: Path) -> None:
+    """scope() of plain-crypto-js alone still knows axios 1.14.1 is bad: the bundled
+    osv/malicious/npm/axios/ folder is read for the parent."""
+    r = scope("MAL-2026-2306", inv_fleet, live_from=AXIOS_FROM, live_until=AXIOS_UNTIL)
+    assert r.remove == ["plain-crypto-js"]
+    both = scope_many(["MAL-2026-2307", "MAL-2026-2306"], inv_fleet, AXIOS_FROM, AXIOS_UNTIL)
+    assert both[1].remove == ["plain-crypto-js"] and both[0].remove == []
+    assert "remove" in _render(r)

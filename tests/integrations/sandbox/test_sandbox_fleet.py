@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from integrations.aws.session import clients_for
+from integrations.inventory import scope
 from integrations.inventory.model import load_inventory
-from integrations.sandbox.fleet import SandboxFleet
+from integrations.sandbox.fleet import SandboxFleet, seed_fleet
 from integrations.sandbox.observe import access_key_statuses, certificate_facts, release_manifest
 from integrations.settings import StanchSettings
 
@@ -59,3 +63,17 @@ def test_aws_state_per_account(fleet: SandboxFleet, aws_settings: StanchSettings
     assert "security@web-dashboard.example" in web_ses.list_identities()["Identities"]
     secrets = clients_for(aws_settings, "222222222222")("secretsmanager").list_secrets()["SecretList"]
     assert {s["Name"] for s in secrets} == {"stanch/sandbox/ca", "desktop-app/signing-key"}
+
+
+def test_two_lines_variant_scopes_to_one_pin_per_line(aws_endpoint: str, tmp_path: Path) -> None:
+    """Variant ``two-lines``: legacy-desktop (axios 0.30.4) beside desktop-app (1.14.1); each
+    affected service carries its own line's pin, and the release bucket exists in moto."""
+    fleet = seed_fleet(aws_endpoint, tmp_path / "two-lines", variant="two-lines")
+    legacy = fleet.service("legacy-desktop")
+    assert legacy.affected and legacy.release_bucket == "legacy-desktop-releases"
+    assert release_manifest(aws_endpoint, legacy.account, legacy.release_bucket)["version"] == "1.9.0"
+    r = scope("MAL-2026-2307", fleet.inventory_path)
+    pins = {s.name: s.pins for s in r.affected}
+    assert pins == {"desktop-app": {"axios": "1.14.0"}, "legacy-desktop": {"axios": "0.30.3"}}
+    with pytest.raises(ValueError, match="unknown sandbox fleet variant"):
+        seed_fleet(aws_endpoint, tmp_path / "x", variant="three-lines")

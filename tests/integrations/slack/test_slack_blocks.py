@@ -76,6 +76,16 @@ def test_markdown_conversion() -> None:
     ]
 
 
+def test_inline_code_is_kept_verbatim() -> None:
+    """`__x__` inside inline code used to become `*x*`; only text outside code spans is converted."""
+    md = "call `__init__` or ``a `__b__` c``, **bold** `**raw**` __under__\n- `~~keep~~` ~~gone~~ [l](http://u)"
+    assert markdown_to_mrkdwn(md).split("\n") == [
+        "call `__init__` or ``a `__b__` c``, *bold* `**raw**` *under*",
+        "• `~~keep~~` ~gone~ l (http://u)",
+    ]
+    assert markdown_to_mrkdwn("# Title `__x__`") == "*Title `__x__`*"
+
+
 def _assert_limits(messages: list[list[dict[str, Any]]]) -> None:
     for msg in messages:
         assert 0 < len(msg) <= MAX_BLOCKS
