@@ -108,7 +108,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     plan, incident = engine.plan, engine.incident
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
-    if resume:
+    if resume and engine.prior.runs:
         engine.record("run.resumed", actor=initiator, data={
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
