@@ -377,14 +377,19 @@ class Engine:
         for it in run.items:
             if it["status"] != "succeeded":
                 continue
-            if comp.with_:
-                params = render_value(comp.with_, {**self.scope(), "params": it["params"],
-                                                   "output": it.get("output")})
-            elif spec is not None and spec.compensation_params is not None:
-                params = spec.compensation_params(spec.params.model_validate(it["params"]),
-                                                  spec.result.model_validate(it["output"]))
-            else:
-                params = dict(it["params"])
+            try:
+                if comp.with_:
+                    params = render_value(comp.with_, {**self.scope(), "params": it["params"],
+                                                       "output": it.get("output")})
+                elif spec is not None and spec.compensation_params is not None:
+                    params = spec.compensation_params(spec.params.model_validate(it["params"]),
+                                                      spec.result.model_validate(it["output"]))
+                else:
+                    params = dict(it["params"])
+            except Exception as exc:  # the side effect happened: keep the step, say its undo is unknown
+                records.append({"item": it["key"], "action": comp.action, "with": None,
+                                "error": f"cannot build the compensation's parameters: {error_text(exc)}"})
+                continue
             # recorded in the timeline (redacted there): a secret input's value goes as its reference
             records.append({"item": it["key"], "action": comp.action, "with": to_refs(params, self.secret_values)})
         return records
@@ -507,6 +512,10 @@ class Engine:
     def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> bool:
         action = rec["action"]
         self.record("compensation.started", step=step.id, item=rec.get("item"), data={"action": action})
+        if rec.get("error"):  # recorded when the step succeeded: there is nothing safe to call
+            self.record("compensation.failed", step=step.id, item=rec.get("item"),
+                        data={"action": action, "error": rec["error"]})
+            return False
         try:
             params = from_refs(rec["with"], self.inputs)
         except StanchError as exc:

@@ -32,3 +32,17 @@ def test_rollback_runs_each_compensation_once_in_reverse(tmp_path: Path) -> None
     assert again.is_completed()
     assert len(_undone(tmp_path / "INC-RB")) == 3  # nothing undone twice
     assert "## Compensations (rollback)" in (tmp_path / "INC-RB" / "postmortem.md").read_text()
+
+
+def test_a_compensation_that_cannot_be_built_fails_alone_not_the_run(tmp_path: Path) -> None:
+    """The step's side effect happened: the run carries on, and rollback says this undo is unknown."""
+    state = run_runbook(str(HERE / "undo-breaks.yaml"), {}, "INC-UB", str(tmp_path), False, "t", return_state=True)
+    assert state.is_completed(), state.message
+    events = [json.loads(line) for line in (tmp_path / "INC-UB" / "timeline.jsonl").open()]
+    assert [e["step"] for e in events if e["kind"] == "step.succeeded"] == ["one", "two"]
+
+    undo = rollback_incident("INC-UB", str(tmp_path), return_state=True)
+    assert undo.is_failed()
+    failed = [e for e in map(json.loads, (tmp_path / "INC-UB" / "timeline.jsonl").open())
+              if e["kind"] == "compensation.failed"]
+    assert len(failed) == 1 and "cannot build the compensation's parameters" in failed[0]["data"]["error"]
