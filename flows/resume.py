@@ -1,8 +1,11 @@
 """What an earlier (crashed or aborted) run of an incident already did, read from its timeline.
 
 Owns: ``PriorProgress`` — succeeded steps with their outputs, succeeded fan-out items with theirs,
-and compensations already done — so ``stanch resume`` skips finished work and ``stanch rollback``
-never undoes a step twice. Must not touch: Prefect, boto3, Slack.
+compensations already done, what actions recorded per step/item (their before-images and
+effects: ``ActionContext.history``), and whether the last attempt finished — so ``stanch resume``
+skips finished work and refuses a finished incident (``resume_refusal``), an action re-run after a
+crash reconciles against the state it recorded before acting, and ``stanch rollback`` never undoes
+a step twice. Must not touch: Prefect, boto3, Slack.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ class PriorProgress:
     compensation_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     runs: int = 0
     finished: bool = False
+    outcome: str | None = None          # of the last run.finished
+    rolled_back: bool = False           # a rollback started (then resuming would redo undone work)
+    # (step, item, kind) -> data of every event recorded with a step: what ActionContext.history reads
+    history: dict[tuple[str, str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def item_done(self, step: str, key: str | None) -> bool:
         return key is not None and key in self.items.get(step, {})
@@ -29,11 +36,16 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
     p = PriorProgress()
     for e in events:
         kind, step, item, data = e["kind"], e.get("step"), e.get("item"), e.get("data") or {}
+        if step:
+            p.history.setdefault((step, item, kind), []).append(data)
         if kind in ("run.started", "run.resumed"):
             p.runs += 1
             p.finished = False
         elif kind == "run.finished":
             p.finished = True
+            p.outcome = data.get("outcome")
+        elif kind == "rollback.started":
+            p.rolled_back = True
         elif kind == "item.succeeded" and step and item is not None:
             p.items.setdefault(step, {})[item] = data.get("output")
         elif kind == "step.succeeded" and step:
@@ -46,3 +58,20 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
         elif kind == "compensation.succeeded" and step:
             p.compensated.add((step, item))
     return p
+
+
+def resume_refusal(p: PriorProgress) -> tuple[int, str] | None:
+    """Why an incident must not be resumed, as (exit code, message); None if it may be.
+
+    A run that finished is never re-run: ``succeeded`` means there is nothing to do (exit 0);
+    ``failed``/``aborted`` runs already ran their compensations and a rolled-back incident was
+    undone, so resuming would skip steps whose effects were undone (exit 2: start a new run)."""
+    if p.rolled_back:
+        return 2, ("it was rolled back; resuming would skip steps whose changes were undone. "
+                   "Start a new incident with `stanch run`")
+    if p.finished and p.outcome == "succeeded":
+        return 0, "nothing to resume: its run already finished (succeeded)"
+    if p.finished:
+        return 2, (f"its run already finished ({p.outcome or 'unknown outcome'}) and ran its compensations; "
+                   "start a new incident with `stanch run`, or `stanch rollback` it")
+    return None

@@ -26,7 +26,7 @@ from typing import Any
 GENESIS = "0" * 64
 FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback"})
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "action"})  # action.observed: before acting
 
 
 def utcnow() -> datetime:
