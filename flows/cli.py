@@ -283,7 +283,7 @@ def _reattach(meta: dict[str, Any]) -> Any:
     were keep the old rule (a drill re-attaches to the running sandbox)."""
     from flows.targets import reattach
 
-    if not isinstance(meta.get("target"), dict):
+    if "target" not in meta:
         if meta.get("drill") and read_sandbox_state() is not None:
             _use_sandbox()
         return None

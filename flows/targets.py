@@ -16,7 +16,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from integrations.errors import ConfigurationError
 from integrations.settings import StanchSettings
@@ -87,10 +87,17 @@ def reattach(meta: dict[str, Any], sandbox_env: dict[str, str] | None,
     raw = meta.get("target")
     if not isinstance(raw, dict):
         raise ConfigurationError("incident.json records no target")
-    target = RunTarget.model_validate(raw)
+    try:
+        target = RunTarget.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(f"incident.json: unreadable target ({exc.error_count()} problem(s): "
+                                 f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']})") from None
     env: dict[str, str | None] = {}
-    if target.sandbox:
+    if target.sandbox or target.drill:
         url = target.aws_endpoint_url or ""
+        if not is_loopback(url) or (target.slack_base_url and not is_loopback(target.slack_base_url)):
+            raise ConfigurationError(f"incident.json: a sandbox/drill target must be loopback, got AWS "
+                                     f"{url or 'default endpoints'}, Slack {target.slack_base_url or 'none'}")
         if sandbox_env is not None and sandbox_url == url:
             env.update(sandbox_env)
         elif not endpoint_answers(url):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,13 @@ def test_live_target_unsets_a_stray_endpoint() -> None:
                        "region": "us-east-1", "assume_role_name": "StanchIncidentResponder"}}
     _, env = reattach(meta, None, None)
     assert env["STANCH_AWS_ENDPOINT_URL"] is None  # the caller removes it: the run went to real AWS
+
+
+HOSTILE = Path(__file__).parents[1] / "hostile" / "incidents"
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE.glob("*.json")), ids=lambda p: p.stem)
+def test_hostile_recorded_targets_are_refused(path: Path) -> None:
+    meta = json.loads(path.read_text())
+    with pytest.raises(ConfigurationError):
+        reattach(meta, None, None)
