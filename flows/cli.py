@@ -143,6 +143,9 @@ def plan(
         plan_, registry = _load_plan(runbook)
         values = resolve_inputs(plan_, parse_input_pairs(input or []))
         rows = dry_run(plan_, values, registry, _settings())
+        from flows.redaction import Redactor
+
+        rows = Redactor({str(values[k]) for k, s in plan_.inputs.items() if s.secret and values.get(k)})(rows)
     except RunbookError as exc:
         _print_diagnostics(exc.diagnostics)
         raise _fail(str(exc), 1) from None
@@ -206,21 +209,31 @@ def run(
         raise _fail(str(exc)) from None
     inc = incident_id or new_incident_id()
     who = initiator or os.environ.get("USER") or "cli"
-    result = execute_run(plan_.source, given, inc, settings.store_dir, drill=drill, initiator=f"cli:{who}")
+    from flows import secret_inputs
+
+    public, secrets = secret_inputs.split(plan_, given)
+    result = execute_run(plan_.source, public, inc, settings.store_dir, drill=drill, initiator=f"cli:{who}",
+                         secrets=secrets)
     raise typer.Exit(0 if result["outcome"] == "succeeded" else 1)
 
 
 def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, store: Path, *,
-                drill: bool, initiator: str) -> dict[str, Any]:
-    """Run the flow in this process with live progress; returns the summary dict."""
+                drill: bool, initiator: str, secrets: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the flow in this process with live progress; returns the summary dict. ``given`` holds
+    secret inputs as references; their values (``secrets``) stay in this process (never in Prefect)."""
+    from flows import secret_inputs
     from flows.runtime import run_runbook
 
     store.mkdir(parents=True, exist_ok=True)
     label = (f"incident [bold]{incident_id}[/] · runbook {runbook_path} · "
              f"{'DRILL (sandbox only)' if drill else 'live'}")
-    summary = _run_with_progress(run_runbook, label, store, runbook_path=str(runbook_path), inputs=given,
-                                 incident_id=incident_id, store=str(store.resolve()), drill=drill,
-                                 initiator=initiator)
+    secret_inputs.deposit(incident_id, secrets or {})
+    try:
+        summary = _run_with_progress(run_runbook, label, store, runbook_path=str(runbook_path), inputs=given,
+                                     incident_id=incident_id, store=str(store.resolve()), drill=drill,
+                                     initiator=initiator)
+    finally:
+        secret_inputs.discard(incident_id)
     console.print()
     _report(summary)
     return summary
@@ -308,10 +321,12 @@ def resume(
     input: InputOpt = None,
 ) -> None:
     """Continue an incident's run: steps and fan-out items that already succeeded are skipped
-    (never repeated); failed and unfinished ones run. Secret inputs must be given again.
+    (never repeated); failed and unfinished ones run. Secret inputs are not kept in the incident:
+    give them again with -i (or STANCH_SECRET_<NAME>); resume refuses, naming them, otherwise.
     Targets exactly what the run targeted (its sandbox, endpoints, region). A finished incident
     is not re-run: exit 0 "nothing to resume" if it succeeded, exit 2 if it failed, was aborted
     or rolled back (its compensations ran)."""
+    from flows import secret_inputs
     from flows.incident import Incident
     from flows.resume import prior_progress, resume_refusal
     from flows.runtime import run_runbook
@@ -330,36 +345,54 @@ def resume(
         _reattach(meta)
         from flows.compiler import parse_input_pairs
 
-        given = {**meta.get("inputs", {}), **parse_input_pairs(input or [])}
+        plan_, _ = _load_plan(meta["runbook_path"])
+        given, secrets = secret_inputs.resume_inputs(plan_, meta.get("inputs", {}), parse_input_pairs(input or []))
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    summary = _run_with_progress(run_runbook, f"resuming {inc.id} ({meta['runbook']})", inc.folder.parent,
-                                 runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id,
-                                 store=str(inc.folder.parent), drill=bool(meta.get("drill")),
-                                 initiator=meta.get("initiator", "cli"), resume=True)
+    secret_inputs.deposit(inc.id, secrets)
+    try:
+        summary = _run_with_progress(run_runbook, f"resuming {inc.id} ({meta['runbook']})", inc.folder.parent,
+                                     runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id,
+                                     store=str(inc.folder.parent), drill=bool(meta.get("drill")),
+                                     initiator=meta.get("initiator", "cli"), resume=True)
+    finally:
+        secret_inputs.discard(inc.id)
     _report(summary)
     raise typer.Exit(0 if summary.get("outcome") == "succeeded" else 1)
 
 
 @app.command()
-def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder.")],
+             input: Annotated[list[str] | None, typer.Option(
+                 "--input", "-i", help="A secret input an undo needs, as key=value (repeat).")] = None) -> None:
     """Undo an incident: run the compensations of its succeeded steps, newest first, each once
     (retried on transient errors). Every compensation is recorded in the timeline and post-mortem.
     Prints what was undone and what was not (steps with no compensation declared). Exit 0 when
     every compensation succeeded (also when some steps declare none: "partly rolled back", and
     when no step changed anything: "nothing to undo"), 1 when one failed or when steps changed
     things and none could be undone ("nothing undone"). Targets exactly what the run targeted."""
+    from flows import secret_inputs
+    from flows.compiler import parse_input_pairs
     from flows.incident import Incident
+    from flows.resume import prior_progress
     from flows.runtime import rollback_incident
 
     try:
         inc = Incident.open_existing(_settings().store_dir, incident)
         _reattach(inc.read_meta())
+        given = parse_input_pairs(input or [])
+        problems = secret_inputs.rollback_problems(prior_progress(inc.events()).compensation_records, given)
+        if problems:
+            raise InputError(f"cannot roll back {inc.id}: " + "; ".join(problems))
     except StanchError as exc:
         raise _fail(str(exc)) from None
     who = os.environ.get("USER") or "cli"
-    summary = _run_with_progress(rollback_incident, f"rolling back {inc.id}", inc.folder.parent,
-                                 incident_id=inc.id, store=str(inc.folder.parent), initiator=f"cli:{who}")
+    secret_inputs.deposit(inc.id, {k: str(v) for k, v in given.items()})
+    try:
+        summary = _run_with_progress(rollback_incident, f"rolling back {inc.id}", inc.folder.parent,
+                                     incident_id=inc.id, store=str(inc.folder.parent), initiator=f"cli:{who}")
+    finally:
+        secret_inputs.discard(inc.id)
     _report(summary)
     raise typer.Exit(0 if summary.get("outcome") in ("rolled back", "partly rolled back", "nothing to undo") else 1)
 

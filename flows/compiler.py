@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from flows.spec.models import Approval, Compensation, InputSpec, Runbook, Step
+from flows.spec.templates import TemplatePathError, resolve_template
 from integrations.base import ActionRegistry
-from integrations.errors import InputError
+from integrations.errors import InputError, RunbookError
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,16 @@ def _compensation(step: Step, registry: ActionRegistry) -> PlannedCompensation |
     return PlannedCompensation(comp, {})
 
 
+def _template(base: Path, relative: str | None) -> Path | None:
+    """A template file confined to the runbook's folder / STANCH_TEMPLATE_DIRS (RB117 at validate)."""
+    if not relative:
+        return None
+    try:
+        return resolve_template(base, relative)
+    except TemplatePathError as exc:
+        raise RunbookError(f"{base}: {exc}") from None
+
+
 def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Plan:
     """Order steps topologically (stable: file order among ready steps) and freeze them."""
     by_id = {s.id: s for s in runbook.steps}
@@ -159,7 +170,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
                 continue_on_error=s.continue_on_error,
                 mutating=bool(spec and spec.mutating),
                 compensate=_compensation(s, registry),
-                report=(base / s.report) if s.report else None,
+                report=_template(base, s.report),
                 approval=s.approval,
                 summary=spec.summary if spec else "",
                 batch=s.batch or 1,
@@ -169,8 +180,8 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
         runbook=runbook,
         source=source,
         steps=tuple(steps),
-        default_report=(base / runbook.report) if runbook.report else None,
-        postmortem_template=(base / runbook.postmortem) if runbook.postmortem else None,
+        default_report=_template(base, runbook.report),
+        postmortem_template=_template(base, runbook.postmortem),
         inputs=dict(runbook.inputs),
     )
 

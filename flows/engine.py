@@ -35,11 +35,12 @@ from flows.expressions import ExpressionError, is_truthy, render_value
 from flows.incident import Incident
 from flows.items import item_key
 from flows.notify import StatusNotifier
-from flows.redaction import Redactor
+from flows.redaction import Redactor, masked_path
 from flows.reports import ReportError, fallback_report, render_step_report
 from flows.resume import PriorProgress, prior_progress
+from flows.secret_inputs import from_refs, to_refs
 from flows.timeline import isoformat, utcnow
-from integrations.base import ActionContext, ActionRegistry
+from integrations.base import ActionContext, ActionRegistry, IntentLedger
 from integrations.errors import ActionError, PermanentActionError, StanchError
 from integrations.settings import StanchSettings
 
@@ -125,11 +126,15 @@ class Engine:
         self.initiator = initiator
         self.state = RunState(plan)
         self.outputs: dict[str, Any] = {}
-        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill, channel=slack_channel)
+        self.prior = prior or PriorProgress()
+        self.intents = IntentLedger(self.prior.intents)  # exactly-once sends across attempts
+        self.notifier = StatusNotifier.from_settings(settings, incident, plan, drill=drill, channel=slack_channel,
+                                                     record=self.record, prior=self.prior)
         self._attempts: dict[tuple[str, str | None], int] = {}
         self._lock = threading.Lock()
         self.started_at = isoformat(utcnow())
-        self.prior = prior or PriorProgress()
+        self.secret_values = {k: str(inputs[k]) for k, spec in plan.inputs.items()  # not unresolved refs
+                              if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
         # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
         self._history = {k: list(v) for k, v in self.prior.history.items()}
 
@@ -170,15 +175,22 @@ class Engine:
 
     # ----- task body (worker threads) ---------------------------------------------------------
     def execute(self, call: ItemCall) -> dict[str, Any]:
+        """Run one action. Its output is returned raw: steps hand each other real values (a
+        secret's *name* included); redaction happens where things are written or shown."""
         step, key = call.step, call.key
         assert step.action is not None
         spec = self.registry.get(step.action)
+        masked = masked_path(call.params)
+        if masked is not None:  # e.g. a prior output read back from the timeline on resume
+            raise PermanentActionError(f"parameter {masked!r} holds a redacted value ('[redacted]'); "
+                                       "refusing to act on it")
         with self._lock:
             attempt = self._attempts.get((step.id, key), 0) + 1
             self._attempts[(step.id, key)] = attempt
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
-                            item_key=key, drill=self.drill, runbook=self.plan.name,
+                            item_key=key, drill=self.drill, runbook=self.plan.name, intents=self.intents,
                             record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx),
+                            redact_text=self.incident.redactor.text,
                             history=lambda kind: self._action_history(step.id, key, kind))
         try:
             result = spec.execute(ctx, call.params)
@@ -194,7 +206,7 @@ class Engine:
             raise clean from None
         self.incident.redactor.add(*ctx.secrets)
         out: dict[str, Any] = result.model_dump(mode="json")
-        return {"output": self.incident.redactor(out), "attempts": attempt}
+        return {"output": out, "attempts": attempt}
 
     def execute_batch(self, call: ItemCall) -> list[dict[str, Any]]:
         """Items of one task run, one after the other; each item has its own transient-error
@@ -241,6 +253,7 @@ class Engine:
             self.outputs[step.id] = self.prior.steps[step.id]
             self.state.mark(step.id, StepStatus.SUCCEEDED)
             self.record("step.already_done", step=step.id, data={"reason": "succeeded in an earlier attempt"})
+            self._catch_up_report(step)
             return
         blocked = self.state.blocked_by(step)
         scope = self.scope()
@@ -384,7 +397,8 @@ class Engine:
                                                   spec.result.model_validate(it["output"]))
             else:
                 params = dict(it["params"])
-            records.append({"item": it["key"], "action": comp.action, "with": params})
+            # recorded in the timeline (redacted there): a secret input's value goes as its reference
+            records.append({"item": it["key"], "action": comp.action, "with": to_refs(params, self.secret_values)})
         return records
 
     def _run_approval(self, step: PlannedStep) -> None:
@@ -448,6 +462,18 @@ class Engine:
         if problem:
             self.record("slack.unavailable", step=step.id, data={"error": problem})
 
+    def _catch_up_report(self, step: PlannedStep) -> None:
+        """A step done in an earlier attempt whose report phase the crash cut short: write the
+        missing report, or post the written one (the notifier skips what Slack already has)."""
+        if step.id not in self.prior.reports_written:
+            self._finish_report(StepRun(step, utcnow()), StepStatus.SUCCEEDED, output=self.outputs[step.id])
+            return
+        path = self.incident.reports_dir / f"{step.id}.md"
+        markdown = path.read_text(encoding="utf-8") if path.exists() else f"# {step.title} — SUCCEEDED\n"
+        problem = self.notifier.step_update(step, self.prior.reports_written[step.id], markdown)
+        if problem:
+            self.record("slack.unavailable", step=step.id, data={"error": problem})
+
     def run(self) -> RunState:
         running: Running = {}
         while True:
@@ -493,13 +519,19 @@ class Engine:
     def _run_compensation(self, step: PlannedStep, rec: dict[str, Any]) -> bool:
         action = rec["action"]
         self.record("compensation.started", step=step.id, item=rec.get("item"), data={"action": action})
+        try:
+            params = from_refs(rec["with"], self.inputs)
+        except StanchError as exc:
+            self.record("compensation.failed", step=step.id, item=rec.get("item"),
+                        data={"action": action, "error": str(exc)})
+            return False
         comp_step = PlannedStep(
             id=f"undo-{step.id}", title=f"Undo {step.title}", action=action, with_={}, needs=(),
             upstream=frozenset(), if_=None, for_each=None, item_name=None, concurrency=1,
             retries=max(step.retries, 3), retry_delay=step.retry_delay, timeout=step.timeout,
             continue_on_error=False, mutating=True, compensate=None, report=None, approval=None)
         fut = self._make_task(comp_step, rec.get("item")).submit(
-            ItemCall(self, comp_step, rec.get("item"), rec["with"]))
+            ItemCall(self, comp_step, rec.get("item"), params))
         fut.wait()
         if fut.state.is_completed():
             self.record("compensation.succeeded", step=step.id, item=rec.get("item"),

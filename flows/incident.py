@@ -74,6 +74,9 @@ class Incident:
         return data
 
     def write_meta(self, meta: dict[str, Any]) -> None:
+        """``incident.json``: what resume/rollback start from. The caller passes inputs as
+        ``flows.secret_inputs.public_inputs`` gives them (non-secret verbatim, secret as a marker);
+        the redactor here is a safety net (secret-looking material), not the way secrets are kept out."""
         _atomic_write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n")
 
     def read_meta(self) -> dict[str, Any]:

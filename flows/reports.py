@@ -20,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
 
 from flows.limits import LIMITS, BoundedSandbox, LimitExceeded, budget, tojson
+from flows.spec.templates import configured_template_dirs, inside
 from integrations.errors import StanchError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,9 +75,45 @@ def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
 
+# -- where templates may be loaded from (defence in depth behind validate's RB117) -------------
+
+_PSEUDO_FS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_template_path(path: Path, roots: list[Path] | None = None) -> Path:
+    """The real path of template ``path``, or ``ReportError`` when it must not be loaded.
+
+    Refused: ``..`` components, files under /proc, /sys, /dev, anything that is not a regular
+    file, and a path that resolves (symlinks followed) outside ``roots`` (default: its own
+    folder), the built-in templates and ``STANCH_TEMPLATE_DIRS``. The message never shows the
+    file's content.
+    """
+    if ".." in path.parts:
+        raise ReportError(f"{path}: report template path must not contain '..'")
+    real = path.resolve()
+    allowed = [*(roots if roots is not None else [path.absolute().parent]), TEMPLATES, *configured_template_dirs()]
+    if any(real.is_relative_to(p) for p in _PSEUDO_FS) or not inside(real, allowed):
+        raise ReportError(f"{path}: report template resolves to {real}, outside the allowed template folders")
+    if not real.is_file():
+        raise ReportError(f"{path}: report template is not a regular file")
+    return real
+
+
+class _ConfinedLoader(FileSystemLoader):
+    """``FileSystemLoader`` whose ``include``/``extends``/``import`` targets pass ``check_template_path``."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        try:
+            check_template_path(Path(filename), [Path(p) for p in self.searchpath])
+        except ReportError:
+            raise TemplateNotFound(template) from None
+        return source, filename, uptodate
+
+
 def make_environment(search: list[Path]) -> BoundedSandbox:
     env = BoundedSandbox(
-        loader=FileSystemLoader([str(p) for p in search]),
+        loader=_ConfinedLoader([str(p) for p in search]),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -105,6 +142,7 @@ def _template_line(exc: BaseException, path: Path) -> int | None:
 
 def render_template(path: Path, context: dict[str, Any]) -> str:
     """Render one template file, bounded; every failure is a ``ReportError`` naming it."""
+    path = check_template_path(path)
     env = make_environment([path.parent, TEMPLATES])
     try:
         with budget(f"template {path.name}", LIMITS.template_seconds):
@@ -190,6 +228,7 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
             compensations.append({"ts": e["ts"], "step": sid, "kind": kind.split(".", 1)[1],
                                   "action": data.get("action"), "detail": _compact(data.get("output")
                                                                                    or data.get("error") or "")})
+    possibly_sent = _unconfirmed_sends(events)
     start_ts = _parse_ts(started["ts"]) if started else None
     end_ts = _parse_ts(finished["ts"]) if finished else None
     ttc = (last_containment - start_ts).total_seconds() if (last_containment and start_ts) else None
@@ -230,7 +269,25 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
         "went_well": went_well,
         "went_badly": went_badly,
         "slack_problems": slack_problems,
+        "possibly_sent": possibly_sent,
     }
+
+
+def _unconfirmed_sends(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Notifications started but never confirmed (``intent.recorded`` whose last settlement is
+    none or ``possibly_sent``): a crash came between the send and its record and the sink could not
+    be asked (e-mail) — by the at-most-once policy they were not sent again."""
+    intents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for e in events:
+        data = e.get("data") or {}
+        key = data.get("key")
+        if e["kind"] == "intent.recorded" and key:
+            intents[key] = {"ts": e["ts"], "step": e.get("step"), "item": e.get("item"),
+                            "sink": data.get("sink"), "to": data.get("recipient") or data.get("channel"),
+                            "policy": data.get("policy"), "state": "open"}
+        elif e["kind"] == "intent.settled" and isinstance(key, str) and key in intents:
+            intents[key]["state"] = data.get("outcome")
+    return [i for i in intents.values() if i["state"] in ("open", "possibly_sent")]
 
 
 def render_postmortem(events: list[dict[str, Any]], plan_json: dict[str, Any],

@@ -1,11 +1,12 @@
 """What an earlier (crashed or aborted) run of an incident already did, read from its timeline.
 
 Owns: ``PriorProgress`` — succeeded steps with their outputs, succeeded fan-out items with theirs,
-compensations already done, what actions recorded per step/item (their before-images and
-effects: ``ActionContext.history``), and whether the last attempt finished — so ``stanch resume``
-skips finished work and refuses a finished incident (``resume_refusal``), an action re-run after a
-crash reconciles against the state it recorded before acting, and ``stanch rollback`` never undoes
-a step twice. Must not touch: Prefect, boto3, Slack.
+and compensations already done — so ``stanch resume`` skips finished work and ``stanch rollback``
+never undoes a step twice; the intents of non-idempotent sends with their last state (open ones
+are settled on resume, see ``integrations.base.IntentLedger``); and what Slack already shows — the
+incident header (``slack.header``) and which step reports were posted (``slack.report_posted``).
+Also what actions recorded per step/item (their before-images and effects: ``ActionContext.history``)
+and whether the last attempt finished (``resume_refusal``). Must not touch: Prefect, boto3, Slack.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class PriorProgress:
     compensation_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     runs: int = 0
     finished: bool = False
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {state, ts, ...}
+    slack_header: dict[str, Any] | None = None                        # {channel, ts}
+    reports_written: dict[str, str] = field(default_factory=dict)     # step id -> status
+    reports_posted: set[tuple[str, str]] = field(default_factory=set)  # (step id, status)
     outcome: str | None = None          # of the last run.finished
     rolled_back: bool = False           # a rollback started (then resuming would redo undone work)
     # (step, item, kind) -> data of every event recorded with a step: what ActionContext.history reads
@@ -57,6 +62,18 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
                 p.compensation_records[step] = data["compensation"]
         elif kind == "compensation.succeeded" and step:
             p.compensated.add((step, item))
+        elif kind == "intent.recorded" and data.get("key"):
+            p.intents[data["key"]] = {**{k: v for k, v in data.items() if k != "key"},
+                                      "state": "open", "ts": e.get("ts"), "step": step, "item": item}
+        elif kind == "intent.settled" and data.get("key") in p.intents:
+            p.intents[data["key"]].update({k: v for k, v in data.items() if k not in ("key", "outcome")},
+                                          state=data.get("outcome", "sent"))
+        elif kind == "slack.header" and data.get("ts"):
+            p.slack_header = {"channel": data.get("channel"), "ts": data["ts"]}
+        elif kind == "report.written" and step:
+            p.reports_written[step] = str(data.get("status", ""))
+        elif kind == "slack.report_posted" and step:
+            p.reports_posted.add((step, str(data.get("status", ""))))
     return p
 
 

@@ -27,24 +27,38 @@ from flows.incident import Incident
 from flows.redaction import Redactor
 from flows.resume import PriorProgress, prior_progress
 from flows.safety import check_drill_targets
+from flows.secret_inputs import is_ref, public_inputs, resolve, secret_names
 from flows.spec import load_runbook
 from flows.targets import RunTarget
 from integrations.base import default_registry
+from integrations.errors import InputError
 from integrations.settings import StanchSettings
 
 __all__ = ["add_listener", "rollback_incident", "run_runbook"]
 
 
 def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str, drill: bool,
-             initiator: str, prior: PriorProgress | None = None, slack_channel: str | None = None) -> Engine:
+             initiator: str, prior: PriorProgress | None = None, slack_channel: str | None = None,
+             *, strict: bool = True) -> Engine:
+    """``inputs`` carry secret inputs as ``{"$secret_ref": name}`` (flows.secret_inputs): resolved
+    here, in the process that runs the flow. ``strict=False`` (rollback): an unavailable secret
+    is left as its reference; a compensation that needs it fails naming it."""
     settings = StanchSettings()
     if drill:
         check_drill_targets(settings)
     registry = default_registry()
     loaded = load_runbook(Path(runbook_path), registry)
     plan = compile_plan(loaded.runbook, loaded.path, registry)
-    values = resolve_inputs(plan, inputs)
-    redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items() if spec.secret and values.get(k)})
+    if strict:
+        plain = sorted(k for k in secret_names(plan) if inputs.get(k) not in (None, "") and not is_ref(inputs[k]))
+        if plain:  # a flow parameter is stored by Prefect: the value must never have been one
+            raise InputError(f"secret input(s) {', '.join(map(repr, plain))} passed to the flow as values "
+                             f"(they are now in Prefect's flow-run parameters): pass {{'$secret_ref': name}} "
+                             f"and keep the value in the process (flows.secret_inputs.deposit)")
+    given, missing = resolve(incident_id, inputs, strict=strict)
+    values = resolve_inputs(plan, given)
+    redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items()
+                         if spec.secret and values.get(k) and k not in missing})
     incident = Incident(Path(store), incident_id, redactor)
     return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
                   slack_channel=slack_channel)
@@ -93,20 +107,21 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         prior = prior_progress(Incident(Path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
-    incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": engine.inputs, "drill": drill})
-    if resume:
+    shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
+    incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
+    if resume and engine.prior.runs:
         engine.record("run.resumed", actor=initiator, data={
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
             "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
     else:
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
-                             "inputs": engine.inputs, "drill": drill, "initiator": initiator,
+                             "inputs": shown_inputs, "drill": drill, "initiator": initiator,
                              "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
                              "created_at": datetime.now(UTC).isoformat()})
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
-            "severity": plan.runbook.severity, "inputs": engine.inputs, "drill": drill})
+            "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
     problem = engine.notifier.start()
     if problem:
         engine.record("slack.unavailable", data={"error": problem})
@@ -133,7 +148,7 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     meta = incident.read_meta()
     prior = prior_progress(incident.events())
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
-                      bool(meta.get("drill")), initiator, prior)
+                      bool(meta.get("drill")), initiator, prior, strict=False)
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)

@@ -7,9 +7,15 @@ adapter on ``/slack/events`` under a threaded werkzeug server), the Socket Mode 
 
 * Bolt verifies every request (v0 HMAC of the raw body with the signing secret, timestamp within
   5 minutes) before any listener runs: unsigned, mis-signed or stale requests get 401.
-* Listeners ``ack()`` first (``process_before_response=False``) with only parsing and a
-  seen-set check in front; validation, authorization, group look-ups and launching run after the
-  ack on this module's worker pool and answer through ``response_url`` (``respond``).
+* Listeners ``ack()`` first (``process_before_response=False``) with only parsing, a
+  seen-set check and the enqueue in front; validation, authorization, group look-ups and launching
+  run after the ack on this module's bounded worker pool (``workers`` threads + ``max_pending``
+  queued; beyond that the ack says "busy") and answer through ``response_url`` (``respond``).
+* "started" is announced only once the flow run exists on the Prefect API. Creating it is
+  bounded (``start_timeout`` from the command, per-call timeouts, retries with one idempotency
+  key); when it cannot be created — or an in-process run dies before ``run.started`` — the
+  incident is recorded as ``run.start_failed`` and the channel is told "failed to start" with the
+  exact ``stanch resume`` command. Failures are logged redacted, never swallowed.
 * A delivery seen before (Slack's ``X-Slack-Retry-Num`` retries, or any duplicate with the same
   team/channel/user/text/trigger_id) is acked and starts nothing; ``DeploymentLauncher`` also
   passes the key as Prefect's ``idempotency_key``.
@@ -28,6 +34,8 @@ import json
 import logging
 import re
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +47,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
 from flows.incident import Incident, new_incident_id
+from flows.redaction import Redactor
 from flows.slack.commands import (
     CHANNEL_ID,
     HELP_TEXT,
@@ -62,6 +71,10 @@ from flows.slack.launchers import (
     InProcessLauncher,
     LaunchRequest,
     RunLauncher,
+    StartPolicy,
+    describe,
+    record_start_failure,
+    resume_command,
 )
 from integrations.errors import ConfigurationError, InputError, RunbookError, StanchError
 from integrations.settings import StanchSettings
@@ -112,6 +125,18 @@ class SlackAppConfig(BaseSettings):
         default_factory=list,
         description="Folders a file-naming input given in Slack (inventory=…) must resolve inside "
                     "(JSON list; default: the folder of STANCH_INVENTORY).")
+    max_pending: int = Field(default=200, ge=0, le=10_000, description="Post-ack jobs that may wait for a "
+                             "thread; beyond that a command is refused at once (\"busy, try again\").")
+    start_timeout: float = Field(default=30.0, gt=0, le=600, description="Seconds from the command to the "
+                                 "\"started\" or \"failed to start\" message (queue wait included).")
+    start_attempt_timeout: float = Field(default=5.0, gt=0, le=120, description="Seconds per Prefect API "
+                                         "operation while creating a flow run (connect, read, write, pool).")
+    start_attempts: int = Field(default=6, ge=1, le=20, description="Attempts to create a flow run "
+                                "(same idempotency key; backoff 0.5 s, doubling up to 4 s).")
+
+    def start_policy(self) -> StartPolicy:
+        return StartPolicy(deadline=self.start_timeout, attempt_timeout=self.start_attempt_timeout,
+                           attempts=self.start_attempts)
 
 
 def _retry_num(headers: dict[str, Any]) -> int:
@@ -133,10 +158,14 @@ class StanchSlack:
     """The handlers behind the Bolt app; one per process. ``register(app)`` wires them."""
 
     def __init__(self, settings: StanchSettings, config: SlackAppConfig, launcher: RunLauncher,
-                 lookup_group: Callable[[str], list[str]]) -> None:
+                 lookup_group: Callable[[str], list[str]], web: WebClient | None = None) -> None:
         self.settings = settings
         self.config = config
         self.launcher = launcher
+        self.web = web
+        if isinstance(launcher, InProcessLauncher) and launcher.on_failure is None:
+            launcher.on_failure = self.run_failed  # a created run that then failed is reported, not lost
+        self._slots = threading.BoundedSemaphore(config.workers + config.max_pending)
         self.store = settings.store_dir
         self.seen = SeenSet(self.store / ".slack" / "seen.txt")
         self.groups = GroupDirectory(lookup_group)
@@ -201,13 +230,23 @@ class StanchSlack:
             base = get_current_settings().ui_url
         return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def _submit(self, fn: Callable[..., None], *args: Any) -> bool:
+        """Queue post-ack work; False (nothing queued) when ``workers + max_pending`` jobs are
+        already waiting or running — the queue is bounded, never the ack."""
+        if not self._slots.acquire(blocking=False):
+            log.error("slack: post-ack queue full (%d jobs); refusing %s", self.config.workers
+                      + self.config.max_pending, getattr(fn, "__name__", fn))
+            return False
+
         def guarded() -> None:
             try:
                 fn(*args)
             except Exception:  # never let a worker die silently
                 log.exception("slack: post-ack work failed")
+            finally:
+                self._slots.release()
         self.pool.submit(guarded)
+        return True
 
     # ------------------------------------------------------------------ /stanch
     def on_command(self, ack: Any, body: dict[str, Any], request: Any, respond: Any) -> None:
@@ -238,10 +277,14 @@ class StanchSlack:
             except StanchError as exc:
                 ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}")
         elif cmd.name == "run":
-            ack(response_type="ephemeral", text=f"Checking `{escape(cmd.args[0])}` and your inputs …")
+            not_after = time.monotonic() + self.config.start_timeout  # the start bound counts from here
             channel = str(body.get("channel_id") or "")
-            self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond,
-                         channel if CHANNEL_ID.match(channel) else None)
+            if self._submit(self.start_run, user, cmd.args[0], list(cmd.args[1:]), key, respond,
+                            channel if CHANNEL_ID.match(channel) else None, not_after):
+                ack(response_type="ephemeral", text=f"Checking `{escape(cmd.args[0])}` and your inputs …")
+            else:
+                ack(response_type="ephemeral", text=":hourglass: stanch is busy starting other runs; nothing "
+                    "was started — send the command again in a minute.")
         else:  # approve / deny
             ack(response_type="ephemeral", text=f"Submitting your decision on `{escape(cmd.args[1])}` …")
             self._submit(self.decide, user, cmd.args[0], cmd.args[1], cmd.name == "approve", respond, "command")
@@ -263,15 +306,18 @@ class StanchSlack:
         return hit
 
     def start_run(self, user: str, name: str, pairs: list[str], key: str, respond: Any,
-                  channel_id: str | None = None) -> None:
-        """After the ack: validate like the CLI, authorize, launch, announce."""
+                  channel_id: str | None = None, not_after: float | None = None) -> None:
+        """After the ack: validate like the CLI, authorize, create the flow run (bounded by
+        ``not_after``), then announce "started" — or report "failed to start" with an incident
+        record that ``stanch resume`` continues."""
+        from flows import secret_inputs
         from flows.compiler import parse_input_pairs, resolve_inputs
         from integrations.base import default_registry
 
         try:
             path = resolve_runbook_name(name, self.runbook_dirs())
             runbook, plan = self.load_plan(path)
-            given = parse_input_pairs(pairs)
+            given = secret_inputs.with_refs_for_absent(plan, parse_input_pairs(pairs))
             resolve_inputs(plan, given)
             given = confine_inputs(plan, default_registry(), given, self.input_dirs())
         except RunbookError as exc:
@@ -291,16 +337,20 @@ class StanchSlack:
             log.warning("slack: refused /stanch run %s for %s: %s", runbook.name, user, reason)
             respond(response_type="ephemeral", replace_original=False, text=f":no_entry: {reason}")
             return
-        incident_id = new_incident_id()
+        public, secrets = secret_inputs.split(plan, given)
+        request = LaunchRequest(
+            runbook_path=path, inputs=public, incident_id=new_incident_id(), store=self.store,
+            initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill, slack_channel=channel_id,
+            not_after=not_after, secrets=secrets, redactor=Redactor({v for v in secrets.values() if v}),
+            secret_inputs=tuple(sorted(secrets)))
         try:
-            result = self.launcher.launch(LaunchRequest(
-                runbook_path=path, inputs=given, incident_id=incident_id, store=self.store,
-                initiator=f"slack:{user}", idempotency_key=key, drill=self.config.drill,
-                slack_channel=channel_id))
+            result = self.launcher.launch(request)
         except Exception as exc:
-            log.exception("slack: could not start %s", runbook.name)
-            respond(response_type="ephemeral", replace_original=False,
-                    text=f":x: could not start `{runbook.name}`: {escape(f'{type(exc).__name__}: {exc}')}")
+            problem = request.redactor.text(str(exc) if isinstance(exc, StanchError) else describe(exc))
+            if not isinstance(exc, StanchError):
+                log.error("slack: launching %s failed unexpectedly:\n%s", request.incident_id,
+                          request.redactor.text("".join(traceback.format_exception(exc))))
+            self.start_failed(request, runbook.name, problem, respond, attempts=getattr(exc, "attempts", 0))
             return
         if result.duplicate:
             respond(response_type="ephemeral", replace_original=False,
@@ -313,7 +363,60 @@ class StanchSlack:
                 f"{' as a DRILL' if self.config.drill else ''} — incident `{result.incident_id}`.\n"
                 f"Step updates: the incident thread in {where} · `/stanch status {result.incident_id}`"
                 + (f" · <{link}|Prefect run>" if link else ""))
+        log.info("slack: %s started (%s, flow run %s, %d attempt(s))", result.incident_id, runbook.name,
+                 result.flow_run_id, result.attempts)
         respond(response_type="in_channel", replace_original=False, text=text)
+
+    # ------------------------------------------------------------------ start failures
+    def start_failed(self, request: LaunchRequest, runbook: str, problem: str, respond: Any = None,
+                     attempts: int = 0) -> None:
+        """Nothing ran: write the incident record (``run.start_failed``) so ``stanch resume``
+        can start it, log it, and say so in the channel with the exact command to type."""
+        resume = resume_command(request.incident_id, request.secret_inputs)
+        log.error("slack: %s (%s) failed to start: %s — resume with: %s", request.incident_id, runbook,
+                  problem, resume)
+        try:
+            record_start_failure(request, runbook, problem, request.secret_inputs, attempts)
+            how = f"Nothing ran. Start it with `{escape(resume)}`"
+        except Exception as exc:
+            log.error("slack: could not record the start failure of %s: %s", request.incident_id,
+                      request.redactor.text(describe(exc)))
+            how = "Nothing ran, and the incident record could not be written: send the `/stanch run` command again"
+        if request.secret_inputs:
+            how += " (secret inputs are not kept: give them again)"
+        who = request.initiator.removeprefix("slack:")
+        self._announce(request, f":x: <@{who}>'s `{escape(runbook)}` — incident `{request.incident_id}` "
+                                f"*failed to start*: {escape(problem)}\n{how}.", respond)
+
+    def run_failed(self, request: LaunchRequest, problem: str, started: bool) -> None:
+        """``InProcessLauncher.on_failure``: a created run whose execution then failed."""
+        if not started:
+            self.start_failed(request, request.runbook_path.stem, problem)
+            return
+        resume = resume_command(request.incident_id, request.secret_inputs)
+        self._announce(request, f":warning: incident `{request.incident_id}` stopped before it finished: "
+                                f"{escape(problem)}\nContinue it with `{escape(resume)}`.", None)
+
+    def _announce(self, request: LaunchRequest, text: str, respond: Any) -> None:
+        """In the channel: through the command's response_url when we have it, else (or if that
+        fails) with chat.postMessage to the channel the command came from."""
+        if respond is not None:
+            try:
+                resp = respond(response_type="in_channel", replace_original=False, text=text)
+                if getattr(resp, "status_code", 200) < 300:
+                    return
+                log.error("slack: response_url answered %s for %s", getattr(resp, "status_code", "?"),
+                          request.incident_id)
+            except Exception as exc:
+                log.error("slack: response_url post for %s failed: %s", request.incident_id, describe(exc))
+        channel = request.slack_channel or self.settings.slack_channel
+        if self.web is None or not channel:
+            log.error("slack: no way to tell the channel about %s", request.incident_id)
+            return
+        try:
+            self.web.chat_postMessage(channel=channel, text=text)
+        except Exception as exc:
+            log.error("slack: chat.postMessage about %s failed: %s", request.incident_id, describe(exc))
 
     # ------------------------------------------------------------------ approvals
     def on_decision_button(self, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
@@ -428,9 +531,12 @@ def create_app(settings: StanchSettings | None = None, runner: RunLauncher | Non
         raise ConfigurationError("STANCH_SLACK_SIGNING_SECRET is not set: requests from Slack cannot be verified")
     web = _web_client(settings)
     if runner is None:
-        runner = InProcessLauncher() if config.launcher == "inprocess" else DeploymentLauncher(config.deployment)
+        runner = InProcessLauncher(config.start_policy()) if config.launcher == "inprocess" \
+            else DeploymentLauncher(config.deployment, config.start_policy())
+    if hasattr(runner, "warm_up"):
+        runner.warm_up()  # imports paid at start-up, not inside the first run's start deadline
     slack = SlackClient(web, default_channel=settings.slack_channel)
-    handlers = StanchSlack(settings, config, runner, slack.usergroup_members)
+    handlers = StanchSlack(settings, config, runner, slack.usergroup_members, web)
     app = App(client=web, signing_secret=settings.slack_signing_secret.get_secret_value(),
               process_before_response=False, name="stanch",
               listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="stanch-bolt"))

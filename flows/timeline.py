@@ -26,7 +26,9 @@ from typing import Any
 GENESIS = "0" * 64
 FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "action"})  # action.observed: before acting
+# fsynced kinds; "intent" so a recorded intent is on disk before the send it guards, "action"
+# (action.observed) so a before-image is on disk before the change it describes
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action"})
 
 
 def utcnow() -> datetime:

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigurationError",
     "DrillSafetyError",
     "InputError",
+    "IntentLedger",
     "PermanentActionError",
     "PlannedOperation",
     "RunbookError",
@@ -89,12 +91,54 @@ P = TypeVar("P", bound=ActionParams)
 R = TypeVar("R", bound=ActionResult)
 
 
+class IntentLedger:
+    """The intents of one incident's non-idempotent sends: ``key -> latest state``.
+
+    An action about to make a call it cannot repeat safely (an e-mail, a Slack post) records an
+    *intent* first (``ActionContext.intent``) and *settles* it when it knows the outcome
+    (``ActionContext.settle``). Both go to the incident timeline; the engine seeds this ledger
+    from the timeline of earlier attempts, so after a crash an action sees which sends were
+    started and never confirmed (state ``open``) and settles them against the sink, or by its
+    documented policy where the sink cannot be asked. States: ``open``, then one outcome —
+    ``sent`` (the call returned), ``found`` (found at the sink after a crash), ``not_sent`` (the
+    sink refused: nothing happened), ``possibly_sent`` (unconfirmed, not repeated by policy).
+    Entries are plain dicts: ``state``, ``ts`` (when the intent was recorded) and its data.
+    """
+
+    OPEN = "open"
+
+    def __init__(self, seed: dict[str, dict[str, Any]] | None = None) -> None:
+        self._data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (seed or {}).items()}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._data.get(key)
+            return dict(found) if found is not None else None
+
+    def note(self, key: str, state: str, data: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            entry = self._data.setdefault(key, {})
+            entry.update(data or {})
+            entry["state"] = state
+
+    def open_keys(self) -> list[str]:
+        with self._lock:
+            return [k for k, v in self._data.items() if v.get("state") == self.OPEN]
+
+
 @dataclass
 class ActionContext:
     """What an action receives besides its params.
 
     ``record(kind, data)`` appends an event to the incident timeline (the engine wires it);
     ``redact(value)`` registers a string that must never appear in any output;
+    ``mask(text)`` is ``text`` as it may be shown to people (Slack): the run's secret inputs, what
+    was ``redact``-ed and secret-looking material masked (the engine wires ``redact_text``).
+    Params reach an action raw (a secret input's value included): an action that shows a param
+    to people masks it at that edge.
+    ``intent``/``settle``/``prior_intent`` keep non-idempotent sends exactly-once across crashes
+    (see ``IntentLedger``; keys come from ``intent_key`` and never contain message content).
     ``history(kind)`` is the data of every ``kind`` event this incident recorded for this step
     (and item), earlier attempts and crashed runs included — what ``observe`` and
     ``record_once`` build on.
@@ -109,6 +153,8 @@ class ActionContext:
     record: Callable[[str, dict[str, Any]], None] = field(default=lambda kind, data: None)
     history: Callable[[str], list[dict[str, Any]]] = field(default=lambda kind: [])
     logger: logging.Logger = field(default_factory=lambda: log)
+    redact_text: Callable[[str], str] = field(default=lambda text: text, repr=False)
+    intents: IntentLedger = field(default_factory=IntentLedger)
     _secrets: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +162,13 @@ class ActionContext:
         if value:
             with self._lock:
                 self._secrets.add(value)
+
+    def mask(self, text: str) -> str:
+        with self._lock:
+            own = sorted(self._secrets, key=len, reverse=True)
+        for secret in own:
+            text = text.replace(secret, "[redacted]")
+        return self.redact_text(text)
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -148,6 +201,24 @@ class ActionContext:
         """Stable per incident/step/item: pass it where an API accepts a client token."""
         base = f"{self.incident_id}:{self.step_id}"
         return f"{base}:{self.item_key}" if self.item_key else base
+
+    def intent_key(self, *parts: str) -> str:
+        """Deterministic key of one send: incident, step, item, then e.g. ``email``, recipient."""
+        return ":".join([self.idempotency_token, *parts])
+
+    def prior_intent(self, key: str) -> dict[str, Any] | None:
+        """The intent recorded under ``key`` by this or an earlier attempt (None: never started)."""
+        return self.intents.get(key)
+
+    def intent(self, key: str, data: dict[str, Any]) -> None:
+        """Record, before the send, that it is about to happen (``intent.recorded``)."""
+        self.record("intent.recorded", {"key": key, **data})
+        self.intents.note(key, IntentLedger.OPEN, {**data, "ts": datetime.now(UTC).isoformat()})
+
+    def settle(self, key: str, outcome: str, data: dict[str, Any] | None = None) -> None:
+        """Record the outcome of an intent (``intent.settled``): sent, found, not_sent, possibly_sent."""
+        self.record("intent.settled", {"key": key, "outcome": outcome, **(data or {})})
+        self.intents.note(key, outcome, data)
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,14 @@ class DrillSafetyError(StanchError):
     """A drill was about to talk to something that is not the sandbox."""
 
     code = "ST300"
+
+
+class StartError(StanchError):
+    """A run could not be started (its flow run could not be created in time). Nothing ran;
+    ``attempts`` says how often creation was tried."""
+
+    code = "ST400"
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts

@@ -268,6 +268,8 @@ class IncidentSummary:
 
     @property
     def state(self) -> str:
+        if self.outcome == "failed to start":
+            return "*failed to start* — nothing ran (`stanch resume` starts it)"
         if self.outcome is not None:
             return "contained" if self.outcome == "succeeded" else f"finished: {self.outcome}"
         if self.pending_step:
@@ -283,12 +285,16 @@ def summarize(folder: Path) -> IncidentSummary:
         data = e.get("data") or {}
         s.last_event = e.get("ts", "")
         if kind == "run.started":
+            s.outcome = None  # a start after a failed start (stanch resume)
             s.runbook = str(data.get("runbook", "?"))
             s.drill = bool(data.get("drill"))
             s.initiator = str(e.get("actor", ""))
             s.started = str(e.get("ts", ""))
         elif kind == "run.finished":
             s.outcome = str(data.get("outcome", "finished"))
+        elif kind == "run.start_failed":  # nothing ran; `stanch resume` starts it
+            s.runbook, s.initiator, s.outcome = str(data.get("runbook", "?")), str(e.get("actor", "")), \
+                "failed to start"
         elif kind.startswith("step.") and step:
             s.steps[step] = kind.split(".", 1)[1]
         elif kind == "approval.requested" and step:
@@ -307,8 +313,9 @@ def _incident_folders(store: Path) -> list[Path]:
 
 
 def open_incidents(store: Path) -> list[IncidentSummary]:
-    """Incidents whose timeline has no ``run.finished`` yet, most recently active first."""
-    return [s for s in (summarize(f) for f in _incident_folders(store)) if s.outcome is None]
+    """Incidents whose timeline has no ``run.finished`` yet (or that failed to start: they need
+    someone to act), most recently active first."""
+    return [s for s in (summarize(f) for f in _incident_folders(store)) if s.outcome in (None, "failed to start")]
 
 
 def latest_incident(store: Path) -> str | None:

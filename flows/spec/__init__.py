@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.spec.checks import check_runbook
-from flows.spec.diagnostics import CODES, Diagnostic, format_all, has_errors, sort_diagnostics
-from flows.spec.loader import SourceMap, load_yaml
+from flows.spec.diagnostics import CODES, Diagnostic, cap_diagnostics, format_all, has_errors, sort_diagnostics
+from flows.spec.loader import LIMITS, Limits, SourceMap, load_yaml, read_runbook
 from flows.spec.models import Approval, Compensation, InputSpec, Runbook, Step
 from flows.spec.shape import validate_shape
 from integrations.base import ActionRegistry, default_registry
@@ -22,10 +22,12 @@ from integrations.errors import RunbookError
 
 __all__ = [
     "CODES",
+    "LIMITS",
     "Approval",
     "Compensation",
     "Diagnostic",
     "InputSpec",
+    "Limits",
     "LoadedRunbook",
     "Runbook",
     "RunbookError",
@@ -65,7 +67,7 @@ def _analyse(
     doc = load_yaml(text, filename)
     diagnostics = list(doc.diagnostics)
     if doc.data is None and diagnostics:
-        return None, doc.source_map, sort_diagnostics(diagnostics)
+        return None, doc.source_map, cap_diagnostics(sort_diagnostics(diagnostics))
     shaped = validate_shape(doc.data, doc.source_map, filename)
     diagnostics.extend(shaped.diagnostics)
     if shaped.runbook is not None:
@@ -81,7 +83,7 @@ def _analyse(
             )
         )
     runbook = shaped.runbook if shaped.complete else None
-    return runbook, doc.source_map, sort_diagnostics(diagnostics)
+    return runbook, doc.source_map, cap_diagnostics(sort_diagnostics(diagnostics))
 
 
 def validate_text(
@@ -100,10 +102,9 @@ def validate_text(
 def validate_file(path: str | Path, registry: ActionRegistry | None = None) -> list[Diagnostic]:
     """Every diagnostic for the runbook file at ``path`` (unreadable file: one RB001)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [Diagnostic(str(path), 1, 1, "RB001", f"cannot read runbook: {exc}")]
+    text, problem = read_runbook(path)
+    if text is None:
+        return [problem] if problem is not None else []
     return _analyse(text, str(path), registry or default_registry(), path.parent)[2]
 
 
@@ -125,10 +126,9 @@ def load_text(
 def load_runbook(path: str | Path, registry: ActionRegistry | None = None) -> LoadedRunbook:
     """Load and check a runbook file; raise ``RunbookError`` (with ``.diagnostics``) on any error."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        diag = Diagnostic(str(path), 1, 1, "RB001", f"cannot read runbook: {exc}")
-        raise RunbookError(diag.format(), [diag]) from exc
+    text, problem = read_runbook(path)
+    if text is None:
+        diags = [problem] if problem is not None else []
+        raise RunbookError(format_all(diags).rstrip("\n") or f"{path}: cannot read runbook", diags)
     loaded = load_text(text, str(path), registry, base_dir=path.parent)
     return LoadedRunbook(loaded.runbook, path, loaded.source_map, text, loaded.warnings)

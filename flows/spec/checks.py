@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
+from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
 
@@ -29,9 +31,10 @@ from flows.expressions import (
     is_template,
     template_references,
 )
-from flows.spec.diagnostics import Diagnostic, Severity
+from flows.spec.diagnostics import Diagnostic, Severity, lookalike_note
 from flows.spec.loader import JsonPath, SourceMap
 from flows.spec.models import Compensation, InputSpec, Runbook, Step
+from flows.spec.templates import TemplatePathError, resolve_template
 from integrations.base import ActionRegistry, ActionSpec
 
 __all__ = ["check_runbook", "upstream"]
@@ -56,79 +59,191 @@ def _fields(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def upstream(needs: dict[str, list[str]]) -> dict[str, set[str]]:
-    """Transitive ``needs`` of every step (cycle-safe; unknown names are ignored)."""
-    out: dict[str, set[str]] = {}
-    for start in needs:
-        seen: set[str] = set()
-        stack = [n for n in needs[start] if n in needs]
-        while stack:
-            cur = stack.pop()
-            if cur in seen:
-                continue
-            seen.add(cur)
-            stack.extend(n for n in needs[cur] if n in needs)
-        out[start] = seen
-    return out
+def _components(needs: dict[str, list[str]], order: list[str]) -> list[list[str]]:
+    """Strongly connected components (iterative Tarjan), dependencies before dependents.
 
-
-def _cycles(needs: dict[str, list[str]], order: list[str]) -> list[list[str]]:
-    """One concrete cycle per strongly connected component (Tarjan), in runbook order."""
+    Every edge ``v -> w`` (``v`` needs ``w``) has ``w``'s component emitted no later than
+    ``v``'s. No recursion: a 10,000-step chain needs no deep stack.
+    """
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
-    components: list[set[str]] = []
-
-    def strong(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in needs[v]:
-            if w not in needs:
+    out: list[list[str]] = []
+    for root in order:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(needs[root]))]
+        while work:
+            v, edges = work[-1]
+            advanced = False
+            for w in edges:
+                if w not in needs:
+                    continue
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(needs[w])))
+                    advanced = True
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            if advanced:
                 continue
-            if w not in index:
-                strong(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp: set[str] = set()
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.add(w)
-                if w == v:
-                    break
-            if len(comp) > 1 or v in needs[v]:
-                components.append(comp)
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+            if low[v] == index[v]:
+                comp: list[str] = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(comp)
+    return out
 
-    for v in order:
-        if v not in index:
-            strong(v)
 
-    cycles: list[list[str]] = []
-    for comp in components:
-        start = next(v for v in order if v in comp)
-        parent: dict[str, str] = {}
-        queue = [start]
-        end: str | None = None
-        while queue and end is None:  # shortest way back to start, inside the component
-            cur = queue.pop(0)
-            for w in needs[cur]:
-                if w == start:
-                    end = cur
-                    break
-                if w in comp and w not in parent:
-                    parent[w] = cur
-                    queue.append(w)
-        path = [start]
-        node = end
-        while node is not None and node != start:
-            path.insert(1, node)
-            node = parent.get(node)
-        cycles.append([*path, start])
-    return cycles
+def _cyclic(comp: list[str], needs: dict[str, list[str]]) -> bool:
+    return len(comp) > 1 or comp[0] in needs[comp[0]]
+
+
+def _cycle_path(comp: set[str], needs: dict[str, list[str]], start: str) -> list[str]:
+    """A shortest way from ``start`` back to itself inside ``comp`` (breadth-first)."""
+    parent: dict[str, str] = {}
+    queue = deque([start])
+    end: str | None = None
+    while queue and end is None:
+        cur = queue.popleft()
+        for w in needs[cur]:
+            if w == start:
+                end = cur
+                break
+            if w in comp and w not in parent:
+                parent[w] = cur
+                queue.append(w)
+    path = [start]
+    node = end
+    while node is not None and node != start:
+        path.insert(1, node)
+        node = parent.get(node)
+    return [*path, start]
+
+
+class Ancestry:
+    """Transitive ``needs`` of every step as bitsets: linear passes, ~n²/8 bytes at worst.
+
+    A step in a cycle counts as its own ancestor (as every member of its cycle does).
+    """
+
+    def __init__(self, needs: dict[str, list[str]], components: list[list[str]]) -> None:
+        self.bit = {sid: 1 << i for i, sid in enumerate(needs)}
+        self._of: dict[str, int] = {}
+        for comp in components:
+            members = 0
+            for v in comp:
+                members |= self.bit[v]
+            mask = members if _cyclic(comp, needs) else 0
+            for v in comp:
+                for w in needs[v]:
+                    if w in self._of:  # an earlier component
+                        mask |= self._of[w] | self.bit[w]
+            for v in comp:
+                self._of[v] = mask
+
+    def is_upstream(self, target: str, of: str) -> bool:
+        return bool(self._of.get(of, 0) & self.bit.get(target, 0))
+
+    def of(self, step: str) -> set[str]:
+        mask = self._of.get(step, 0)
+        return {sid for sid, bit in self.bit.items() if mask & bit}
+
+
+def upstream(needs: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Transitive ``needs`` of every step (cycle-safe; unknown names are ignored)."""
+    clean = {k: [n for n in v if n in needs] for k, v in needs.items()}
+    ancestry = Ancestry(clean, _components(clean, list(clean)))
+    return {sid: ancestry.of(sid) for sid in clean}
+
+
+#: How many "did you mean" searches one runbook gets (each is linear in the candidates).
+SUGGESTION_BUDGET = 50
+#: Literal ``if`` values the engine treats as false (see docs: "if truth").
+_FALSY_TEXT = {"", "false", "no", "off", "0", "none", "null"}
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
+
+
+def _single_expression(text: str) -> nodes.Expr | None:
+    """The expression of a template that is exactly one ``{{ expr }}`` (spaces allowed), else None."""
+    try:
+        tree = environment().parse(text)
+    except (TemplateSyntaxError, RecursionError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts = [n for n in tree.body[0].nodes if not (isinstance(n, nodes.TemplateData) and not n.data.strip())]
+    if len(parts) == 1 and not isinstance(parts[0], nodes.TemplateData):
+        return parts[0]
+    return None
+
+
+def _constant_false(text: str) -> bool:
+    """``if:`` that is false whatever the inputs: ``{{ false }}``, ``{{ 0 }}``, ``{{ none }}``, plain "false"."""
+    expr = _single_expression(text)
+    if expr is not None:
+        if isinstance(expr, nodes.Const):
+            value = expr.value
+            return (not value) if not isinstance(value, str) else value.strip().lower() in _FALSY_TEXT
+        return False
+    return not is_template(text) and text.strip().lower() in _FALSY_TEXT
+
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_CHAIN = re.compile(rf"\s*({_NAME})((?:\.{_NAME}|\[(?:'[^'\\]*'|\"[^\"\\]*\"|[0-9]+)\])*)\s*")
+_LINK = re.compile(rf"\.({_NAME})|\['([^']*)'\]|\[\"([^\"]*)\"\]|\[([0-9]+)\]")
+_OUTPUT = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_FAST_ROOTS = frozenset({"inputs", "steps", "item", "incident", "runbook", "params", "output"})
+
+
+def _simple_references(text: str) -> set[tuple[str | int, ...]] | None:
+    """References of a template made only of text and ``{{ a.b['c'][0] }}`` chains, without
+    running the Jinja parser (most runbook templates; a 5,000-step runbook has thousands).
+    None when the template needs the real parser (statements, filters, operators, ...)."""
+    if "{%" in text or "{#" in text or len(text) > 1000:  # long ones get the parser's limits
+        return None
+    refs: set[tuple[str | int, ...]] = set()
+    matches = list(_OUTPUT.finditer(text))
+    if text.count("{{") != len(matches) or text.count("}}") != len(matches):
+        return None
+    for m in matches:
+        chain = _CHAIN.fullmatch(m.group(1))
+        if chain is None or chain.group(1) not in _FAST_ROOTS:
+            return None
+        path: list[str | int] = [chain.group(1)]
+        for link in _LINK.finditer(chain.group(2)):
+            attr, single, double, index = link.groups()
+            path.append(int(index) if index is not None else (attr or single or double or ""))
+        refs.add(tuple(path))
+    return refs
+
+
+def _local_names(text: str) -> set[str]:
+    """Macros defined inside a template (and ``caller``), which are not scope variables."""
+    if "macro" not in text and "call" not in text:
+        return set()
+    try:
+        tree = environment().parse(text)
+    except (TemplateSyntaxError, RecursionError):
+        return set()
+    names = {m.name for m in tree.find_all(nodes.Macro)}
+    return names | {"caller"} if names or any(True for _ in tree.find_all(nodes.CallBlock)) else names
 
 
 _SHADOWED = frozenset(name for name in dir(dict) if not name.startswith("_"))
@@ -146,7 +261,10 @@ class _Checker:
     out: list[Diagnostic] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
     by_id: dict[str, Step] = field(default_factory=dict)
-    ancestors: dict[str, set[str]] = field(default_factory=dict)
+    ancestry: Ancestry | None = None
+    order: list[str] = field(default_factory=list)  # dependencies before dependents
+    needs: dict[str, list[str]] = field(default_factory=dict)
+    budget: int = SUGGESTION_BUDGET
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -163,6 +281,14 @@ class _Checker:
         line, col = self.smap.position(path, value=value)
         self.out.append(Diagnostic(self.file, line, col, code, message, severity, hint))
 
+    def did_you_mean(self, name: str, candidates: Iterable[str]) -> str:
+        """``_did_you_mean``, plus a note on lookalike characters, within the search budget."""
+        note = lookalike_note(name)
+        if self.budget <= 0:
+            return note
+        self.budget -= 1
+        return note + _did_you_mean(name, candidates)
+
     def spec(self, name: str | None) -> ActionSpec[Any, Any] | None:
         return self.registry.get(name) if name is not None and name in self.registry else None
 
@@ -176,6 +302,9 @@ class _Checker:
             self.check_action(i, step)
             self.check_compensation(i, step)
             self.check_step_templates(i, step)
+            self.check_for_each(i, step)
+            self.check_approval(i, step)
+        self.check_reachable()
         self.check_files()
         return self.out
 
@@ -214,6 +343,14 @@ class _Checker:
                 continue
             self.ids[step.id] = i
             self.by_id[step.id] = step
+            if step.id in _SHADOWED:
+                self.add(
+                    ("steps", i, "id"),
+                    "RB118",
+                    f"step id {step.id!r} hides a built-in: `steps.{step.id}` would be the mapping's "
+                    f"{step.id}() method in expressions; choose another id",
+                    value=True,
+                )
         known = set(self.ids) | self.unvalidated_ids
         needs: dict[str, list[str]] = {}
         for i, step in self.steps:
@@ -225,11 +362,17 @@ class _Checker:
                     self.add(
                         ("steps", i, "needs", j),
                         "RB102",
-                        f"step {step.id!r} needs unknown step {dep!r}{_did_you_mean(dep, known)}",
+                        f"step {step.id!r} needs unknown step {dep!r}{self.did_you_mean(dep, known)}",
                     )
                 elif dep in self.ids:
                     needs[step.id].append(dep)
-        for cycle in _cycles(needs, [s.id for _, s in self.steps if s.id in needs]):
+        order = [s.id for _, s in self.steps if s.id in needs]
+        components = _components(needs, order)
+        position = {sid: k for k, sid in enumerate(order)}
+        cycles = [
+            _cycle_path(set(c), needs, min(c, key=position.__getitem__)) for c in components if _cyclic(c, needs)
+        ]
+        for cycle in cycles:
             i = self.ids[cycle[0]]
             j = self.by_id[cycle[0]].needs.index(cycle[1])
             self.add(
@@ -237,7 +380,9 @@ class _Checker:
                 "RB103",
                 "dependency cycle: " + " -> ".join(cycle) + " (each step needs the next)",
             )
-        self.ancestors = upstream(needs)
+        self.ancestry = Ancestry(needs, components)
+        self.order = [sid for comp in components for sid in comp]
+        self.needs = needs
 
     def check_kind(self, i: int, step: Step) -> None:
         if step.approval is not None:
@@ -272,7 +417,7 @@ class _Checker:
             self.add(
                 ("steps", i, "action"),
                 "RB104",
-                f"unknown action {step.action!r}{_suggest(self.registry, step.action)}",
+                f"unknown action {step.action!r}{lookalike_note(step.action)}{_suggest(self.registry, step.action)}",
                 value=True,
             )
             return
@@ -331,7 +476,7 @@ class _Checker:
             self.add(
                 path,
                 "RB110",
-                f"unknown compensation action {name!r}{_suggest(self.registry, name)}",
+                f"unknown compensation action {name!r}{lookalike_note(name)}{_suggest(self.registry, name)}",
                 value=True,
             )
             return
@@ -415,14 +560,21 @@ class _Checker:
         self, step: Step, path: JsonPath, text: str, *, item_ok: bool, compensation: bool
     ) -> None:
         try:
-            refs = template_references(text)
+            fast = _simple_references(text)
+            refs = fast if fast is not None else template_references(text)
         except TemplateSyntaxError as exc:
             self.add(path, "RB108", f"template syntax error: {exc.message}", value=True)
             return
-        refused = constant_limit_error(text)  # e.g. {{ 10 ** (10 ** 10) }}: fails at run time for sure
+        except RecursionError:
+            self.add(path, "RB108", "template syntax error: expression nested too deeply", value=True)
+            return
+        # e.g. {{ 10 ** (10 ** 10) }}: fails at run time for sure (plain references have no constants)
+        refused = constant_limit_error(text) if fast is None else None
         if refused is not None:
             self.add(path, "RB108", f"expression refused: {refused}", value=True)
             return
+        local = _local_names(text)
+        refs = {r for r in refs if r[0] not in local}
         for m in _HYPHEN_STEP.finditer(text):
             step_id = m.group(1)
             if step_id in self.ids or step_id in self.unvalidated_ids:
@@ -447,7 +599,7 @@ class _Checker:
                 self.add(
                     path,
                     "RB106",
-                    f"unknown input {attr!r}{_did_you_mean(str(attr), self.runbook.inputs)}",
+                    f"unknown input {attr!r}{self.did_you_mean(str(attr), self.runbook.inputs)}",
                     value=True,
                 )
         elif root == "steps":
@@ -468,13 +620,44 @@ class _Checker:
                     value=True,
                 )
         elif compensation and root in COMPENSATION_ROOTS:
-            return
+            self.check_compensation_reference(step, path, ref)
         else:
             scope = sorted(SCOPE_ROOTS | (COMPENSATION_ROOTS if compensation else set()))
             self.add(
                 path,
                 "RB112",
                 f"unknown variable {root!r}{_did_you_mean(str(root), scope)} (in scope: {', '.join(scope)})",
+                value=True,
+            )
+
+    def check_compensation_reference(self, step: Step, path: JsonPath, ref: tuple[str | int, ...]) -> None:
+        """``output.<field>`` / ``params.<field>`` in a compensation's ``with:``, against the step's
+        action: its result model and its parameter model (per item for a fan-out)."""
+        spec = self.spec(step.action)
+        if spec is None or len(ref) < 2 or not isinstance(ref[1], str):
+            return
+        model = spec.result if ref[0] == "output" else spec.params
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return
+        if model.model_config.get("extra") == "allow":
+            return
+        names = _fields(model)
+        if ref[1] in names:
+            return
+        if ref[0] == "output":
+            self.add(
+                path,
+                "RB115",
+                f"compensation reads output field {ref[1]!r}, which action {spec.name!r} does not return"
+                f"{self.did_you_mean(ref[1], names)}",
+                value=True,
+            )
+        else:
+            self.add(
+                path,
+                "RB112",
+                f"compensation reads params.{ref[1]}, which action {spec.name!r} does not take"
+                f"{self.did_you_mean(ref[1], names)}",
                 value=True,
             )
 
@@ -495,9 +678,9 @@ class _Checker:
         if target in self.unvalidated_ids and target not in self.ids:
             return
         if target not in self.ids:
-            self.add(path, "RB107", f"unknown step {target!r}{_did_you_mean(target, self.ids)}", value=True)
+            self.add(path, "RB107", f"unknown step {target!r}{self.did_you_mean(target, self.ids)}", value=True)
             return
-        if target not in self.ancestors.get(step.id, set()):
+        if self.ancestry is None or not self.ancestry.is_upstream(target, step.id):
             self.add(
                 path,
                 "RB107",
@@ -532,7 +715,7 @@ class _Checker:
                 self.add(
                     path,
                     "RB115",
-                    f"action {spec.name!r} has no output field {ref[3]!r}{_did_you_mean(ref[3], names)}",
+                    f"action {spec.name!r} has no output field {ref[3]!r}{self.did_you_mean(ref[3], names)}",
                     value=True,
                 )
 
@@ -546,23 +729,158 @@ class _Checker:
             refs.append((("postmortem",), self.runbook.postmortem))
         refs.extend((("steps", i, "report"), s.report) for i, s in self.steps if s.report)
         if self.base_dir is None:
+            for path, rel in refs:  # no folder to resolve against: still refuse what can never be inside
+                if Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel:
+                    self.add(path, "RB117", f"template path {rel!r} must stay inside the runbook's folder",
+                             value=True)
             return
+        parsed: set[Path] = set()
         for path, rel in refs:
-            target = self.base_dir / rel
+            try:
+                target = resolve_template(self.base_dir, rel)
+            except TemplatePathError as exc:
+                self.add(
+                    path,
+                    "RB117",
+                    str(exc),
+                    value=True,
+                    hint="templates live next to the runbook (or in a folder listed in STANCH_TEMPLATE_DIRS)",
+                )
+                continue
             if not target.is_file():
                 self.add(
                     path, "RB111", f"template file {rel!r} not found (relative to the runbook)", value=True
                 )
                 continue
+            if target in parsed:
+                continue
+            parsed.add(target)
+            shown = str(Path(self.file).parent / rel)
             try:
-                environment().parse(target.read_text(encoding="utf-8"))
+                source = target.read_text(encoding="utf-8")
+                environment().parse(source)
             except TemplateSyntaxError as exc:
-                shown = str(Path(self.file).parent / rel)
                 self.out.append(
                     Diagnostic(shown, exc.lineno or 1, 1, "RB108", f"template syntax error: {exc.message}")
                 )
+            except RecursionError:
+                self.out.append(Diagnostic(shown, 1, 1, "RB108", "template syntax error: nested too deeply"))
             except (OSError, UnicodeDecodeError) as exc:
                 self.add(path, "RB111", f"template file {rel!r} unreadable: {exc}", value=True)
+
+    # -- meaning beyond the shape --------------------------------------------------------------
+
+    def check_for_each(self, i: int, step: Step) -> None:
+        """RB119: a ``for_each`` that can only be a scalar, a string or a mapping."""
+        fe = step.for_each
+        if not isinstance(fe, str) or not is_template(fe):
+            return
+        path: JsonPath = ("steps", i, "for_each")
+        expr = _single_expression(fe)
+        if expr is None:
+            try:
+                environment().parse(fe)
+            except (TemplateSyntaxError, RecursionError):
+                return  # RB108 already
+            self.add(path, "RB119", "for_each renders text, not a list: write exactly one {{ expression }}",
+                     value=True)
+            return
+        what: str | None = None
+        if isinstance(expr, nodes.Const) and not isinstance(expr.value, list | tuple):
+            what = f"the constant {expr.value!r}"
+        elif isinstance(expr, nodes.Dict):
+            what = "a mapping"
+        elif isinstance(expr, nodes.Concat | nodes.Mod):
+            what = "a string"
+        elif isinstance(expr, nodes.Getattr) and isinstance(expr.node, nodes.Name) and expr.node.name == "inputs":
+            spec = self.runbook.inputs.get(expr.attr)
+            if spec is not None and spec.type != "list":
+                what = f"input {expr.attr!r} of type {spec.type}"
+        else:
+            what = self._scalar_output(fe)
+        if what is not None:
+            self.add(path, "RB119", f"for_each must give a list, but it is {what}", value=True,
+                     hint="for_each takes a list: a literal [..], a list input, or a step output list")
+
+    def _scalar_output(self, text: str) -> str | None:
+        """``{{ steps.x.output.f }}`` where the action's result field ``f`` is a str/number/bool."""
+        refs = _simple_references(text)
+        if not refs or len(refs) != 1:
+            return None
+        ref = next(iter(refs))
+        if len(ref) != 4 or ref[0] != "steps" or ref[2] != "output" or not isinstance(ref[1], str):
+            return None
+        upstream_step = self.by_id.get(ref[1])
+        spec = self.spec(upstream_step.action) if upstream_step and upstream_step.for_each is None else None
+        result = spec.result if spec is not None else None
+        if not (isinstance(result, type) and issubclass(result, BaseModel)):
+            return None
+        info = next((f for n, f in result.model_fields.items() if (f.alias or n) == ref[3]), None)
+        kind = info.annotation if info is not None else None
+        if kind in (str, int, float, bool):
+            shown = getattr(kind, "__name__", str(kind))
+        elif kind is dict or get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            shown = "a mapping"
+        else:
+            return None
+        return f"output field {ref[3]!r} of action {spec.name!r}: {shown}"  # type: ignore[union-attr]
+
+    def check_approval(self, i: int, step: Step) -> None:
+        """RB120: approver ids and min_approvals that can never be satisfied."""
+        approval = step.approval
+        if approval is None:
+            return
+        base: JsonPath = ("steps", i, "approval")
+        users: set[str] = set()
+        open_ended = False  # a group or a template: its size is only known at run time
+        for j, who in enumerate(approval.approvers):
+            if is_template(who) or _GROUP.match(who):
+                open_ended = True
+            elif _USER_ID.match(who):
+                users.add(who)
+            else:
+                self.add(
+                    (*base, "approvers", j),
+                    "RB120",
+                    f"approver {who!r} is neither a Slack user id (U… or W…) nor a @user-group handle"
+                    f"{lookalike_note(who)}",
+                    value=True,
+                )
+                open_ended = True  # do not also complain about the count
+        if not open_ended and approval.min_approvals > len(users):
+            path: JsonPath = (*base, "min_approvals")
+            self.add(
+                path if path in self.smap else base,
+                "RB120",
+                f"min_approvals is {approval.min_approvals} but only {len(users)} distinct approver"
+                f"{'s are' if len(users) != 1 else ' is'} listed: the gate can never open",
+                value=True,
+            )
+
+    def check_reachable(self) -> None:
+        """RB121 (warning): steps that can never run.
+
+        A step whose ``if`` is constant-false is always skipped, and a skipped step skips every
+        step that needs it, directly or not (see "How a run proceeds").
+        """
+        dead: dict[str, str] = {}  # step -> the always-skipped step that causes it
+        for sid in self.order:
+            step = self.by_id[sid]
+            if step.if_ is not None and _constant_false(step.if_):
+                dead[sid] = sid
+                continue
+            cause = next((dead[n] for n in self.needs.get(sid, []) if n in dead), None)
+            if cause is not None:
+                dead[sid] = cause
+        for sid, cause in dead.items():
+            i = self.ids[sid]
+            if cause == sid:
+                self.add(("steps", i, "if"), "RB121", f"step {sid!r} never runs: its if is always false",
+                         value=True, severity="warning")
+            else:
+                self.add(("steps", i, "needs"), "RB121",
+                         f"step {sid!r} never runs: it needs {cause!r}, which is always skipped",
+                         severity="warning")
 
 
 def _suggest(registry: ActionRegistry, name: str) -> str:

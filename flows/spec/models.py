@@ -8,11 +8,14 @@ Must not touch: Prefect, boto3, Slack, the action registry.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+#: Longest accepted duration (30 days): anything longer is a typo, and overflows timers.
+MAX_DURATION = 30 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -27,14 +30,18 @@ def parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
     else:
         raise ValueError(f"invalid duration {value!r}: use seconds or a string like '30s', '2m', '1h'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, not {value!r}")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration cannot be longer than {MAX_DURATION / 86400:.0f} days")
     return seconds
 
 
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "number", "minimum": 0},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
         {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
     ],
     "description": "Seconds, or a string like '250ms', '30s', '2m', '1h', '1d'.",

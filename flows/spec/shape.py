@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flows.spec.diagnostics import Diagnostic
+from flows.spec.diagnostics import Diagnostic, lookalike_note
 from flows.spec.loader import JsonPath, SourceMap
 from flows.spec.models import Approval, Compensation, InputSpec, Runbook, SlackConfig, Step
 
@@ -94,7 +94,7 @@ def _message(err: dict[str, Any], path: JsonPath, rest: tuple[Any, ...]) -> str:
             names = [f.alias or n for n, f in model.model_fields.items()]
             close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.6)
             hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        return f"unknown field {key!r}{hint}"
+        return f"unknown field {key!r}{lookalike_note(str(key))}{hint}"
     if kind == "string_pattern_mismatch" and path and path[-1] in ("id", "name"):
         what = "step id" if path[-1] == "id" else "runbook name"
         return (

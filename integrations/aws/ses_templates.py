@@ -4,11 +4,12 @@ Owns: ``aws.ses.send_templated_email``. The template (``CreateTemplate``, manage
 is checked first; then one ``SendTemplatedEmail`` per recipient with that recipient's ``data`` as
 ``TemplateData``, so one bad address does not block the others and each gets its own message id.
 
-Delivery: SES has no idempotency token. Recipients already sent to are remembered per
-``ctx.idempotency_token`` in this process, so the engine's retries after a throttled send do not
-e-mail anyone twice; a re-run in a *new* process after a crash can (at-least-once). Invalid
-addresses and duplicates are skipped; a recipient SES rejects is skipped unless every recipient is
-rejected (then the step fails — usually an unverified sender). ``data`` is never recorded.
+Delivery: as ``aws.ses.send_email`` (``integrations.aws.ses.deliver``): one intent per recipient in
+the incident timeline, so neither the engine's retries nor ``stanch resume`` e-mail anyone twice;
+a send started but never confirmed is not repeated by default (``possibly_sent``, listed in the
+post-mortem) unless ``delivery: at-least-once``. Invalid addresses and duplicates are skipped; a
+recipient SES rejects is skipped unless every recipient is rejected (then the step fails —
+usually an unverified sender). ``data`` is never recorded.
 
 Must not touch: ``flows``, ``prefect``.
 """
@@ -16,15 +17,13 @@ Must not touch: ``flows``, ``prefect``.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.aws._common import AwsParams, is_code, region_of, safe_describe
 from integrations.aws.errors import aws_call
-from integrations.aws.ses import _EMAIL, SentEmail, SkippedRecipient
+from integrations.aws.ses import _EMAIL, Delivery, SentEmail, SkippedRecipient, deliver
 from integrations.aws.session import clients_for
 from integrations.base import ActionContext, ActionResult, ActionSpec, PlannedOperation
 from integrations.errors import ActionError, PermanentActionError
@@ -44,36 +43,20 @@ class SendTemplatedParams(AwsParams):
     template: str = Field(min_length=1)
     recipients: list[Recipient] = Field(min_length=1)
     configuration_set: str | None = None
+    delivery: Delivery = Field(
+        default="at-most-once",
+        description="After a crash between a send and its record: at-most-once (default) does not "
+        "send again and reports the recipient as possibly sent; at-least-once sends again.",
+    )
 
 
 class SendTemplatedResult(ActionResult):
     template: str
     sent: list[SentEmail]
     skipped: list[SkippedRecipient]
-
-
-class _SentMemo:
-    """{idempotency token: {recipient: message id}} for the last few hundred steps of this process."""
-
-    def __init__(self, size: int = 512) -> None:
-        self._data: OrderedDict[str, dict[str, str]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(self, token: str) -> dict[str, str]:
-        with self._lock:
-            found = self._data.get(token)
-            return dict(found) if found else {}
-
-    def add(self, token: str, recipient: str, message_id: str) -> None:
-        with self._lock:
-            self._data.setdefault(token, {})[recipient] = message_id
-            self._data.move_to_end(token)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-
-_memo = _SentMemo()
+    possibly_sent: list[str] = Field(
+        default_factory=list, description="Sends started but never confirmed, not repeated (at-most-once)"
+    )
 
 
 def _check_template(ses: Any, template: str) -> None:
@@ -84,11 +67,10 @@ def _check_template(ses: Any, template: str) -> None:
 def _send(ctx: ActionContext, params: SendTemplatedParams) -> SendTemplatedResult:
     ses = clients_for(ctx, params.account, region_of(ctx, params))("ses")
     _check_template(ses, params.template)
-    token = ctx.idempotency_token
-    already = _memo.get(token)
     sent: list[SentEmail] = []
     skipped: list[SkippedRecipient] = []
     rejected: list[ActionError] = []
+    possibly: list[str] = []
     seen: set[str] = set()
     for rcpt in params.recipients:
         email = rcpt.email.strip()
@@ -99,9 +81,6 @@ def _send(ctx: ActionContext, params: SendTemplatedParams) -> SendTemplatedResul
         if not _EMAIL.match(email):
             skipped.append(SkippedRecipient(recipient=email, reason="not an e-mail address"))
             continue
-        if email.lower() in already:
-            sent.append(SentEmail(recipient=email, message_id=already[email.lower()]))
-            continue
         kwargs: dict[str, Any] = {
             "Source": params.sender,
             "Destination": {"ToAddresses": [email]},
@@ -110,24 +89,31 @@ def _send(ctx: ActionContext, params: SendTemplatedParams) -> SendTemplatedResul
         }
         if params.configuration_set:
             kwargs["ConfigurationSetName"] = params.configuration_set
-        try:
+
+        def _call(kw: dict[str, Any] = kwargs) -> str:
             with aws_call("ses", "SendTemplatedEmail"):
-                message_id = str(ses.send_templated_email(**kwargs)["MessageId"])
+                return str(ses.send_templated_email(**kw)["MessageId"])
+
+        try:
+            outcome, message_id = deliver(ctx, email, params.delivery, _call, template=params.template)
         except PermanentActionError as exc:
             if not is_code(exc, "MessageRejected", "InvalidParameterValue"):
                 raise
             rejected.append(exc)
             skipped.append(SkippedRecipient(recipient=email, reason=f"{exc.aws_code}: {exc}"))
             continue
-        _memo.add(token, email.lower(), message_id)
+        if outcome == "possibly_sent" or message_id is None:
+            possibly.append(email)
+            continue
         sent.append(SentEmail(recipient=email, message_id=message_id))
-        ctx.record(
-            "aws.ses.templated_email_sent",
-            {"recipient": email, "template": params.template, "message_id": message_id},
-        )
-    if rejected and not sent:
+        if outcome == "sent":
+            ctx.record(
+                "aws.ses.templated_email_sent",
+                {"recipient": email, "template": params.template, "message_id": message_id},
+            )
+    if rejected and not sent and not possibly:
         raise rejected[0]
-    return SendTemplatedResult(template=params.template, sent=sent, skipped=skipped)
+    return SendTemplatedResult(template=params.template, sent=sent, skipped=skipped, possibly_sent=possibly)
 
 
 def _plan(params: SendTemplatedParams, note: str) -> list[PlannedOperation]:

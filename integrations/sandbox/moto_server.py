@@ -1,4 +1,5 @@
-"""moto as a threaded WSGI server on 127.0.0.1, behind the fault injector.
+"""moto as a threaded WSGI server on 127.0.0.1, behind the fault injector (and test-only kill
+points, ``integrations.sandbox.killpoints``).
 
 Owns: ``MotoServer`` (start/stop/url, context manager) and ``reset_moto`` (wipe all AWS state).
 Only ever binds loopback: the sandbox must not be reachable from the network.
@@ -17,7 +18,8 @@ from types import TracebackType
 
 import urllib3
 
-from integrations.sandbox.faults import FaultInjector
+from integrations.sandbox.faults import FaultInjector, identify
+from integrations.sandbox.killpoints import KillPoints
 
 __all__ = ["MotoServer", "reset_moto"]
 
@@ -38,6 +40,7 @@ class MotoServer:
         self.host = host
         self.port = port
         self.injector: FaultInjector | None = None
+        self.killpoints: KillPoints | None = None
         self._server: object | None = None
         self._thread: threading.Thread | None = None
 
@@ -61,8 +64,9 @@ class MotoServer:
         from werkzeug.serving import make_server
 
         self.injector = FaultInjector(DomainDispatcherApplication(create_backend_app))
+        self.killpoints = KillPoints(self.injector, identify=lambda environ: identify(environ)[:2])
         server = make_server(
-            self.host, self.port, self.injector, threaded=True, request_handler=MotoRequestHandler
+            self.host, self.port, self.killpoints, threaded=True, request_handler=MotoRequestHandler
         )
         self.port = int(server.server_address[1])
         self._server = server

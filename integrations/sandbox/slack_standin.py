@@ -3,7 +3,9 @@
 Owns: an in-process HTTP server (werkzeug, threaded, bound to 127.0.0.1 on a free port) that
 answers the Web API methods stanch uses -- ``auth.test``, ``chat.postMessage``, ``chat.update``,
 ``chat.postEphemeral``, ``users.info``, ``usergroups.list``, ``usergroups.users.list``,
-``conversations.info`` -- the way
+``conversations.info``, ``conversations.list``, ``conversations.history``,
+``conversations.replies`` (message ``metadata`` is stored on post/update and returned with
+``include_all_metadata``, as Slack does) -- the way
 Slack does (bearer-token check, Block Kit size limits -> ``invalid_blocks``, ``ratelimited`` with
 ``Retry-After``), a seeded workspace (users, the ``security-leads`` user group, channels), an
 in-memory record of every call, and fault injection (429s, 5xx outages) for drills.
@@ -12,7 +14,9 @@ Interaction ``response_url`` webhooks: ``response_url(...)`` mints ``<url>/hooks
 is recorded (``responses()``) and, like Slack, each URL takes at most 5 posts (then 404).
 
 Control endpoints (not part of Slack): ``GET /_calls`` / ``DELETE /_calls`` (the call record),
-``GET /_messages`` (posted messages), ``POST /_fault`` / ``DELETE /_fault`` (fault injection).
+``GET /_messages`` (posted messages), ``POST /_fault`` / ``DELETE /_fault`` (fault injection),
+``/_killpoint`` (test-only: SIGKILL a run when a given call arrives, before or after it is
+handled -- see ``integrations.sandbox.killpoints``; off unless ``STANCH_SANDBOX_KILLPOINTS=1``).
 
 Must not touch: ``flows``, ``prefect``, the real Slack, or any real credential. It stores the
 token it was configured with (a sandbox ``xoxb-`` value) but never records or returns it:
@@ -105,22 +109,21 @@ class _Message:
     thread_ts: str | None
     user: str = BOT_USER_ID
     edited: list[float] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "message",
-            "user": self.user,
-            "bot_id": BOT_ID,
-            "ts": self.ts,
-            "text": self.text,
-            "channel": self.channel,
-        }
+    def as_dict(self, *, metadata: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "user": self.user, "ts": self.ts, "text": self.text,
+                               "channel": self.channel}
+        if self.user == BOT_USER_ID:
+            out["bot_id"] = BOT_ID
         if self.blocks is not None:
             out["blocks"] = self.blocks
         if self.thread_ts:
             out["thread_ts"] = self.thread_ts
         if self.edited:
             out["edited"] = {"user": self.user, "ts": f"{self.edited[-1]:.6f}"}
+        if metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out
 
 
@@ -172,14 +175,20 @@ class SlackStandIn:
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.info": self._conversations_info,
+            "conversations.list": self._conversations_list,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
         }
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SlackStandIn:
         if self._server is not None:
             return self
+        from integrations.sandbox.killpoints import KillPoints
+
+        self.killpoints = KillPoints(self._wsgi, identify=_slack_method)
         self._server = make_server(
-            self._host, self._port, self._wsgi, threaded=True, request_handler=_QuietHandler
+            self._host, self._port, self.killpoints, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="slack-standin", daemon=True
@@ -231,15 +240,33 @@ class SlackStandIn:
             self._calls.clear()
 
     def messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
-        """Messages as they stand now (after edits), oldest first; filter by channel id or thread."""
+        """Messages as they stand now (after edits, with their metadata), oldest first; filter by
+        channel id or thread."""
         with self._lock:
             msgs = sorted(self._messages.values(), key=lambda m: float(m.ts))
             return [
-                m.as_dict()
+                m.as_dict(metadata=True)
                 for m in msgs
                 if (channel is None or m.channel == channel)
                 and (thread_ts is None or m.thread_ts == thread_ts)
             ]
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = "U0OUTSIDER",
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Test helper: a message someone else (a person, by default) posted; returns its ``ts``."""
+        with self._lock:
+            cid = self._resolve_channel(channel)
+            msg = _Message(channel=cid, ts=self._next_ts(), text=text, blocks=None, thread_ts=thread_ts,
+                           user=user, metadata=metadata)
+            self._messages[(cid, msg.ts)] = msg
+            return msg.ts
 
     def response_url(self) -> str:
         """A fresh ``response_url`` as Slack puts in slash-command and interaction payloads."""
@@ -469,9 +496,23 @@ class SlackStandIn:
             raise _SlackError("msg_too_long")
         return text, blocks
 
+    def _metadata(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        meta = params.get("metadata")
+        if meta is None or meta == "":
+            return None
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get("event_type"), str)
+            or not meta["event_type"]
+            or not isinstance(meta.get("event_payload"), dict)
+        ):
+            raise _SlackError("invalid_metadata_format")
+        return {"event_type": meta["event_type"], "event_payload": _jsonable(meta["event_payload"])}
+
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve_channel(params.get("channel"))
         text, blocks = self._message_body(params)
+        metadata = self._metadata(params)
         thread_ts = params.get("thread_ts") or None
         if thread_ts is not None:
             thread_ts = str(thread_ts)
@@ -480,7 +521,9 @@ class SlackStandIn:
                 raise _SlackError("thread_not_found")
             if parent.thread_ts:  # replying to a reply lands in the parent's thread
                 thread_ts = parent.thread_ts
-        msg = _Message(channel=channel, ts=self._next_ts(), text=text, blocks=blocks, thread_ts=thread_ts)
+        msg = _Message(
+            channel=channel, ts=self._next_ts(), text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
+        )
         self._messages[(channel, msg.ts)] = msg
         return {"channel": channel, "ts": msg.ts, "message": msg.as_dict()}
 
@@ -491,9 +534,12 @@ class SlackStandIn:
         if msg is None:
             raise _SlackError("message_not_found")
         text, blocks = self._message_body(params)
+        metadata = self._metadata(params)
         msg.text = text
         if blocks is not None:
             msg.blocks = blocks
+        if metadata is not None:
+            msg.metadata = metadata
         msg.edited.append(time.time())
         return {"channel": channel, "ts": ts, "text": text, "message": msg.as_dict()}
 
@@ -563,6 +609,60 @@ class SlackStandIn:
                 "is_archived": False,
             }
         }
+
+
+    def _conversations_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        chans = [
+            {"id": cid, "name": name, "is_channel": True, "is_member": True, "is_archived": False}
+            for cid, name in sorted(self.channels.items())
+        ]
+        return {"channels": chans, "response_metadata": {"next_cursor": ""}}
+
+    def _page(self, msgs: list[_Message], params: dict[str, Any], *, newest_first: bool) -> dict[str, Any]:
+        """One page of messages as Slack pages them (``limit``, ``cursor``, ``oldest``/``latest``)."""
+        with_meta = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        oldest = float(params.get("oldest") or 0)
+        latest = float(params.get("latest") or 0) or float("inf")
+        msgs = [m for m in msgs if oldest <= float(m.ts) <= latest]
+        msgs.sort(key=lambda m: float(m.ts), reverse=newest_first)
+        try:
+            limit = max(1, min(int(params.get("limit") or 100), 1000))
+            start = int(str(params.get("cursor") or "0").removeprefix("next_ts:") or 0)
+        except ValueError:
+            raise _SlackError("invalid_cursor") from None
+        page = msgs[start : start + limit]
+        more = start + limit < len(msgs)
+        return {
+            "messages": [m.as_dict(metadata=with_meta) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"next_ts:{start + limit}" if more else ""},
+        }
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("channel")
+        if not isinstance(ref, str) or ref not in self.channels:
+            raise _SlackError("channel_not_found")
+        # like Slack: top-level messages only (thread replies live in conversations.replies)
+        msgs = [m for m in self._messages.values() if m.channel == ref and not m.thread_ts]
+        return self._page(msgs, params, newest_first=True)
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("channel")
+        if not isinstance(ref, str) or ref not in self.channels:
+            raise _SlackError("channel_not_found")
+        ts = str(params.get("ts") or "")
+        parent = self._messages.get((ref, ts))
+        if parent is None:
+            raise _SlackError("thread_not_found")
+        root = parent.thread_ts or parent.ts
+        msgs = [m for m in self._messages.values() if m.channel == ref and (m.ts == root or m.thread_ts == root)]
+        return self._page(msgs, params, newest_first=False)
+
+
+def _slack_method(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(service, operation) of a stand-in request for kill points: ("slack", "chat.postMessage")."""
+    path = str(environ.get("PATH_INFO", ""))
+    return ("slack", path[len("/api/") :]) if path.startswith("/api/") else (None, None)
 
 
 class _Invalid(str):

@@ -13,6 +13,7 @@ every transient failure surfaces as ``SlackUnavailable`` for the engine to recor
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -38,6 +39,9 @@ from integrations.slack.blocks import (
 from integrations.slack.client import SlackClient, SlackUnavailable, is_loopback_url
 
 __all__ = [
+    "HEADER_EVENT",
+    "INTENT_EVENT",
+    "REPORT_EVENT",
     "IncidentThread",
     "PostMessageParams",
     "PostMessageResult",
@@ -85,14 +89,44 @@ class IncidentThread:
     def started(self) -> bool:
         return self.ts is not None
 
+    @property
+    def header_metadata(self) -> dict[str, Any] | None:
+        """Message metadata of the header: how a resumed run finds it again (``find_header``)."""
+        if not self.incident_id:
+            return None
+        return {"event_type": HEADER_EVENT, "event_payload": {"incident": self.incident_id}}
+
     def start(self, header_text: str, blocks: list[dict[str, Any]] | None = None) -> str:
         """Post the header message; returns its ``ts`` (the thread id). ``channel`` becomes the id."""
         if self.ts is not None:
             return self.ts
-        self.channel, self.ts = self.client.post(self.channel, header_text, blocks)
+        self.channel, self.ts = self.client.post(self.channel, header_text, blocks,
+                                                 metadata=self.header_metadata)
         if self.incident_id:
             bind_incident_thread(self.incident_id, self.channel, self.ts)
         return self.ts
+
+    def find_header(self) -> str | None:
+        """The ``ts`` of this incident's header in the channel, found by its metadata (newest
+        first), after a crash lost the record of it; binds the thread. None: not posted."""
+        if not self.incident_id:
+            return None
+        for msg in reversed(self.client.find_tagged(self.channel, HEADER_EVENT)):
+            if (msg.get("metadata") or {}).get("event_payload", {}).get("incident") == self.incident_id:
+                self.channel = self.client.channel_id(self.channel)
+                self.ts = str(msg["ts"])
+                bind_incident_thread(self.incident_id, self.channel, self.ts)
+                return self.ts
+        return None
+
+    def reports_in_thread(self) -> set[tuple[str, str]]:
+        """``(step, status)`` of the step reports already in the thread (by their metadata)."""
+        found = set()
+        for msg in self.client.find_tagged(self.channel, REPORT_EVENT, thread_ts=self._require()):
+            payload = (msg.get("metadata") or {}).get("event_payload", {})
+            if payload.get("incident") == self.incident_id:
+                found.add((str(payload.get("step")), str(payload.get("status"))))
+        return found
 
     def _require(self) -> str:
         if self.ts is None:
@@ -112,20 +146,28 @@ class IncidentThread:
         fields: dict[str, object] | None = None,
         *,
         drill: bool = False,
+        step: str | None = None,
     ) -> list[str]:
-        """A status report (``report_blocks``) as one or more thread replies; returns their ``ts``."""
+        """A status report (``report_blocks``) as one or more thread replies; returns their ``ts``.
+        With ``step``, each reply carries metadata naming incident, step and status
+        (``reports_in_thread`` finds them after a crash)."""
         thread_ts = self._require()
         messages = report_blocks(title, markdown, status, fields, drill=drill)
         fallback = escape(f"{'[DRILL] ' if drill else ''}{title} — {status}")
         out = []
         for i, blocks in enumerate(messages):
             text = fallback if i == 0 else f"{fallback} (continued)"
-            out.append(self.client.post(self.channel, text, blocks, thread_ts=thread_ts)[1])
+            meta = None
+            if step is not None:
+                meta = {"event_type": REPORT_EVENT,
+                        "event_payload": {"incident": self.incident_id or "", "step": step, "status": status,
+                                          "part": i}}
+            out.append(self.client.post(self.channel, text, blocks, thread_ts=thread_ts, metadata=meta)[1])
         return out
 
     def update_header(self, header_text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Edit the header message in place (``chat.update``)."""
-        self.client.update(self.channel, self._require(), header_text, blocks)
+        self.client.update(self.channel, self._require(), header_text, blocks, metadata=self.header_metadata)
 
     def update_status(
         self,
@@ -145,6 +187,9 @@ class IncidentThread:
         else:
             self.update_header(text, blocks)
 
+
+HEADER_EVENT = "stanch_incident"
+REPORT_EVENT = "stanch_report"
 
 _threads: dict[str, tuple[str, str]] = {}
 _threads_lock = threading.Lock()
@@ -171,7 +216,10 @@ class PostMessageParams(ActionParams):
     channel: str | None = Field(
         default=None, description="Channel name or id; defaults to STANCH_SLACK_CHANNEL."
     )
-    text: str = Field(min_length=1, description="Message text. Escaped: it cannot ping or hide links.")
+    text: str = Field(
+        min_length=1,
+        description="Message text. Escaped: it cannot ping or hide links. Secret inputs are masked.",
+    )
     thread: bool = Field(default=False, description="Post in the incident thread (if the run has one).")
     mentions: list[str] = Field(
         default_factory=list,
@@ -204,22 +252,69 @@ def _post_message(ctx: ActionContext, params: PostMessageParams) -> PostMessageR
         pings = " ".join(mention(m.lstrip("@")) for m in params.mentions)
     except ValueError as err:
         raise InputError(f"slack.post_message: {err}") from None
-    body = escape(params.text)
+    body = escape(ctx.mask(params.text))  # the edge: a secret input in the text is never posted
     prefix = (DRILL_BANNER + "\n") if ctx.drill else ""
     chunks = split_mrkdwn(body, 2800)  # room for the drill banner and mentions
     first = f"{prefix}{pings + ' ' if pings else ''}"
     fallback = f"{'[DRILL] ' if ctx.drill else ''}{pings + ' ' if pings else ''}"
     posted: list[tuple[str, str]] = []
+    base_key = ctx.intent_key("slack", channel or "", thread_ts or "")
+    keys = [f"{base_key}:{i}" for i in range(len(chunks))]
+    found = _settle_open_intents(ctx, client, channel, thread_ts, keys)
     for i, chunk in enumerate(chunks):
+        key = keys[i]
+        prior = ctx.prior_intent(key)
+        if prior is not None and prior.get("state") in ("sent", "found"):
+            posted.append((str(prior["channel"]), str(prior["ts"])))  # posted by an earlier attempt
+            continue
+        if key in found:
+            posted.append(found[key])
+            continue
         text = (first + chunk) if i == 0 else chunk
         block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
         fallback_text = (fallback + chunk) if i == 0 else chunk
-        posted.append(client.post(channel, fallback_text, [block], thread_ts=thread_ts))
+        ctx.intent(key, {"sink": "slack", "channel": channel, "thread_ts": thread_ts, "part": i})
+        ch, ts = client.post(channel, fallback_text, [block], thread_ts=thread_ts,
+                             metadata={"event_type": INTENT_EVENT, "event_payload": {"key": key}})
+        ctx.settle(key, "sent", {"channel": ch, "ts": ts})
+        posted.append((ch, ts))
     ch, ts = posted[0]
     ctx.record(
         "slack.message_posted", {"channel": ch, "ts": ts, "thread_ts": thread_ts, "parts": len(posted)}
     )
     return PostMessageResult(channel=ch, ts=ts, thread_ts=thread_ts)
+
+
+INTENT_EVENT = "stanch_intent"
+"""Message metadata ``event_type`` of what ``slack.post_message`` posts; the payload's ``key`` is the
+intent key (incident:step:item:slack:channel:thread:part), never the message text."""
+
+
+def _settle_open_intents(
+    ctx: ActionContext, client: SlackClient, channel: str | None, thread_ts: str | None, keys: list[str]
+) -> dict[str, tuple[str, str]]:
+    """Posts an earlier attempt started but never confirmed (a crash, a lost answer): look for them
+    in the channel (or thread) by message metadata; found ones are settled ``found`` and not posted
+    again, the others are posted again (they never reached Slack)."""
+    open_keys = {k: p for k in keys if (p := ctx.prior_intent(k)) is not None and p.get("state") == "open"}
+    if not open_keys:
+        return {}
+    oldest = min(_epoch(p.get("ts")) for p in open_keys.values()) - 120.0
+    found: dict[str, tuple[str, str]] = {}
+    for msg in client.find_tagged(channel or client.default_channel, INTENT_EVENT, thread_ts=thread_ts,
+                                  oldest=oldest if thread_ts is None else None):
+        key = str((msg.get("metadata") or {}).get("event_payload", {}).get("key", ""))
+        if key in open_keys and key not in found:
+            found[key] = (str(msg.get("channel") or client.channel_id(channel)), str(msg["ts"]))
+            ctx.settle(key, "found", {"channel": found[key][0], "ts": found[key][1]})
+    return found
+
+
+def _epoch(ts: object) -> float:
+    try:
+        return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _describe_post_message(ctx: ActionContext, params: PostMessageParams) -> list[PlannedOperation]:

@@ -162,6 +162,7 @@ class SlackClient:
     def __init__(self, web: WebClient, *, default_channel: str = "#incident") -> None:
         self.web = web
         self.default_channel = default_channel
+        self._bot_id: str | None = None
 
     @classmethod
     def from_settings(
@@ -230,22 +231,89 @@ class SlackClient:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[str, str]:
-        """``chat.postMessage``; returns ``(channel_id, ts)``. ``text`` is the notification fallback."""
+        """``chat.postMessage``; returns ``(channel_id, ts)``. ``text`` is the notification fallback.
+
+        ``metadata`` is Slack message metadata (``{"event_type": ..., "event_payload": {...}}``):
+        stanch tags what it posts so that after a crash it can find it again (``find_tagged``)."""
         kwargs: dict[str, Any] = {"channel": channel or self.default_channel, "text": text}
         if blocks is not None:
             kwargs["blocks"] = blocks
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
+        if metadata is not None:
+            kwargs["metadata"] = metadata
         body = self.call("chat.postMessage", **kwargs)
         return str(body["channel"]), str(body["ts"])
 
-    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+    def update(
+        self,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """``chat.update`` of a message the bot posted (``channel`` must be the id ``post`` returned)."""
         kwargs: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
         if blocks is not None:
             kwargs["blocks"] = blocks
+        if metadata is not None:
+            kwargs["metadata"] = metadata
         self.call("chat.update", **kwargs)
+
+    def channel_id(self, channel: str | None) -> str:
+        """The id of a channel given by id or name (``#incident``); names via ``conversations.list``."""
+        ref = channel or self.default_channel
+        if _looks_like_id(ref):
+            return ref
+        name, cursor = ref.lstrip("#"), None
+        for _ in range(_MAX_PAGES):
+            body = self.call("conversations.list", limit=200, exclude_archived="true",
+                             types="public_channel,private_channel", **({"cursor": cursor} if cursor else {}))
+            for ch in body.get("channels", []):
+                if ch.get("name") == name:
+                    return str(ch["id"])
+            cursor = (body.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        raise PermanentActionError(f"Slack channel {ref} not found", operation="conversations.list")
+
+    def find_tagged(
+        self,
+        channel: str,
+        event_type: str,
+        *,
+        thread_ts: str | None = None,
+        oldest: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Messages of ``channel`` (or of the thread ``thread_ts``) that stanch tagged with message
+        metadata of ``event_type``, oldest first: ``conversations.history`` / ``conversations.replies``
+        with ``include_all_metadata``. Reads at most a few pages (newest first), from ``oldest`` on.
+        Only messages posted by this bot count (``bot_id`` of ``auth.test``): metadata anyone else
+        attached cannot make stanch believe it already posted something.
+        Needs the ``channels:history`` (``groups:history``) scope."""
+        if self._bot_id is None:
+            self._bot_id = str(self.auth_test().get("bot_id") or "")
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        args: dict[str, Any] = {"channel": self.channel_id(channel), "include_all_metadata": "true", "limit": 200}
+        if thread_ts:
+            args["ts"] = thread_ts
+        if oldest is not None:
+            args["oldest"] = f"{max(0.0, oldest):.6f}"
+        found: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(_MAX_PAGES):
+            body = self.call(method, **args, **({"cursor": cursor} if cursor else {}))
+            for msg in body.get("messages", []):
+                meta = msg.get("metadata") or {}
+                if meta.get("event_type") == event_type and self._bot_id and msg.get("bot_id") == self._bot_id:
+                    found.append(msg)
+            cursor = (body.get("response_metadata") or {}).get("next_cursor")
+            if not cursor or not body.get("has_more", True):
+                break
+        return sorted(found, key=lambda m: float(m.get("ts", 0)))
 
     def user_info(self, user_id: str) -> dict[str, Any]:
         return dict(self.call("users.info", user=user_id)["user"])
@@ -281,6 +349,13 @@ def retry_handlers(
         BoundedRateLimitRetryHandler(max_retry_count=rate_limit_retries, max_wait=max_retry_after),
         ServerErrorRetryHandler(max_retry_count=server_error_retries),
     ]
+
+
+_MAX_PAGES = 10
+
+
+def _looks_like_id(ref: str) -> bool:
+    return ref[:1] in "CGD" and ref.isalnum() and ref.isupper()
 
 
 def _json_method(method: str) -> bool:

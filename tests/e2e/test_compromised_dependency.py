@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.demo import DEMO_INPUTS
 from flows.runtime import run_runbook
 from flows.timeline import verify
+from integrations.aws import certs
+from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe
+from integrations.settings import StanchSettings
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"
 STEPS = ["scope", "announce", "revoke-ci-keys", "rotate-signing-cert", "publish-update",
@@ -27,12 +31,18 @@ def _run(sandbox: Sandbox, tmp_path: Path, incident: str) -> tuple[object, Path]
     return state, tmp_path / "store" / incident
 
 
+def _secret_names(endpoint: str, account: str) -> list[str]:
+    sm = clients_for(StanchSettings(aws_endpoint_url=endpoint), account, "us-east-1")("secretsmanager")
+    return [s["Name"] for page in sm.get_paginator("list_secrets").paginate() for s in page["SecretList"]]
+
+
 def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_path: Path) -> None:
     fleet = sandbox.fleet
     assert fleet is not None
     desktop = fleet.services["desktop-app"]
     assert desktop.certificate_arn is not None
     before = observe.certificate_facts(sandbox.url, desktop.account, desktop.certificate_arn)
+    old_key = observe.secret_value(sandbox.url, desktop.account, desktop.signing_secret or "")
 
     state, folder = _run(sandbox, tmp_path, "INC-E2E-1")
     assert state.is_completed(), state.message  # type: ignore[attr-defined]
@@ -43,12 +53,19 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
         svc = fleet.services[name]
         assert set(observe.access_key_statuses(sandbox.url, svc.account, svc.ci_user).values()) == {"Active"}
 
-    # ACM: same ARN, new serial; the new private key is in Secrets Manager, not in any output
+    # ACM: same ARN, new serial; the NEW private key is in the secret the inventory names (issue 8:
+    # it went to a secret literally named "[redacted]" and the old, compromised key stayed)
     after = observe.certificate_facts(sandbox.url, desktop.account, desktop.certificate_arn)
     assert after["serial"] != before["serial"]
-    secret = observe.secret_value(sandbox.url, desktop.account, desktop.signing_secret or "")
-    pem = json.dumps(secret)
-    assert "PRIVATE KEY" in pem
+    assert desktop.signing_secret == "desktop-app/signing-key"
+    secret = observe.secret_value(sandbox.url, desktop.account, desktop.signing_secret)
+    assert secret["version_id"] != old_key["version_id"] and secret["value"] != old_key["value"]
+    new_key = serialization.load_pem_private_key(secret["value"].encode(), password=None)
+    assert certs.public_key_der(new_key) == after["public_key_der"]  # the key of the re-imported certificate
+    assert certs.public_key_der(new_key) != before["public_key_der"]
+    for account in sorted({s.account for s in fleet.services.values()}):
+        names = _secret_names(sandbox.url, account)
+        assert "[redacted]" not in names and not [n for n in names if "redacted" in n], (account, names)
 
     # SES: exactly the desktop-app audience
     expected = set(fleet.audiences["desktop-users"].emails)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from flows.runtime import run_runbook
+from flows.secret_inputs import deposit, discard, ref
 from flows.timeline import verify
 
 HERE = Path(__file__).parent / "runbooks"
@@ -63,8 +65,12 @@ def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Pa
 def test_secret_inputs_never_reach_timeline_reports_or_postmortem(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     secret = "hunter2-very-secret-token"
-    with caplog.at_level("INFO"):
-        state, folder = _run(tmp_path, "secret.yaml", {"token": secret})
+    deposit("INC-TEST-secret", {"token": secret})  # the value stays in this process: the flow gets a reference
+    try:
+        with caplog.at_level("INFO"):
+            state, folder = _run(tmp_path, "secret.yaml", {"token": ref("token")})
+    finally:
+        discard("INC-TEST-secret")
     assert state.is_failed()
     assert "webhook rejected token" in caplog.text and secret not in caplog.text  # Prefect's own logs
     written = {p.name: p.read_text() for p in folder.rglob("*") if p.is_file()}
@@ -72,6 +78,15 @@ def test_secret_inputs_never_reach_timeline_reports_or_postmortem(
     for name, text in written.items():
         assert secret not in text, name
     assert "webhook rejected token [redacted]" in written["fail.md"]
+    meta = json.loads(written["incident.json"])
+    assert meta["inputs"] == {"token": {"$secret_ref": "token"}}  # only the marker is kept
+
+
+def test_a_secret_passed_to_the_flow_as_a_value_is_refused(tmp_path: Path) -> None:
+    state, folder = _run(tmp_path, "secret.yaml", {"token": "plain-value-in-prefect"})
+    assert state.is_failed()
+    assert "passed to the flow as values" in str(state.result(raise_on_failure=False))
+    assert not (folder / "timeline.jsonl").exists()  # refused before anything ran
 
 
 def test_batched_fan_out_keeps_per_item_retries_events_and_failures(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from integrations.base import ActionContext
+from integrations.base import ActionContext, IntentLedger
 from integrations.sandbox.fleet import SandboxFleet, seed_fleet
 from integrations.sandbox.moto_server import MotoServer
 from integrations.settings import StanchSettings
@@ -45,6 +45,8 @@ def aws_settings(aws_endpoint: str, tmp_path: Path) -> StanchSettings:
 
 @pytest.fixture
 def make_ctx(aws_settings: StanchSettings) -> Callable[..., ActionContext]:
+    intents = IntentLedger()  # one per test, as the engine keeps one per incident run
+
     def make(
         step_id: str = "step", item_key: str | None = None, drill: bool = False, incident_id: str = "INC-42"
     ) -> ActionContext:
@@ -56,6 +58,7 @@ def make_ctx(aws_settings: StanchSettings) -> Callable[..., ActionContext]:
             item_key=item_key,
             drill=drill,
             record=lambda kind, data: recorded.append((kind, data)),
+            intents=intents,
         )
         ctx.recorded = recorded  # type: ignore[attr-defined]
         return ctx

@@ -167,3 +167,44 @@ def test_publish_errors(
     assert "missing permission sns:Publish" in str(err.value)
     with pytest.raises(ValueError):
         sns.PUBLISH.validate_params({**params, "subject": "two\nlines"})
+
+
+def _plain_sent(endpoint: str) -> list[str]:
+    data = json.loads(urllib3.request("GET", f"{endpoint}/moto-api/data.json").data)
+    return [to for m in data.get("ses", {}).get("Message", []) for to in m["destinations"]["ToAddresses"]]
+
+
+@pytest.mark.parametrize("delivery", ["at-most-once", "at-least-once"])
+def test_send_started_but_never_confirmed_follows_the_delivery_policy(
+    aws_settings: StanchSettings, clients: Callable[[str], Any], delivery: str
+) -> None:
+    """A resumed run finds b@'s intent open (the process died between SendEmail and its record):
+    at-most-once does not send again and reports it possibly sent; at-least-once sends it. a@
+    (settled sent) is never sent again, c@ (never started) is sent once."""
+    from integrations.aws import ses
+    from integrations.base import IntentLedger
+
+    clients("ses").verify_email_identity(EmailAddress=SENDER)
+    tag = delivery.replace("-", "")
+    a, b, c = (f"{n}.{tag}@users.example" for n in "abc")
+    events: list[tuple[str, dict[str, Any]]] = []
+    ctx = ActionContext(incident_id="INC-POLICY", step_id=f"mail-{tag}", settings=aws_settings,
+                        record=lambda kind, data: events.append((kind, data)))
+    ledger = IntentLedger({ctx.intent_key("email", a): {"state": "sent", "message_id": "m-a"},
+                           ctx.intent_key("email", b): {"state": "open"}})
+    ctx.intents = ledger
+    params = {"account": ACCOUNT, "sender": SENDER, "recipients": [a, b, c], "subject": "s", "body": "b",
+              "delivery": delivery}
+    result = ses.SEND.execute(ctx, params)
+    sent = [to for to in _plain_sent(aws_settings.aws_endpoint_url or "") if to.endswith(f"{tag}@users.example")]
+    if delivery == "at-most-once":
+        assert sorted(sent) == [c] and result.possibly_sent == [b]
+        assert ("intent.settled", "possibly_sent") in [(k, d.get("outcome")) for k, d in events]
+    else:
+        assert sorted(sent) == [b, c] and result.possibly_sent == []
+    assert result.sent[0].recipient == a and result.sent[0].message_id == "m-a"
+    assert all("Subject" not in json.dumps(d) for _, d in events)  # intents never carry the message
+    again = ses.SEND.execute(ctx, params)  # a retry in the same run sends nobody again
+    assert sorted(to for to in _plain_sent(aws_settings.aws_endpoint_url or "")
+                  if to.endswith(f"{tag}@users.example")) == sorted(sent)
+    assert again.possibly_sent == result.possibly_sent
