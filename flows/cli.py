@@ -264,14 +264,55 @@ def _report(summary: dict[str, Any]) -> None:
     outcome = summary.get("outcome")
     if outcome == "succeeded":
         console.print("[bold green]contained[/] — all required steps succeeded")
-    elif outcome == "rolled back":
-        console.print("[bold green]rolled back[/] — every compensation succeeded")
+    elif outcome in ("rolled back", "partly rolled back", "nothing undone", "nothing to undo"):
+        _report_rollback(summary)
     else:
         failed = ", ".join(summary.get("failed_steps") or []) or summary.get("error", "see the timeline")
         console.print(f"[bold red]run {outcome}[/] — {failed}")
     console.print(f"incident folder: {folder}")
     if (folder / "postmortem.md").exists():
         console.print(f"post-mortem:     {folder / 'postmortem.md'}")
+
+
+def _report_rollback(summary: dict[str, Any]) -> None:
+    """What a rollback undid and what it did not (and why), newest first."""
+    undone, not_undone = summary.get("undone") or [], summary.get("not_undone") or []
+    outcome = summary.get("outcome")
+    if outcome == "rolled back":
+        console.print(f"[bold green]rolled back[/] — undid {len(undone)} step(s): {', '.join(undone) or 'none'}")
+    elif outcome == "partly rolled back":
+        console.print(f"[bold yellow]partly rolled back[/] — undid {len(undone)} step(s): {', '.join(undone)}")
+    elif outcome == "nothing to undo":
+        console.print("[bold green]nothing to undo[/] — no step changed anything")
+    else:
+        console.print("[bold red]nothing undone[/] — no step that changed something declares a compensation")
+    for row in not_undone:
+        console.print(f"  not undone: {row['step']}: {row['reason']}")
+
+
+def _reattach(meta: dict[str, Any]) -> Any:
+    """Point this process at exactly what the incident's run targeted (``target`` in
+    incident.json); ConfigurationError when that is unavailable. Incidents recorded before targets
+    were keep the old rule (a drill re-attaches to the running sandbox)."""
+    from flows.targets import reattach
+
+    if "target" not in meta:
+        if meta.get("drill") and read_sandbox_state() is not None:
+            _use_sandbox()
+        return None
+    state = read_sandbox_state()
+    target, env = reattach(meta, state.environment() if state else None, state.moto_url if state else None)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if target.drill:
+        from flows.safety import check_drill_targets
+
+        check_drill_targets(_settings())
+    err.print(f"targeting what the run targeted: {target.describe()}", markup=False, soft_wrap=True)
+    return target
 
 
 @app.command()
@@ -281,17 +322,27 @@ def resume(
 ) -> None:
     """Continue an incident's run: steps and fan-out items that already succeeded are skipped
     (never repeated); failed and unfinished ones run. Secret inputs are not kept in the incident:
-    give them again with -i (or STANCH_SECRET_<NAME>); resume refuses, naming them, otherwise."""
+    give them again with -i (or STANCH_SECRET_<NAME>); resume refuses, naming them, otherwise.
+    Targets exactly what the run targeted (its sandbox, endpoints, region). A finished incident
+    is not re-run: exit 0 "nothing to resume" if it succeeded, exit 2 if it failed, was aborted
+    or rolled back (its compensations ran)."""
     from flows import secret_inputs
     from flows.incident import Incident
+    from flows.resume import prior_progress, resume_refusal
     from flows.runtime import run_runbook
 
     try:
         settings = _settings()
         inc = Incident.open_existing(settings.store_dir, incident)
         meta = inc.read_meta()
-        if meta.get("drill") and read_sandbox_state() is not None:
-            _use_sandbox()
+        refusal = resume_refusal(prior_progress(inc.events()))
+        if refusal is not None:
+            code, why = refusal
+            if code == 0:
+                console.print(f"{inc.id}: {why}")
+                raise typer.Exit(0)
+            raise _fail(f"not resuming {inc.id}: {why}", code)
+        _reattach(meta)
         from flows.compiler import parse_input_pairs
 
         plan_, _ = _load_plan(meta["runbook_path"])
@@ -315,7 +366,11 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
              input: Annotated[list[str] | None, typer.Option(
                  "--input", "-i", help="A secret input an undo needs, as key=value (repeat).")] = None) -> None:
     """Undo an incident: run the compensations of its succeeded steps, newest first, each once
-    (retried on transient errors). Every compensation is recorded in the timeline and post-mortem."""
+    (retried on transient errors). Every compensation is recorded in the timeline and post-mortem.
+    Prints what was undone and what was not (steps with no compensation declared). Exit 0 when
+    every compensation succeeded (also when some steps declare none: "partly rolled back", and
+    when no step changed anything: "nothing to undo"), 1 when one failed or when steps changed
+    things and none could be undone ("nothing undone"). Targets exactly what the run targeted."""
     from flows import secret_inputs
     from flows.compiler import parse_input_pairs
     from flows.incident import Incident
@@ -324,8 +379,7 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
 
     try:
         inc = Incident.open_existing(_settings().store_dir, incident)
-        if inc.read_meta().get("drill") and read_sandbox_state() is not None:
-            _use_sandbox()
+        _reattach(inc.read_meta())
         given = parse_input_pairs(input or [])
         problems = secret_inputs.rollback_problems(prior_progress(inc.events()).compensation_records, given)
         if problems:
@@ -340,7 +394,7 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
     finally:
         secret_inputs.discard(inc.id)
     _report(summary)
-    raise typer.Exit(0 if summary.get("outcome") == "rolled back" else 1)
+    raise typer.Exit(0 if summary.get("outcome") in ("rolled back", "partly rolled back", "nothing to undo") else 1)
 
 
 def _decide(incident: str, step: str, approver: str, approve: bool, comment: str, key: Path | None,
@@ -597,13 +651,24 @@ def demo(
     raise typer.Exit(run_demo(console, keep=keep))
 
 
+EPHEMERAL_STARTUP_TIMEOUT_S = "90"
+"""Start-up budget of the temporary Prefect server (Prefect's default, 20 s, failed about one
+resume in 30 on a loaded machine). Override with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
+
+
+def prefect_defaults(environ: Any = os.environ) -> None:
+    """Quiet, local Prefect defaults for the CLI; values already set in the environment win."""
+    environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    environ.setdefault("DO_NOT_TRACK", "1")
+    environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
+    home = Path(environ.get("STANCH_HOME", ".stanch"))
+    environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+
+
 def main() -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
-    home = Path(os.environ.get("STANCH_HOME", ".stanch"))
-    os.environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+    prefect_defaults()
     app()
 
 

@@ -135,6 +135,8 @@ class Engine:
         self.started_at = isoformat(utcnow())
         self.secret_values = {k: str(inputs[k]) for k, spec in plan.inputs.items()  # not unresolved refs
                               if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
+        # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
+        self._history = {k: list(v) for k, v in self.prior.history.items()}
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -147,7 +149,13 @@ class Engine:
     def _record_action(self, kind: str, step: str, item: str | None, data: dict[str, Any],
                        ctx: ActionContext) -> None:
         self.incident.redactor.add(*ctx.secrets)  # registered during this action: redact at once
-        self.record(kind, step=step, item=item, data=data)
+        event = self.record(kind, step=step, item=item, data=data)
+        with self._lock:
+            self._history.setdefault((step, item, kind), []).append(event.get("data") or {})
+
+    def _action_history(self, step: str, item: str | None, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._history.get((step, item, kind), []))
 
     # ----- expressions ------------------------------------------------------------------------
     def scope(self) -> dict[str, Any]:
@@ -182,7 +190,8 @@ class Engine:
         ctx = ActionContext(incident_id=self.incident.id, step_id=step.id, settings=self.settings,
                             item_key=key, drill=self.drill, runbook=self.plan.name, intents=self.intents,
                             record=lambda kind, data: self._record_action(kind, step.id, key, data, ctx),
-                            redact_text=self.incident.redactor.text)
+                            redact_text=self.incident.redactor.text,
+                            history=lambda kind: self._action_history(step.id, key, kind))
         try:
             result = spec.execute(ctx, call.params)
         except Exception as exc:
@@ -191,7 +200,10 @@ class Engine:
             if transient and attempt <= step.retries:
                 self.record("item.retrying", step=step.id, item=key,
                             data={"attempt": attempt, "error": error_text(exc)})
-            raise _sanitized(exc, self.incident.redactor) from None
+            clean = _sanitized(exc, self.incident.redactor)
+            if transient and attempt > step.retries and isinstance(clean, ActionError):  # no retry left
+                clean.args = (f"{clean} — gave up after {attempt} attempt{'s' if attempt > 1 else ''}",)
+            raise clean from None
         self.incident.redactor.add(*ctx.secrets)
         out: dict[str, Any] = result.model_dump(mode="json")
         return {"output": out, "attempts": attempt}

@@ -5,7 +5,8 @@ and compensations already done — so ``stanch resume`` skips finished work and 
 never undoes a step twice; the intents of non-idempotent sends with their last state (open ones
 are settled on resume, see ``integrations.base.IntentLedger``); and what Slack already shows — the
 incident header (``slack.header``) and which step reports were posted (``slack.report_posted``).
-Must not touch: Prefect, boto3, Slack.
+Also what actions recorded per step/item (their before-images and effects: ``ActionContext.history``)
+and whether the last attempt finished (``resume_refusal``). Must not touch: Prefect, boto3, Slack.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class PriorProgress:
     slack_header: dict[str, Any] | None = None                        # {channel, ts}
     reports_written: dict[str, str] = field(default_factory=dict)     # step id -> status
     reports_posted: set[tuple[str, str]] = field(default_factory=set)  # (step id, status)
+    outcome: str | None = None          # of the last run.finished
+    rolled_back: bool = False           # a rollback started (then resuming would redo undone work)
+    # (step, item, kind) -> data of every event recorded with a step: what ActionContext.history reads
+    history: dict[tuple[str, str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def item_done(self, step: str, key: str | None) -> bool:
         return key is not None and key in self.items.get(step, {})
@@ -36,11 +41,16 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
     p = PriorProgress()
     for e in events:
         kind, step, item, data = e["kind"], e.get("step"), e.get("item"), e.get("data") or {}
+        if step:
+            p.history.setdefault((step, item, kind), []).append(data)
         if kind in ("run.started", "run.resumed"):
             p.runs += 1
             p.finished = False
         elif kind == "run.finished":
             p.finished = True
+            p.outcome = data.get("outcome")
+        elif kind == "rollback.started":
+            p.rolled_back = True
         elif kind == "item.succeeded" and step and item is not None:
             p.items.setdefault(step, {})[item] = data.get("output")
         elif kind == "step.succeeded" and step:
@@ -65,3 +75,20 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
         elif kind == "slack.report_posted" and step:
             p.reports_posted.add((step, str(data.get("status", ""))))
     return p
+
+
+def resume_refusal(p: PriorProgress) -> tuple[int, str] | None:
+    """Why an incident must not be resumed, as (exit code, message); None if it may be.
+
+    A run that finished is never re-run: ``succeeded`` means there is nothing to do (exit 0);
+    ``failed``/``aborted`` runs already ran their compensations and a rolled-back incident was
+    undone, so resuming would skip steps whose effects were undone (exit 2: start a new run)."""
+    if p.rolled_back:
+        return 2, ("it was rolled back; resuming would skip steps whose changes were undone. "
+                   "Start a new incident with `stanch run`")
+    if p.finished and p.outcome == "succeeded":
+        return 0, "nothing to resume: its run already finished (succeeded)"
+    if p.finished:
+        return 2, (f"its run already finished ({p.outcome or 'unknown outcome'}) and ran its compensations; "
+                   "start a new incident with `stanch run`, or `stanch rollback` it")
+    return None

@@ -29,6 +29,7 @@ from flows.resume import PriorProgress, prior_progress
 from flows.safety import check_drill_targets
 from flows.secret_inputs import is_ref, public_inputs, resolve, secret_names
 from flows.spec import load_runbook
+from flows.targets import RunTarget
 from integrations.base import default_registry
 from integrations.errors import InputError
 from integrations.settings import StanchSettings
@@ -111,10 +112,12 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     if resume and engine.prior.runs:
         engine.record("run.resumed", actor=initiator, data={
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
+            "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
     else:
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
                              "inputs": shown_inputs, "drill": drill, "initiator": initiator,
+                             "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
                              "created_at": datetime.now(UTC).isoformat()})
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
@@ -148,10 +151,45 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
                       bool(meta.get("drill")), initiator, prior, strict=False)
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
-    engine.record("rollback.finished", data={"failed": failures})
+    undone, not_undone = rollback_coverage(engine, prior)
+    engine.record("rollback.finished", data={"failed": failures, "undone": undone, "not_undone": not_undone})
     engine.incident.render_postmortem(engine.plan.postmortem_template)
+    if failures:
+        outcome = "rollback incomplete"
+    elif not_undone and not undone:
+        outcome = "nothing undone"
+    elif not undone:
+        outcome = "nothing to undo"
+    elif not_undone:
+        outcome = "partly rolled back"
+    else:
+        outcome = "rolled back"
     summary: dict[str, Any] = {"incident_id": incident.id, "folder": str(incident.folder), "failed_steps": [],
-                               "outcome": "rolled back" if not failures else "rollback incomplete"}
+                               "outcome": outcome, "undone": undone, "not_undone": not_undone}
     if failures:
         return Failed(message=f"{failures} compensation(s) failed", data=summary)
-    return Completed(message="rolled back", data=summary)
+    if outcome == "nothing undone":
+        return Failed(message="nothing could be undone: no changing step declares a compensation", data=summary)
+    return Completed(message=outcome, data=summary)
+
+
+def rollback_coverage(engine: Engine, prior: PriorProgress) -> tuple[list[str], list[dict[str, str]]]:
+    """(steps whose compensations ran, [{step, reason}] changing steps that were not undone), newest
+    first. A read-only step (its action is not mutating) without a compensation is in neither."""
+    done = prior_progress(engine.incident.events())
+    undone: list[str] = []
+    not_undone: list[dict[str, str]] = []
+    for sid in reversed(prior.succeeded_order):
+        step = engine.plan.step(sid) if any(s.id == sid for s in engine.plan.steps) else None
+        if step is None or step.approval is not None or (step.compensate is None and not step.mutating):
+            continue
+        records = done.compensation_records.get(sid)
+        if step.compensate is None:
+            not_undone.append({"step": sid, "reason": "no compensation declared"})
+        elif records is None:
+            not_undone.append({"step": sid, "reason": "no compensation recorded"})
+        elif all((sid, r.get("item")) in done.compensated for r in records):
+            undone.append(sid)
+        else:
+            not_undone.append({"step": sid, "reason": "compensation failed"})
+    return undone, not_undone

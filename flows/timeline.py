@@ -26,8 +26,9 @@ from typing import Any
 GENESIS = "0" * 64
 FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
-# fsynced kinds; "intent" so a recorded intent is on disk before the send it guards
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent"})
+# fsynced kinds; "intent" so a recorded intent is on disk before the send it guards, "action"
+# (action.observed) so a before-image is on disk before the change it describes
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action"})
 
 
 def utcnow() -> datetime:

@@ -34,6 +34,7 @@ from integrations.errors import (
 from integrations.settings import StanchSettings
 
 __all__ = [
+    "OBSERVED",
     "ActionContext",
     "ActionError",
     "ActionParams",
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("stanch.actions")
+
+OBSERVED = "action.observed"
+"""Timeline kind of a before-image (``ActionContext.observe``): ``{"subject", "state"}``."""
 
 
 class ActionParams(BaseModel):
@@ -135,6 +139,9 @@ class ActionContext:
     to people masks it at that edge.
     ``intent``/``settle``/``prior_intent`` keep non-idempotent sends exactly-once across crashes
     (see ``IntentLedger``; keys come from ``intent_key`` and never contain message content).
+    ``history(kind)`` is the data of every ``kind`` event this incident recorded for this step
+    (and item), earlier attempts and crashed runs included — what ``observe`` and
+    ``record_once`` build on.
     """
 
     incident_id: str
@@ -144,6 +151,7 @@ class ActionContext:
     drill: bool = False
     runbook: str = ""
     record: Callable[[str, dict[str, Any]], None] = field(default=lambda kind, data: None)
+    history: Callable[[str], list[dict[str, Any]]] = field(default=lambda kind: [])
     logger: logging.Logger = field(default_factory=lambda: log)
     redact_text: Callable[[str], str] = field(default=lambda text: text, repr=False)
     intents: IntentLedger = field(default_factory=IntentLedger)
@@ -165,6 +173,28 @@ class ActionContext:
     @property
     def secrets(self) -> frozenset[str]:
         return frozenset(self._secrets)
+
+    def observe(self, subject: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The before-image of ``subject``: its state before this incident's step (item) first
+        acted on it. The first call records ``state`` (an ``action.observed`` event) *before* the
+        action changes anything and returns it; every later call — a retry, or a resumed run
+        after a crash — returns the state recorded first, so an action can tell "changed by an
+        earlier attempt of this incident" from "was already so". Never put secrets in ``state``."""
+        for data in self.history(OBSERVED):
+            if data.get("subject") == subject and isinstance(data.get("state"), dict):
+                return dict(data["state"])
+        self.record(OBSERVED, {"subject": subject, "state": state})
+        return state
+
+    def record_once(self, kind: str, data: dict[str, Any], *, match: tuple[str, ...]) -> bool:
+        """Record ``kind`` unless this step (item) already recorded one with the same values for
+        the ``match`` fields (in this or an earlier attempt). True if it recorded now. Lets an
+        action that finds its change applied but unrecorded (a crash in between) record it once."""
+        for old in self.history(kind):
+            if all(old.get(k) == data.get(k) for k in match):
+                return False
+        self.record(kind, data)
+        return True
 
     @property
     def idempotency_token(self) -> str:

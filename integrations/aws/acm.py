@@ -8,8 +8,13 @@ certificate is re-imported at the **same ARN**, so everything that references th
 the new certificate.
 
 Idempotency (check-then-act, crash-safe): the secret version id is ``uuid5(ctx.idempotency_token)``.
+ 0. Before anything changes, the serial and fingerprint at the ARN are recorded (a before-image,
+    ``ctx.observe``); a resumed attempt reads the recorded one.
  1. If that secret version exists and the certificate at the ARN has its public key, the rotation
-    already happened: the existing facts are returned (``rotated=False``).
+    already happened: what a crash after the import may have skipped is finished — the audit
+    tags (if the rotation token tag is missing) and the ``aws.acm.certificate_rotated`` event
+    (once, with the old serial from the before-image) — and the facts are returned
+    (``rotated=False``).
  2. If the secret version exists but the import did not happen (crash in between), the stored key
     is reused, so a retry never creates a second key.
  3. Otherwise a new key is made, stored, and imported.
@@ -129,10 +134,63 @@ def _store_key(sm: Any, name: str, pem: str, version_id: str, ctx: ActionContext
     return str(resp["ARN"])
 
 
-def _previous_serial(acm: Any, arn: str) -> str | None:
+def _tags(acm: Any, arn: str) -> dict[str, str]:
     with aws_call("acm", "ListTagsForCertificate"):
-        tags = tag_dict(acm.list_tags_for_certificate(CertificateArn=arn).get("Tags"))
-    return tags.get("stanch:previous-serial")
+        return tag_dict(acm.list_tags_for_certificate(CertificateArn=arn).get("Tags"))
+
+
+def _audit_tags(ctx: ActionContext, acm: Any, arn: str, version_id: str, previous_serial: str) -> None:
+    with aws_call("acm", "AddTagsToCertificate"):
+        acm.add_tags_to_certificate(
+            CertificateArn=arn,
+            Tags=[
+                {"Key": "stanch:incident", "Value": ctx.incident_id},
+                {"Key": "stanch:rotation-token", "Value": version_id},
+                {"Key": "stanch:previous-serial", "Value": previous_serial},
+            ],
+        )
+
+
+def _rotated_event(params: RotateCertificateParams, old_serial: str | None, new_serial: str,
+                   fingerprint: str, version_id: str) -> dict[str, Any]:
+    return {
+        "certificate_arn": params.certificate_arn,
+        "old_serial": old_serial,
+        "new_serial": new_serial,
+        "new_fingerprint_sha256": fingerprint,
+        "secret_name": params.secret_name,
+        "secret_version_id": version_id,
+    }
+
+
+def _finish_imported(ctx: ActionContext, acm: Any, params: RotateCertificateParams, current: x509.Certificate,
+                     before: dict[str, Any], secret_arn: str, version_id: str) -> RotateCertificateResult:
+    """The certificate at the ARN already carries this step's key: an earlier attempt imported it.
+    Finish what a crash after the import may have left undone — the audit tags and the
+    ``certificate_rotated`` event (once) — with the previous serial from the before-image."""
+    serial, fingerprint, not_after = certs.cert_facts(current)
+    tags = _tags(acm, params.certificate_arn)
+    old_serial = before.get("serial")
+    if old_serial == serial:  # before-image taken after the import (an incident older than it)
+        old_serial = tags.get("stanch:previous-serial")
+    if tags.get("stanch:rotation-token") != version_id and old_serial:
+        _audit_tags(ctx, acm, params.certificate_arn, version_id, old_serial)
+    ctx.record_once(
+        "aws.acm.certificate_rotated",
+        _rotated_event(params, old_serial, serial, fingerprint, version_id) | {"reconciled": True},
+        match=("certificate_arn", "new_serial"),
+    )
+    return RotateCertificateResult(
+        certificate_arn=params.certificate_arn,
+        old_serial=old_serial,
+        new_serial=serial,
+        new_fingerprint_sha256=fingerprint,
+        not_after=not_after,
+        secret_arn=secret_arn,
+        secret_version_id=version_id,
+        issuer=current.issuer.rfc4514_string(),
+        rotated=False,
+    )
 
 
 def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertificateResult:
@@ -140,7 +198,10 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
     acm, sm = clients("acm"), clients("secretsmanager")
     version_id = rotation_version_id(ctx)
     current = _current_cert(acm, params.certificate_arn)
-    current_serial, _, _ = certs.cert_facts(current)
+    current_serial, current_fp, _ = certs.cert_facts(current)
+    # Before-image, recorded before anything changes: the serial a resumed attempt reports as old.
+    before = ctx.observe(f"acm:{params.certificate_arn}",
+                         {"serial": current_serial, "fingerprint_sha256": current_fp})
 
     stored = _secret_version(sm, params.secret_name, version_id)
     if stored is not None:
@@ -148,18 +209,7 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
         ctx.redact(key_pem)
         key = certs.load_key(key_pem)
         if certs.public_key_der(current) == certs.public_key_der(key):
-            serial, fingerprint, not_after = certs.cert_facts(current)
-            return RotateCertificateResult(
-                certificate_arn=params.certificate_arn,
-                old_serial=_previous_serial(acm, params.certificate_arn),
-                new_serial=serial,
-                new_fingerprint_sha256=fingerprint,
-                not_after=not_after,
-                secret_arn=secret_arn,
-                secret_version_id=version_id,
-                issuer=current.issuer.rfc4514_string(),
-                rotated=False,
-            )
+            return _finish_imported(ctx, acm, params, current, before, secret_arn, version_id)
     else:
         key = certs.generate_key(params.key_type)
         key_pem = certs.key_pem(key)
@@ -182,25 +232,10 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
         kwargs["CertificateChain"] = issued.chain_pem.encode("ascii")
     with aws_call("acm", "ImportCertificate"):
         acm.import_certificate(**kwargs)
-    with aws_call("acm", "AddTagsToCertificate"):
-        acm.add_tags_to_certificate(
-            CertificateArn=params.certificate_arn,
-            Tags=[
-                {"Key": "stanch:incident", "Value": ctx.incident_id},
-                {"Key": "stanch:rotation-token", "Value": version_id},
-                {"Key": "stanch:previous-serial", "Value": current_serial},
-            ],
-        )
+    _audit_tags(ctx, acm, params.certificate_arn, version_id, current_serial)
     ctx.record(
         "aws.acm.certificate_rotated",
-        {
-            "certificate_arn": params.certificate_arn,
-            "old_serial": current_serial,
-            "new_serial": issued.serial,
-            "new_fingerprint_sha256": issued.fingerprint_sha256,
-            "secret_name": params.secret_name,
-            "secret_version_id": version_id,
-        },
+        _rotated_event(params, current_serial, issued.serial, issued.fingerprint_sha256, version_id),
     )
     issuer = (
         ca.certificate.subject.rfc4514_string() if ca else f"CN={params.common_name or _common_name(current)}"

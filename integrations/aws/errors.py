@@ -21,6 +21,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
+    ProxyConnectionError,
     ReadTimeoutError,
 )
 
@@ -111,7 +112,8 @@ def classify_client_error(exc: ClientError, service: str, operation: str) -> Act
         return PermanentActionError(msg, operation=operation, aws_code=code)
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
         shown = code or f"HTTP {status}"
-        msg = f"{where} failed with {shown} (HTTP {status}), will be retried{detail}"
+        # "transient", not "will be retried": whether a retry is left is the engine's to say
+        msg = f"{where} failed with {shown} (HTTP {status}, transient){detail}"
         return TransientActionError(msg, operation=operation, aws_code=code or None)
     shown = code or f"HTTP {status}"
     return PermanentActionError(
@@ -127,7 +129,12 @@ def translate(exc: BaseException, service: str, operation: str) -> ActionError:
         return classify_client_error(exc, service, operation)
     where = f"{service} {operation}"
     if isinstance(
-        exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
+        exc,
+        EndpointConnectionError
+        | ProxyConnectionError  # the proxy was unreachable or dropped the connection: try again
+        | ConnectTimeoutError
+        | ReadTimeoutError
+        | ConnectionClosedError,
     ):
         return TransientActionError(f"{where}: {type(exc).__name__}: {exc}", operation=operation)
     if isinstance(exc, NoCredentialsError):

@@ -4,6 +4,12 @@ Owns: ``aws.iam.deactivate_access_keys`` and ``aws.iam.reactivate_access_keys``.
 check-then-act: a key already in the wanted state is reported, not touched, so re-running a step
 is a success. Only access key *ids* are ever returned or recorded — never secrets.
 
+Exactly once against the world: ``deactivate`` records the user's key statuses (a before-image,
+``ctx.observe``) before switching anything off. Re-run after a crash, a key that is Inactive now
+but was Active in that before-image was deactivated by this incident: it is reported in
+``deactivated`` (so the compensation reactivates it) and its event is recorded once, never as
+``already_inactive``.
+
 Must not touch: ``flows``, ``prefect``.
 """
 
@@ -78,11 +84,24 @@ def _set_status(iam: Any, user: str, key_id: str, status: str) -> None:
 def _deactivate(ctx: ActionContext, params: DeactivateKeysParams) -> DeactivateKeysResult:
     iam = clients_for(ctx, params.account, region_of(ctx, params))("iam")
     statuses = list_key_statuses(iam, params.user)
+    # Before-image, recorded before any change: a key Inactive now but Active in it was switched
+    # off by this incident (an earlier attempt that crashed before recording it), not before.
+    before = ctx.observe(f"iam:{params.account}:user/{params.user}", {"statuses": statuses})
+    was = before.get("statuses") or {}
     deactivated: list[str] = []
     already: list[str] = []
     for key_id, status in sorted(statuses.items()):
         if status == "Inactive":
-            already.append(key_id)
+            if was.get(key_id) == "Active":  # ours: reconcile the record and the compensation
+                deactivated.append(key_id)
+                ctx.record_once(
+                    "aws.iam.access_key_deactivated",
+                    {"account": params.account, "user": params.user, "access_key_id": key_id,
+                     "reconciled": True},
+                    match=("access_key_id",),
+                )
+            else:
+                already.append(key_id)
             continue
         _set_status(iam, params.user, key_id, "Inactive")
         deactivated.append(key_id)

@@ -7,6 +7,11 @@ dependencies). Its SHA-256 (hex, of the exact bytes written) is returned, stored
 metadata ``sha256`` and sent as the S3 ``ChecksumSHA256`` so S3 verifies it.
 
 Idempotency: if the current manifest already announces ``version`` it is returned unchanged.
+Exactly once against the world: the current object version is recorded before the write (a
+before-image, ``ctx.observe``). Re-run after a crash, a manifest announcing ``version`` that this
+incident wrote (its ``incident`` field) over the recorded version is this step's own publish:
+it is not written again, its event is recorded once, and it is reported ``published`` with the
+recorded version as ``previous_version_id`` so the compensation restores it.
 Publishing a version *lower* than the current one is refused (PermanentActionError).
 The bucket must exist; versioning is switched on if it is off, so every manifest stays
 recoverable and ``restore_release`` can put the previous one back.
@@ -138,10 +143,19 @@ def manifest_body(ctx: ActionContext, params: PublishReleaseParams) -> bytes:
 def _publish(ctx: ActionContext, params: PublishReleaseParams) -> PublishReleaseResult:
     s3 = clients_for(ctx, params.account, region_of(ctx, params))("s3")
     current = read_manifest(s3, params.bucket, params.key)
+    # Before-image, recorded before the write: the object version this incident found.
+    before = ctx.observe(
+        f"s3:{params.bucket}/{params.key}",
+        {"version_id": current[1], "version": str(current[0].get("version", "")), "sha256": current[2]}
+        if current is not None
+        else {"version_id": None, "version": None, "sha256": None},
+    )
     if current is not None:
         manifest, version_id, sha = current
         cur_version = str(manifest.get("version", ""))
         if cur_version == params.version:
+            if manifest.get("incident") == ctx.incident_id and version_id != before.get("version_id"):
+                return _reconcile_publish(ctx, params, before, version_id, sha)
             return PublishReleaseResult(
                 bucket=params.bucket,
                 key=params.key,
@@ -186,6 +200,27 @@ def _publish(ctx: ActionContext, params: PublishReleaseParams) -> PublishRelease
         version=params.version,
         sha256=digest.hexdigest(),
         previous_version_id=current[1] if current else None,
+    )
+
+
+def _reconcile_publish(ctx: ActionContext, params: PublishReleaseParams, before: dict[str, Any],
+                       version_id: str | None, sha: str) -> PublishReleaseResult:
+    """The manifest announcing ``version`` was written by this incident after the before-image:
+    an earlier attempt published it and crashed before recording it. Never write it again;
+    record it once and report it as published, so the compensation restores the prior version."""
+    ctx.record_once(
+        "aws.s3.release_published",
+        {"bucket": params.bucket, "key": params.key, "version": params.version, "version_id": version_id,
+         "sha256": sha, "reconciled": True},
+        match=("bucket", "key", "version_id"),
+    )
+    return PublishReleaseResult(
+        bucket=params.bucket,
+        key=params.key,
+        version_id=version_id,
+        version=params.version,
+        sha256=sha,
+        previous_version_id=before.get("version_id"),
     )
 
 

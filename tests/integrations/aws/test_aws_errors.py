@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ProxyConnectionError, ReadTimeoutError
 
 from integrations.aws.errors import aws_call, iam_permission
 from integrations.errors import PermanentActionError, TransientActionError
@@ -71,6 +71,20 @@ def test_connection_errors_are_transient() -> None:
         raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
     with pytest.raises(TransientActionError), aws_call("s3", "PutObject"):
         raise ReadTimeoutError(endpoint_url="http://127.0.0.1:9")
+
+
+def test_proxy_connection_error_is_transient() -> None:
+    # a proxy that is down or drops the connection is a network blip, not a wrong request
+    with pytest.raises(TransientActionError) as err, aws_call("iam", "UpdateAccessKey"):
+        raise ProxyConnectionError(proxy_url="http://proxy.internal:3128", error="connection refused")
+    assert "ProxyConnectionError" in str(err.value)
+
+
+def test_transient_message_does_not_promise_a_retry() -> None:
+    # whether a retry is left is the engine's to say ("gave up after N attempts" when none is)
+    with pytest.raises(TransientActionError) as err, aws_call("s3", "PutObject"):
+        raise _client_error("SlowDown", 503)
+    assert "will be retried" not in str(err.value) and "transient" in str(err.value)
 
 
 def test_other_exceptions_pass_through() -> None:

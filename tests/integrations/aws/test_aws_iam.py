@@ -33,6 +33,10 @@ def test_deactivate_all_keys(aws_settings: StanchSettings, make_ctx: Callable[..
         keys, "Inactive"
     )
     events = ctx.recorded  # type: ignore[attr-defined]
+    # the before-image is recorded first, before any key changes
+    assert events[0] == ("action.observed", {"subject": f"iam:{ACCOUNT}:user/ci-app",
+                                             "state": {"statuses": dict.fromkeys(keys, "Active")}})
+    events = events[1:]
     assert [e[1]["access_key_id"] for e in events] == keys
     assert "SecretAccessKey" not in json.dumps(events) and "secret" not in result.model_dump_json().lower()
 
