@@ -30,6 +30,7 @@ class PriorProgress:
     reports_posted: set[tuple[str, str]] = field(default_factory=set)  # (step id, status)
     outcome: str | None = None          # of the last run.finished
     rolled_back: bool = False           # a rollback started (then resuming would redo undone work)
+    compensations_ran: bool = False     # the last attempt ran compensations (its effects were undone)
     # (step, item, kind) -> data of every event recorded with a step: what ActionContext.history reads
     history: dict[tuple[str, str | None, str], list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -46,11 +47,14 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
         if kind in ("run.started", "run.resumed"):
             p.runs += 1
             p.finished = False
+            p.compensations_ran = False
         elif kind == "run.finished":
             p.finished = True
             p.outcome = data.get("outcome")
         elif kind == "rollback.started":
             p.rolled_back = True
+        elif kind == "compensation.started":
+            p.compensations_ran = True
         elif kind == "item.succeeded" and step and item is not None:
             p.items.setdefault(step, {})[item] = data.get("output")
         elif kind == "step.succeeded" and step:
@@ -80,15 +84,17 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
 def resume_refusal(p: PriorProgress) -> tuple[int, str] | None:
     """Why an incident must not be resumed, as (exit code, message); None if it may be.
 
-    A run that finished is never re-run: ``succeeded`` means there is nothing to do (exit 0);
-    ``failed``/``aborted`` runs already ran their compensations and a rolled-back incident was
-    undone, so resuming would skip steps whose effects were undone (exit 2: start a new run)."""
+    ``succeeded`` means there is nothing to do (exit 0). A failed or aborted run may be resumed
+    after its cause is fixed (a permission added, a missing secret created) — unless it ran
+    compensations: then resuming would skip steps whose effects were undone (exit 2, start a new
+    run); a rolled-back incident likewise."""
     if p.rolled_back:
         return 2, ("it was rolled back; resuming would skip steps whose changes were undone. "
                    "Start a new incident with `stanch run`")
     if p.finished and p.outcome == "succeeded":
         return 0, "nothing to resume: its run already finished (succeeded)"
-    if p.finished:
+    if p.finished and p.compensations_ran:
         return 2, (f"its run already finished ({p.outcome or 'unknown outcome'}) and ran its compensations; "
-                   "start a new incident with `stanch run`, or `stanch rollback` it")
+                   "resuming would skip steps whose changes were undone. Start a new incident with "
+                   "`stanch run`, or `stanch rollback` it")
     return None

@@ -87,7 +87,7 @@ def test_email_kill_before_and_after_send_never_emails_twice_and_lists_possibly_
     h.killed_at(["resume", "INC-MAIL"], sandbox.url, operation="SendEmail", when="after",
                 match=form_value(USERS[2]))
     assert h.run(["resume", "INC-MAIL"]) == 0
-    assert h.run(["rollback", "INC-MAIL"]) == 0
+    assert h.run(["rollback", "INC-MAIL"]) == 1  # "nothing undone": a notice cannot be unsent, and none is re-sent
 
     received = Counter(to for m in sent_emails(sandbox.url) for to in m.to)
     # at-most-once: ann once; bob's send never happened and is not repeated; cat's happened once
@@ -126,7 +126,7 @@ def test_slack_kill_before_and_after_post_and_in_report_phase_posts_everything_o
     h.killed_at(["resume", "INC-SLACK"], slack, operation="chat.postMessage", when="after",
                 match="security update is out")
     assert h.run(["resume", "INC-SLACK"]) == 0
-    assert h.run(["rollback", "INC-SLACK"]) == 0
+    assert h.run(["rollback", "INC-SLACK"]) == 1  # "nothing undone": a notice cannot be unsent, and none is re-sent
 
     assert sum(ANNOUNCE in m["text"] for m in _top_level(sandbox, "C0INCIDENT")) == 1
     assert [m["text"] for m in _top_level(sandbox, "C0SECURITY")] == [

@@ -35,8 +35,8 @@ def test_resume_of_a_succeeded_incident_says_nothing_to_do(tmp_path: Path) -> No
     assert (tmp_path / "incidents" / inc / "timeline.jsonl").read_text() == before  # nothing ran
 
 
-@pytest.mark.parametrize(("outcome", "extra", "says"), [("failed", (), "finished (failed)"),
-                                                        ("aborted", (), "finished (aborted)"),
+@pytest.mark.parametrize(("outcome", "extra", "says"), [("failed", ("compensation.started",), "finished (failed)"),
+                                                        ("aborted", ("compensation.started",), "finished (aborted)"),
                                                         (None, ("rollback.started",), "rolled back")])
 def test_resume_of_a_failed_or_rolled_back_incident_is_refused(
         tmp_path: Path, outcome: str | None, extra: tuple[str, ...], says: str) -> None:

@@ -19,9 +19,13 @@ def test_a_crashed_run_may_be_resumed() -> None:
 def test_a_finished_run_is_not_re_run() -> None:
     done = prior_progress([_ev("run.started"), _ev("run.finished", outcome="succeeded")])
     assert resume_refusal(done) == (0, "nothing to resume: its run already finished (succeeded)")
-    failed = prior_progress([_ev("run.started"), _ev("run.finished", outcome="failed")])
-    code, why = resume_refusal(failed) or (None, "")
+    undone = prior_progress([_ev("run.started"), _ev("compensation.started", "a"),
+                             _ev("run.finished", outcome="failed")])
+    code, why = resume_refusal(undone) or (None, "")
     assert code == 2 and "failed" in why and "compensations" in why
+    # a failed run that undid nothing may be resumed once its cause is fixed (docs/operations.md)
+    failed = prior_progress([_ev("run.started"), _ev("run.finished", outcome="failed")])
+    assert resume_refusal(failed) is None
     # a resumed attempt that crashed after a finished one may be resumed again
     again = prior_progress([_ev("run.started"), _ev("run.finished", outcome="failed"), _ev("run.resumed")])
     assert resume_refusal(again) is None
