@@ -14,12 +14,8 @@ Control API (served by the middleware itself, never reaches moto):
   delay; the first matching error rule ends the evaluation. ``count``/``rate`` apply as for faults.
 - ``GET /_fault`` -> the rules with how often each fired; ``DELETE /_fault`` clears them
   (``DELETE /_fault?id=...`` clears one).
-- Kill points (tests only, refused unless ``STANCH_SANDBOX_KILL_RULES=1`` in the sandbox's
-  environment): ``{"action", "kill_pid": PID, "kill_when": "before_response"|"after_response",
-  "status": null}`` lets the request reach moto (the change is applied), then SIGKILLs ``PID``
-  either before the response is returned (the caller never learns the call succeeded) or right
-  after the response has been written (the caller got it but may not have recorded it). This
-  is how tests put a crash exactly inside a side-effect window (``tests/e2e/killpoints.py``).
+- Killing a process inside a side-effect window (tests only) is not a fault rule: see
+  ``integrations.sandbox.killpoints`` (``/_killpoint``, in front of this middleware).
 
 How a request is identified: the service from the SigV4 credential scope of ``Authorization``;
 the operation from ``X-Amz-Target`` (JSON protocol), the form body's ``Action=`` (query
@@ -32,17 +28,14 @@ Must not touch: ``flows``, ``prefect``.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import random
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -102,16 +95,12 @@ class FaultRule(BaseModel):
     account: str | None = Field(default=None, description="Only requests pinned to this account")
     delay_ms: float | None = Field(default=None, ge=0, le=600_000, description="Sleep before answering")
     jitter_ms: float = Field(default=0.0, ge=0, le=600_000, description="Extra uniform 0..jitter_ms")
-    kill_pid: int | None = Field(default=None, gt=1, description="Tests only: SIGKILL this pid (kill point)")
-    kill_when: Literal["before_response", "after_response"] = "before_response"
     fired: int = 0
 
     @model_validator(mode="after")
     def _does_something(self) -> FaultRule:
-        if self.status is None and self.delay_ms is None and self.kill_pid is None:
-            raise ValueError("a rule needs a status (fault), a delay_ms (latency), a kill_pid, or some of them")
-        if self.kill_pid is not None and self.status is not None:
-            raise ValueError("a kill point lets the request through: give it status null")
+        if self.status is None and self.delay_ms is None:
+            raise ValueError("a rule needs a status (fault), a delay_ms (latency), or both")
         if self.jitter_ms and self.delay_ms is None:
             raise ValueError("jitter_ms needs delay_ms")
         return self
@@ -225,40 +214,6 @@ def error_response(rule: FaultRule, protocol: str) -> tuple[str, list[tuple[str,
     return f"{rule.status} {_REASONS.get(rule.status, 'Error')}", headers, body
 
 
-KILL_RULES_ENV = "STANCH_SANDBOX_KILL_RULES"
-
-
-def _sigkill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5  # make "killed" true before this thread answers anything
-    while time.monotonic() < deadline:
-        try:
-            stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115
-        except OSError:
-            return  # gone (or no /proc)
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            return  # dead, not yet reaped by its parent
-        time.sleep(0.01)
-
-
-class _KillAfter:
-    """A WSGI body that SIGKILLs ``pid`` once the server has written it (``close()``)."""
-
-    def __init__(self, inner: Iterable[bytes], pid: int) -> None:
-        self._inner, self._pid = inner, pid
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._inner
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
-        time.sleep(0.05)  # let the caller read the response it was sent
-        _sigkill(self._pid)
-
-
 class FaultInjector:
     """WSGI middleware: answers ``/_fault`` itself and fails requests matching a rule."""
 
@@ -282,15 +237,6 @@ class FaultInjector:
         with self._lock:
             return [r.model_copy() for r in self._rules]
 
-    def _take_kill(self, service: str | None, action: str | None, account: str | None) -> FaultRule | None:
-        """The first live kill point matching a request (counted as fired), if any."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.kill_pid is not None and not rule.exhausted and rule.matches(service, action, account):
-                    rule.fired += 1
-                    return rule.model_copy()
-        return None
-
     def _take(
         self, service: str | None, action: str | None, account: str | None
     ) -> tuple[float, FaultRule | None]:
@@ -298,7 +244,7 @@ class FaultInjector:
         delay = 0.0
         with self._lock:
             for rule in self._rules:
-                if rule.kill_pid is not None or rule.exhausted or not rule.matches(service, action, account):
+                if rule.exhausted or not rule.matches(service, action, account):
                     continue
                 if rule.rate is not None and self._rng.random() >= rule.rate:
                     continue
@@ -323,13 +269,6 @@ class FaultInjector:
                 status, headers, body = error_response(rule, protocol)
                 start_response(status, headers)
                 return [body]
-            kill = self._take_kill(service, action, environ.get("HTTP_X_MOTO_ACCOUNT_ID"))
-            if kill is not None and kill.kill_pid is not None:
-                response = self.app(environ, start_response)  # moto has applied the request
-                if kill.kill_when == "before_response":
-                    _sigkill(kill.kill_pid)
-                    return response
-                return _KillAfter(response, kill.kill_pid)
         return self.app(environ, start_response)
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -340,10 +279,7 @@ class FaultInjector:
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 raw = environ["wsgi.input"].read(length) if length else b"{}"
-                new_rule = FaultRule.model_validate(json.loads(raw or b"{}"))
-                if new_rule.kill_pid is not None and os.environ.get(KILL_RULES_ENV) != "1":
-                    raise ValueError(f"kill points are for tests: set {KILL_RULES_ENV}=1 in the sandbox")
-                rule = self.add(new_rule)
+                rule = self.add(FaultRule.model_validate(json.loads(raw or b"{}")))
                 payload = {"id": rule.id}
             except ValueError as exc:  # JSON or validation error
                 status, payload = "400 Bad Request", {"error": str(exc)}
@@ -375,8 +311,6 @@ def inject_fault(
     message: str | None = None,
     delay_ms: float | None = None,
     jitter_ms: float = 0.0,
-    kill_pid: int | None = None,
-    kill_when: str = "before_response",
 ) -> str:
     """Add a rule on a running sandbox; returns the rule id.
 
@@ -398,8 +332,6 @@ def inject_fault(
         rule["jitter_ms"] = jitter_ms
     if message:
         rule["message"] = message
-    if kill_pid is not None:
-        rule.update(kill_pid=kill_pid, kill_when=kill_when)
     resp = _http.request(
         "POST",
         f"{endpoint.rstrip('/')}/_fault",

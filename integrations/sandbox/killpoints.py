@@ -1,6 +1,6 @@
 """Test-only kill points: SIGKILL a process when a given call reaches a sandbox server.
 
-Owns: ``KillPoint`` (which call, which process, before or after the call is handled),
+Owns: ``KillPoint`` (which call, which process, before or after the call is handled or answered),
 ``KillPoints`` (a WSGI middleware in front of moto — ``MotoServer`` — and of the Slack stand-in)
 and the HTTP helpers ``add_killpoint`` / ``list_killpoints`` / ``clear_killpoints``.
 
@@ -12,12 +12,16 @@ timeline record, deterministically and without any hook in production action cod
 - ``when="after"``: the server handles the request completely (moto applied the change, the
   stand-in stored the message), then kills the run before the answer goes back — the effect
   happened and the run never learned it. Fires only on a successful (< 400) answer.
+- ``when="answered"``: as ``after``, but the answer is written to the run first and the run is
+  killed right after (50 ms later) — it got the answer but may not have recorded it. Fires only
+  on a successful (< 400) answer.
 
 A rule matches a request by ``operation`` (the AWS operation, e.g. ``SendEmail``, or the Slack
 method, e.g. ``chat.postMessage``), optionally ``service`` and ``match`` (a substring of the raw
 request body — a recipient, a text, a metadata key); ``skip`` lets that many matching requests
 through first. Each rule fires once. The server waits (up to 5 s) until the process is gone
-before it answers, so nothing after the window can run.
+before it answers (``answered``: before it closes the connection), so nothing after the window
+can run.
 
 Control API: ``POST /_killpoint`` JSON ``{"pid", "operation", "when", "service"?, "match"?,
 "skip"?}`` -> ``{"id"}``; ``GET /_killpoint`` -> rules with ``fired``; ``DELETE /_killpoint``.
@@ -35,7 +39,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,7 +60,7 @@ class KillPoint(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     pid: int = Field(gt=1, description="The process to SIGKILL (a run the test started)")
     operation: str = Field(min_length=1, description="AWS operation or Slack method")
-    when: Literal["before", "after"]
+    when: Literal["before", "after", "answered"]
     service: str | None = None
     match: str | None = Field(default=None, description="Substring of the raw request body")
     skip: int = Field(default=0, ge=0, description="Matching requests let through before firing")
@@ -133,7 +137,7 @@ class KillPoints:
             kill_and_wait(rule.pid)
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [b"killed before the call (stanch sandbox kill point)"]
-        if not self._pending("after"):
+        if not (self._pending("after") or self._pending("answered")):
             return self.app(environ, start_response)
         captured: dict[str, Any] = {}
 
@@ -146,7 +150,10 @@ class KillPoints:
         rule = self._take("after", service, operation, body) if ok else None
         if rule is not None:
             kill_and_wait(rule.pid)
+        answered = self._take("answered", service, operation, body) if ok and rule is None else None
         start_response(captured.get("status", "500 Internal Server Error"), captured.get("headers", []))
+        if answered is not None:
+            return _KillWhenAnswered([chunks], answered.pid)
         return [chunks]
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -175,6 +182,20 @@ class KillPoints:
         return [data]
 
 
+class _KillWhenAnswered:
+    """A WSGI body that kills ``pid`` once the server has written it (the server calls ``close()``)."""
+
+    def __init__(self, chunks: list[bytes], pid: int) -> None:
+        self._chunks, self._pid = chunks, pid
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        time.sleep(0.05)  # let the run read the answer it was sent
+        kill_and_wait(self._pid)
+
+
 def _body(environ: dict[str, Any]) -> str:
     """The raw request body as text; the stream is re-wrapped so the app can read it again."""
     try:
@@ -194,7 +215,7 @@ def add_killpoint(
     *,
     pid: int,
     operation: str,
-    when: Literal["before", "after"],
+    when: Literal["before", "after", "answered"],
     service: str | None = None,
     match: str | None = None,
     skip: int = 0,

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from killpoints_notify import CrashHarness, form_value
+from killpoints import ENV_FLAG, CrashHarness, form_value
 
 from flows.timeline import verify
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox
-from integrations.sandbox.killpoints import ENV_FLAG
 from integrations.sandbox.observe import sent_emails
 from integrations.settings import StanchSettings
 

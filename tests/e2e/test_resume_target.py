@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from killpoints import KILL_RULES_ENV, KillPoint, events, run_until_killed, stanch, stanch_env
+from killpoints import ENV_FLAG, KillPoint, events, run_until_killed, stanch, stanch_env
 
 from integrations.aws.session import clear_client_cache
 from integrations.sandbox import Sandbox, observe
@@ -55,7 +55,7 @@ def trap() -> Iterator[Trap]:
 @pytest.mark.timeout(900)
 def test_sandbox_run_resumes_against_its_sandbox_and_refuses_when_it_is_down(
         prefect_server: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trap: Trap) -> None:
-    monkeypatch.setenv(KILL_RULES_ENV, "1")
+    monkeypatch.setenv(ENV_FLAG, "1")
     home = tmp_path / "home"
     clear_client_cache()
     # no STANCH_* endpoint anywhere: only `--sandbox` (sandbox.json in STANCH_HOME) names the sandbox
@@ -71,7 +71,7 @@ def test_sandbox_run_resumes_against_its_sandbox_and_refuses_when_it_is_down(
                   "secret_name": desk.signing_secret, "ca_secret_name": CA_SECRET, "bucket": desk.release_bucket}
         args = [a for k, v in inputs.items() for a in ("-i", f"{k}={v}")]
         run_until_killed(["run", str(HERE / "killpoints.yaml"), "--sandbox", "--incident-id", inc, *args],
-                         env, sb.url, KillPoint("ImportCertificate"))
+                         env, sb.url, KillPoint("ImportCertificate", "after"))
         meta = json.loads((folder / "incident.json").read_text())
         assert meta["target"] == {"aws_endpoint_url": sb.url, "slack_base_url": None, "sandbox": True,
                                   "drill": False, "region": "us-east-1",

@@ -1,9 +1,10 @@
-"""A crash inside each side-effect window — after AWS applied the change, before and after the
-response reached stanch — then ``stanch resume`` and ``stanch rollback``: every change this
-incident made is recorded once and undone by the rollback; nothing was applied twice.
+"""A crash inside each side-effect window — after AWS applied the change, before (``after``) and
+after (``answered``) the response reached stanch — then ``stanch resume`` and ``stanch rollback``:
+every change this incident made is recorded once and undone by the rollback; nothing was applied
+twice.
 
 Read back from moto: key statuses, the certificate at the ARN and its tags, the manifest's object
-versions. Kill points come from ``tests/e2e/killpoints.py`` (the sandbox's fault layer)."""
+versions. Kill points come from ``tests/e2e/killpoints.py`` (``integrations.sandbox.killpoints``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from killpoints import KILL_RULES_ENV, KillPoint, events, run_until_killed, stanch, stanch_env
+from killpoints import ENV_FLAG, KillPoint, When, events, run_until_killed, stanch, stanch_env
 
 from flows.timeline import verify
 from integrations.aws.session import clients_for
@@ -26,10 +27,11 @@ SECRET = "desktop-app/signing-key"
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("when", ["before_response", "after_response"])
+# after: applied, killed before the response returns; answered: killed once the response was sent
+@pytest.mark.parametrize("when", ["after", "answered"])
 def test_kill_inside_each_side_effect_window_then_resume_and_rollback(
-        sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
-    monkeypatch.setenv(KILL_RULES_ENV, "1")
+        sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: When) -> None:
+    monkeypatch.setenv(ENV_FLAG, "1")
     assert sandbox.fleet is not None
     url = sandbox.url
     clients = clients_for(StanchSettings(aws_endpoint_url=url), ACCOUNT)
