@@ -472,22 +472,24 @@ _VIA_RE = re.compile(r"^#\s+via\s*(.*)$")
 def _pip_requirements(text: str, shown: str, p: Path) -> Source:
     src = Source(path=shown, kind="pip-requirements", root_name=p.parent.name or "app")
     # join backslash continuations
-    logical: list[str] = []
-    buf = ""
-    for raw in text.splitlines():
+    logical: list[tuple[int, str]] = []  # (first physical line number, text)
+    buf, first = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
+        if not buf:
+            first = number
         if line.endswith("\\"):
             buf += line[:-1] + " "
             continue
-        logical.append(buf + line)
+        logical.append((first, buf + line))
         buf = ""
     if buf:
-        logical.append(buf)
+        logical.append((first, buf))
     parents: dict[str, list[str]] = {}
     specs: dict[str, str] = {}
     current: str | None = None
     in_via = False
-    for line in logical:
+    for number, line in logical:
         s = line.strip()
         if not s:
             continue
@@ -511,7 +513,8 @@ def _pip_requirements(text: str, shown: str, p: Path) -> Source:
         try:
             req = Requirement(req_text)
         except InvalidRequirement:
-            src.warnings.append(f"{shown}: skipped unreadable line {s[:60]!r}")
+            # the line number, never the line: warnings reach reports and Slack, file content must not
+            src.warnings.append(f"{shown}: skipped unreadable line {number}")
             current = None
             continue
         spec = str(req.specifier)

@@ -84,7 +84,8 @@ def test_every_readable_service_is_reported_and_each_broken_one_named(tmp_path: 
     # garbage install history: the lockfile was still read (axios 0.30.4) -> affected, with the error
     hist = next(s for s in r.affected if s.name == "garbage-history")
     assert [e.file for e in hist.errors] == ["hostile/garbage.installs.csv"]
-    assert any("skipped unreadable line" in w for w in r.warnings)
+    assert any("skipped unreadable line 1" in w for w in r.warnings)
+    assert not any("not a requirement" in w for w in r.warnings)  # a line number, never file content
     assert any("every requirement line was skipped (3)" in w and "all-lines-skipped" in w for w in r.warnings)
 
 
