@@ -11,7 +11,6 @@ Must not touch: Prefect, boto3, Slack. Applying the environment is the caller's 
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,21 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from integrations.errors import ConfigurationError
 from integrations.settings import StanchSettings
+from integrations.urls import is_loopback
 
 __all__ = ["RunTarget", "endpoint_answers", "is_loopback", "reattach"]
-
-
-def is_loopback(url: str | None) -> bool:
-    """True if ``url`` points at this machine (what the sandbox always is)."""
-    host = urlsplit(url).hostname if url else None
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoint_answers(url: str, timeout: float = 2.0) -> bool:

@@ -17,12 +17,10 @@ Must not touch: ``flows``, ``prefect``.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -34,6 +32,7 @@ from integrations.aws.errors import aws_call
 from integrations.base import ActionContext
 from integrations.errors import DrillSafetyError
 from integrations.settings import StanchSettings
+from integrations.urls import is_loopback
 
 __all__ = [
     "CLIENT_CONFIG",
@@ -63,23 +62,7 @@ def client_config(max_attempts: int) -> Config:
 _SESSION_SECONDS = 3600
 
 
-def is_loopback_endpoint(url: str | None) -> bool:
-    """True if ``url`` points at this machine (127.0.0.0/8, ::1 or ``localhost``)."""
-    if not url:
-        return False
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return False
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
+is_loopback_endpoint = is_loopback  # the name callers know; one definition in integrations.urls
 
 def role_arn(account: str, role_name: str) -> str:
     return f"arn:aws:iam::{account}:role/{role_name}"

@@ -14,7 +14,6 @@ request headers.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import random
@@ -23,7 +22,6 @@ import time
 from http.client import RemoteDisconnected
 from typing import Any
 from urllib.error import URLError
-from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -44,6 +42,7 @@ from integrations.errors import (
     TransientActionError,
 )
 from integrations.settings import StanchSettings
+from integrations.urls import is_loopback
 
 __all__ = ["DEFAULT_BASE_URL", "SlackClient", "SlackUnavailable", "is_loopback_url"]
 
@@ -143,15 +142,7 @@ def _method_of(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
+is_loopback_url = is_loopback  # one definition in integrations.urls
 
 class SlackClient:
     """What stanch needs from Slack, with errors already classified.
