@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandboxes import seeded_sandbox
 
 from flows.demo import DEMO_INPUTS
 from flows.runtime import run_runbook
-from integrations.aws.session import clear_client_cache
 from integrations.sandbox import Sandbox, observe
-from integrations.sandbox.state import default_slack_factory
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"
 
@@ -25,15 +24,7 @@ RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-depend
 @pytest.fixture
 def two_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> Iterator[Sandbox]:
     """The sandbox fleet variant with desktop-app on axios 1.14.1 and legacy-desktop on 0.30.4."""
-    clear_client_cache()
-    with Sandbox(tmp_path / "sandbox", slack_factory=default_slack_factory, fleet_variant="two-lines") as sb:
-        assert sb.state is not None
-        for k, v in sb.state.environment().items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setenv("STANCH_SLACK_CHANNEL", "#incident")
-        monkeypatch.setenv("STANCH_HOME", str(tmp_path / "home"))
-        yield sb
-    clear_client_cache()
+    yield from seeded_sandbox(tmp_path, monkeypatch, fleet_variant="two-lines")
 
 
 def _run(sb: Sandbox, tmp_path: Path, incident: str, **inputs: str) -> Path:
