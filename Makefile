@@ -44,7 +44,7 @@ test: lint
 	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS)
 
 docs: install
-	$(UV) run --frozen --no-sync python -m flows.spec.schema
+	$(UV) run --frozen --no-sync python -m flows.engine.spec.schema
 	$(UV) run --frozen --no-sync stanch actions --markdown > docs/actions.md
 
 bench: install

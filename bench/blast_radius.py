@@ -10,7 +10,7 @@ three contestants doing exactly the same AWS calls — per user ``ListAccessKeys
 2. a tuned concurrent boto3 script (``ThreadPoolExecutor(16)``, one client per account shared by
    the threads, ``max_pool_connections=32``);
 3. stanch: ``bench/runbooks/revoke.yaml`` (one ``for_each`` step, ``concurrency: 16``) through the
-   real engine, ``flows.runtime.run_runbook(..., return_state=True)`` under
+   real engine, ``flows.engine.runtime.run_runbook(..., return_state=True)`` under
    ``prefect_test_harness`` (a temporary Prefect server on SQLite, started before the clock and
    reported separately), heartbeats off. Timed: flow start, 500 task runs, 20 STS AssumeRoles,
    timeline events, step report, artifact, post-mortem.
@@ -323,7 +323,7 @@ def _tail_from_end(self: Any) -> tuple[int, str]:
     (O(event size)) instead of parsing every line (O(events))."""
     import json
 
-    from flows.timeline import GENESIS
+    from flows.engine.timeline import GENESIS
 
     if not self.path.exists():
         return 0, GENESIS
@@ -344,7 +344,7 @@ def _tail_from_end(self: Any) -> tuple[int, str]:
 
 
 class _NoFsyncOs:
-    """What-if stand-in for ``os`` inside ``flows.timeline``: no fsync and no HEAD rename per event.
+    """What-if stand-in for ``os`` inside ``flows.engine.timeline``: no fsync and no HEAD rename per event.
 
     (On ext4 a rename over an existing file flushes the new file's data, ``auto_da_alloc``, so the
     per-event HEAD rewrite costs about as much as the fsync.)"""
@@ -373,7 +373,7 @@ def what_if(variant: str | None) -> Iterator[None]:
     if variant is None:
         yield
         return
-    import flows.timeline as tl
+    import flows.engine.timeline as tl
 
     saved_tail, saved_os = tl.Timeline._tail, tl.os
     tl.Timeline._tail = _tail_from_end  # type: ignore[method-assign]
@@ -387,7 +387,7 @@ def what_if(variant: str | None) -> Iterator[None]:
 
 
 def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None) -> StanchRun:
-    from flows.runtime import run_runbook
+    from flows.engine.runtime import run_runbook
     from integrations.aws.session import clear_client_cache
 
     targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in fleet.users]
@@ -399,10 +399,10 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
     if profile or variant:
         import prefect.task_engine as te
 
-        import flows.engine as rt
+        import flows.engine.scheduler as rt
         import integrations.aws.iam as iam_mod
-        from flows.incident import Incident
-        from flows.timeline import Timeline
+        from flows.engine.incident import Incident
+        from flows.engine.timeline import Timeline
 
         timer.wrap(Timeline, "append", "timeline append (all threads)")
         timer.wrap(Timeline, "_tail", "  of which: re-read whole timeline (_tail)")
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         from prefect.settings import temporary_settings
         from prefect.testing.utilities import prefect_test_harness
 
-        import flows.runtime  # noqa: F401  (import cost is not part of the run)
+        import flows.engine.runtime  # noqa: F401  (import cost is not part of the run)
         from integrations.base import default_registry
 
         # Loading the action registry imports every integration (slack_sdk, jsonschema, cryptography …):

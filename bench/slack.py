@@ -1,13 +1,13 @@
 """Slack app latency: ack of signed ``/stanch`` commands, and command -> first AWS containment call.
 
     .venv/bin/python bench/slack.py                 # ack latency + in-process launcher
-    .venv/bin/python bench/slack.py --deployment    # also the deployment, run by python -m flows.worker
+    .venv/bin/python bench/slack.py --deployment    # also the deployment, run by python -m flows.entrypoints.worker
     .venv/bin/python bench/slack.py --deployment --serve-baseline --skip-ack   # + flow.serve baseline
 
 1. Ack latency: ``rounds`` x 20 concurrent signed ``/stanch run slack-ack …`` over real HTTP (Bolt
    WSGI adapter under threaded werkzeug, 127.0.0.1) against a temporary Prefect server; every
    command really starts a run (a one-step ``core.note`` runbook, so the box is not saturated by
-   containment work): ``DeploymentLauncher`` with ``python -m flows.worker`` executing the runs in
+   containment work): ``DeploymentLauncher`` with ``python -m flows.entrypoints.worker`` executing the runs in
    its own process, and ``InProcessLauncher`` executing them in the app process. Counts, read back
    from the Slack stand-in, the incident store and the Prefect API: runs announced "started",
    reported "failed to start", commands never answered, runs that recorded ``run.started`` and
@@ -16,8 +16,8 @@
 2. Command -> first AWS call: time from sending the command to the first IAM UpdateAccessKey
    reaching moto (a WSGI hook in front of the sandbox's fault injector). Target: <= 3 s.
    Executors: the in-process launcher; with ``--deployment`` ``DeploymentLauncher`` ->
-   ``run_deployment`` -> ``python -m flows.worker`` (runs in threads of a warm process); with
-   ``--serve-baseline`` also ``python -m flows.deploy`` (``flow.serve``: a subprocess per run).
+   ``run_deployment`` -> ``python -m flows.entrypoints.worker`` (runs in threads of a warm process); with
+   ``--serve-baseline`` also ``python -m flows.entrypoints.deploy`` (``flow.serve``: a subprocess per run).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def command_body(text: str, response_url: str, user: str = "U0LEAD1") -> str:
 def serve(app: App) -> tuple[str, Callable[[], None]]:
     from werkzeug.serving import WSGIRequestHandler
 
-    from flows.slack_app import wsgi_app
+    from flows.entrypoints.slack_app import wsgi_app
 
     class Quiet(WSGIRequestHandler):
         def log(self, type: str, message: str, *args: Any) -> None:
@@ -151,9 +151,9 @@ def bench_ack(rounds: int, concurrency: int, tmp: Path, modes: list[str], start_
     count of runs announced vs started, per launcher; baseline: a bare Bolt app (ack only)."""
     from prefect.settings import get_current_settings
 
-    from flows.slack.commands import summarize
-    from flows.slack.launchers import DeploymentLauncher, InProcessLauncher, RunLauncher, StartPolicy
-    from flows.slack_app import SlackAppConfig, create_app
+    from flows.entrypoints.slack.commands import summarize
+    from flows.entrypoints.slack.launchers import DeploymentLauncher, InProcessLauncher, RunLauncher, StartPolicy
+    from flows.entrypoints.slack_app import SlackAppConfig, create_app
     from integrations.sandbox.slack_standin import SlackStandIn
     from integrations.settings import StanchSettings
 
@@ -172,8 +172,8 @@ def bench_ack(rounds: int, concurrency: int, tmp: Path, modes: list[str], start_
         plan: list[tuple[str, Callable[[], RunLauncher] | None, list[str] | None]] = [("bare Bolt (ack only)", None,
                                                                                         None)]
         if "deployment" in modes:
-            plan.append(("stanch run, deployment + flows.worker", lambda: DeploymentLauncher(policy=policy),
-                         [sys.executable, "-m", "flows.worker", "--poll", "0.25", "--max-concurrent", "4"]))
+            plan.append(("stanch run, deployment + flows.entrypoints.worker", lambda: DeploymentLauncher(policy=policy),
+                         [sys.executable, "-m", "flows.entrypoints.worker", "--poll", "0.25", "--max-concurrent", "4"]))
         if "inprocess" in modes:
             plan.append(("stanch run, in-process launcher", lambda: InProcessLauncher(policy), None))
         for label, make, cmd in plan:
@@ -289,8 +289,8 @@ class FirstCall:
 def bench_first_call(runs: int, tmp: Path, deployment: bool, serve_baseline: bool = False) -> None:
     from prefect.settings import get_current_settings
 
-    from flows.slack.launchers import DeploymentLauncher, InProcessLauncher, RunLauncher
-    from flows.slack_app import SlackAppConfig, create_app
+    from flows.entrypoints.slack.launchers import DeploymentLauncher, InProcessLauncher, RunLauncher
+    from flows.entrypoints.slack_app import SlackAppConfig, create_app
     from integrations.aws.session import clear_client_cache
     from integrations.sandbox import Sandbox
     from integrations.sandbox.state import default_slack_factory
@@ -312,11 +312,11 @@ def bench_first_call(runs: int, tmp: Path, deployment: bool, serve_baseline: boo
         modes: list[tuple[str, Callable[[], RunLauncher], list[str] | None]] = [
             ("in-process launcher", InProcessLauncher, None)]
         if deployment:
-            modes.append(("deployment, flows.worker (poll 0.25 s)", DeploymentLauncher,
-                          [sys.executable, "-m", "flows.worker", "--poll", "0.25"]))
+            modes.append(("deployment, flows.entrypoints.worker (poll 0.25 s)", DeploymentLauncher,
+                          [sys.executable, "-m", "flows.entrypoints.worker", "--poll", "0.25"]))
             if serve_baseline:
                 modes.append(("deployment, flow.serve (poll 1 s)", DeploymentLauncher,
-                              [sys.executable, "-m", "flows.deploy", "--poll", "1"]))
+                              [sys.executable, "-m", "flows.entrypoints.deploy", "--poll", "1"]))
         for label, make, cmd in modes:
             executor: subprocess.Popen[bytes] | None = None
             try:
@@ -384,12 +384,13 @@ def _wait_deployment(timeout: float = 90.0) -> None:
                 return
         except Exception:
             time.sleep(0.5)
-    raise RuntimeError("the deployment did not appear (python -m flows.worker / flows.deploy failed?)")
+    raise RuntimeError("the deployment did not appear "
+                       "(python -m flows.entrypoints.worker / flows.entrypoints.deploy failed?)")
 
 
 def _wait_quiet(store: Path, timeout: float = 60.0) -> None:
     """Until every incident in the store has run.finished (so the next run starts on a quiet box)."""
-    from flows.slack.commands import open_incidents
+    from flows.entrypoints.slack.commands import open_incidents
 
     deadline = time.monotonic() + timeout
     time.sleep(0.5)
@@ -403,9 +404,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deployment", action="store_true",
-                        help="Also measure the deployment executed by python -m flows.worker.")
+                        help="Also measure the deployment executed by python -m flows.entrypoints.worker.")
     parser.add_argument("--serve-baseline", action="store_true",
-                        help="With --deployment: also the old flow.serve runner (python -m flows.deploy).")
+                        help="With --deployment: also the old flow.serve runner (python -m flows.entrypoints.deploy).")
     parser.add_argument("--ack-launchers", default="deployment,inprocess",
                         help="Launchers of the ack part (comma-separated: deployment, inprocess).")
     parser.add_argument("--start-timeout", type=float, default=120.0,

@@ -1,7 +1,7 @@
 """What an endpoint URL points at. One place for "is this loopback?", which drill mode, the
 sandbox and recorded incident targets all rely on (a drill never talks to anything else).
 
-Must not touch: boto3, Slack, flows, Prefect (pure: ``flows.targets`` imports it).
+Must not touch: boto3, Slack, flows, Prefect (pure: ``flows.engine.targets`` imports it).
 """
 
 from __future__ import annotations

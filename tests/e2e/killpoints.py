@@ -11,7 +11,7 @@ child's pid, so no production code knows about it. ``when`` says which window:
 - ``answered``: the server applied the call and sent the answer, then the run is killed — it
   got the answer but may not have recorded it.
 
-``stanch`` commands run as real subprocesses (``python -m flows.cli``) against the test's Prefect
+``stanch`` commands run as real subprocesses (``python -m flows.entrypoints.cli``) against the test's Prefect
 server. Needs ``STANCH_SANDBOX_KILLPOINTS=1`` (``ENV_FLAG``) in the process that serves the
 sandbox — the test process: set it with ``monkeypatch.setenv(ENV_FLAG, "1")``.
 """
@@ -74,7 +74,7 @@ def stanch_env(home: Path, **extra: str | None) -> dict[str, str]:
 
 
 def _cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
+    return [sys.executable, "-m", "flows.entrypoints.cli", *args]
 
 
 def stanch(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from killpoints import ENV_FLAG, KillPoint, When, events, run_until_killed, stanch, stanch_env
 
-from flows.timeline import verify
+from flows.engine.timeline import verify
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe
 from integrations.sandbox.fleet import CA_SECRET

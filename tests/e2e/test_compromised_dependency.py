@@ -9,10 +9,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.demo import DEMO_INPUTS
-from flows.runtime import run_runbook
-from flows.timeline import verify
+from flows.engine.runtime import run_runbook
+from flows.engine.timeline import verify
+from flows.entrypoints.cli import app
+from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.aws import certs
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe

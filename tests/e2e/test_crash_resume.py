@@ -14,8 +14,8 @@ from pathlib import Path
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.timeline import verify
+from flows.engine.timeline import verify
+from flows.entrypoints.cli import app
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, clear_faults, inject_fault
 from integrations.settings import StanchSettings
@@ -42,7 +42,7 @@ def test_sigkill_mid_fan_out_then_resume_does_each_side_effect_once(sandbox: San
     home = tmp_path / "home"
     env = {**os.environ, "STANCH_HOME": str(home), "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "PREFECT_LOGGING_LEVEL": "WARNING"}
-    cmd = [sys.executable, "-m", "flows.cli", "run", str(HERE / "crash.yaml"), "--incident-id", "INC-CRASH",
+    cmd = [sys.executable, "-m", "flows.entrypoints.cli", "run", str(HERE / "crash.yaml"), "--incident-id", "INC-CRASH",
            "--input", f"targets={json.dumps(targets)}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flows.demo import DEMO_INPUTS
-from flows.runtime import run_runbook
+from flows.engine.runtime import run_runbook
+from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.sandbox import Sandbox, clear_faults, inject_fault, list_faults, observe
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from killpoints import ENV_FLAG, CrashHarness, form_value
 
-from flows.timeline import verify
+from flows.engine.timeline import verify
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox
 from integrations.sandbox.observe import sent_emails

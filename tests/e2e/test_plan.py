@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.demo import DEMO_INPUTS
+from flows.entrypoints.cli import app
+from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.sandbox import Sandbox, observe
 
 GOLDEN = Path(__file__).parent / "golden" / "plan_compromised_dependency.txt"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sandboxes import seeded_sandbox
 
-from flows.demo import DEMO_INPUTS
-from flows.runtime import run_runbook
+from flows.engine.runtime import run_runbook
+from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.sandbox import Sandbox, observe
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"

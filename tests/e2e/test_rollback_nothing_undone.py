@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.runtime import run_runbook
+from flows.engine.runtime import run_runbook
+from flows.entrypoints.cli import app
 from integrations.sandbox import Sandbox, observe
 
 HERE = Path(__file__).parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.runtime import run_runbook
+from flows.engine.runtime import run_runbook
 from integrations.sandbox import Sandbox, observe
 
 HERE = Path(__file__).parent

@@ -21,8 +21,8 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.demo import DEMO_INPUTS
+from flows.entrypoints.cli import app
+from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.aws import certs
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe

@@ -28,8 +28,8 @@ MEMORY_BYTES = 512 * 1024 * 1024
 _EVALUATE = r"""
 import json, sys
 from pathlib import Path
-from flows.expressions import ExpressionError, render_value
-from flows.reports import ReportError, render_template
+from flows.engine.expressions import ExpressionError, render_value
+from flows.engine.reports import ReportError, render_template
 
 path = Path(sys.argv[1])
 source = path.read_text(encoding="utf-8")
@@ -84,8 +84,8 @@ def test_payload_is_refused_quickly_within_memory(payload: Path) -> None:
 def test_plan_and_validate_refuse_a_pow_bomb_located_and_quickly() -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from flows.planner import dry_run  # noqa: F401  (imports and the registry are not what is timed)
+    from flows.engine.planner import dry_run  # noqa: F401  (imports and the registry are not what is timed)
+    from flows.entrypoints.cli import app
     from integrations.base import default_registry
 
     default_registry()
@@ -101,7 +101,7 @@ def test_plan_and_validate_refuse_a_pow_bomb_located_and_quickly() -> None:
 def test_plan_stops_at_a_pow_bomb_armed_by_an_input_naming_the_step() -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from flows.entrypoints.cli import app
 
     assert CliRunner().invoke(app, ["validate", str(CORPUS / "pow-bomb-from-input.yaml")]).exit_code == 0
     started = time.monotonic()
@@ -113,7 +113,7 @@ def test_plan_stops_at_a_pow_bomb_armed_by_an_input_naming_the_step() -> None:
 
 
 def test_validate_locates_deep_nesting_instead_of_recursing() -> None:
-    from flows.spec import validate_file
+    from flows.engine.spec import validate_file
 
     diags = validate_file(CORPUS / "deep-parentheses-in-if.yaml")
     located = [d.format() for d in diags if d.code == "RB108"]

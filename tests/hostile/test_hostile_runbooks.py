@@ -30,7 +30,7 @@ PER_FILE_CPU = 5.0  # seconds
 
 _CHILD = r"""
 import json, sys, time
-from flows.spec import format_all, validate_file
+from flows.engine.spec import format_all, validate_file
 from integrations.base import default_registry
 
 registry = default_registry()

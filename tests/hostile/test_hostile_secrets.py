@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from flows.redaction import Redactor, masked_path
+from flows.engine.redaction import Redactor, masked_path
 
 CASES = sorted((Path(__file__).parent / "secrets").glob("*.json"))
 

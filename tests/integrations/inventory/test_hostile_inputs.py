@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.entrypoints.cli import app
 from integrations.base import ActionContext, ActionRegistry, PermanentActionError
 from integrations.inventory import register, scope
 from integrations.settings import StanchSettings

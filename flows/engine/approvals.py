@@ -1,0 +1,242 @@
+"""Approvals across processes: the typed input a paused run waits for, and how a decision
+(from Slack, the CLI, or expiry) reaches the paused run.
+
+Owns: ``ApprovalDecision`` (the ``RunInput`` a run pauses for), ``pending_approval`` (which step of
+an incident waits, read from its timeline), ``find_paused_run`` and ``submit_decision`` (resume
+the paused flow run with a decision). The rules of who may approve live in
+``flows.engine.approval_policy``; the pause itself in ``flows.engine.scheduler``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+
+from flows.engine.approval_keys import SignedFields
+from flows.engine.approval_keys import verify as verify_signed
+from flows.engine.approval_policy import ApprovalTally, allowed_approvers, refusal
+from flows.engine.compiler import PlannedStep
+from flows.engine.incident import Incident
+from flows.engine.spec.models import Approval
+from integrations.errors import InputError, StanchError
+from integrations.settings import StanchSettings
+
+
+class ApprovalDecision(RunInput):
+    """What a paused approval step receives. ``approver`` is ``slack:U…``, ``cli:U…`` or ``expiry``.
+
+    ``nonce`` identifies the decision: the run records it in the ``approval.*`` event it writes, so
+    the sender can tell whether its decision counted (``wait_outcome``). A ``cli:`` decision also
+    carries an Ed25519 ``signature`` over the fields (``flows.engine.approval_keys``) made at ``signed_at``."""
+
+    approve: bool = False
+    approver: str = "expiry"
+    step: str = ""
+    comment: str = ""
+    nonce: str = ""
+    signed_at: float = 0.0
+    signature: str = ""
+
+    def signed_fields(self, incident_id: str) -> SignedFields:
+        return SignedFields(incident=incident_id, step=self.step, approve=self.approve,
+                            approver=_bare(self.approver), comment=self.comment, signed_at=self.signed_at,
+                            nonce=self.nonce)
+
+
+def _bare(identity: str) -> str:
+    return identity.split(":", 1)[1] if ":" in identity else identity
+
+
+OUTCOMES = ("approval.approved", "approval.denied", "approval.refused", "approval.expired")
+
+
+def pending_approval(incident: Incident) -> dict[str, Any] | None:
+    """The latest ``approval.requested`` event whose step is not decided yet, else None."""
+    pending: dict[str, dict[str, Any]] = {}
+    for e in incident.events():
+        if e["kind"] == "approval.requested":
+            pending[e["step"]] = e
+        elif e["kind"] in ("approval.granted", "approval.denied", "approval.expired") and e["step"] in pending:
+            del pending[e["step"]]
+    return list(pending.values())[-1] if pending else None
+
+
+def find_paused_run(incident_id: str) -> FlowRun | None:
+    """The PAUSED flow run named after the incident, on the server at PREFECT_API_URL."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[incident_id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    return runs[0] if runs else None
+
+
+def submit_decision(store: Path, incident_id: str, step_id: str, approver: str, approve: bool,
+                    comment: str = "", wait: float = 10.0, *, nonce: str = "", signed_at: float = 0.0,
+                    signature: str = "") -> str:
+    """Resume the incident's paused run with one decision; returns its nonce (``wait_outcome``).
+    Raises InputError when the incident is not waiting for ``step_id``. Whether the approver
+    counts is decided by the run itself (and recorded in its timeline), so a forged decision can
+    never grant a step."""
+    incident = Incident.open_existing(store, incident_id)
+    pending = pending_approval(incident)
+    if pending is None or pending["step"] != step_id:
+        waiting = f"it waits for {pending['step']!r}" if pending else "it is not waiting for an approval"
+        raise InputError(f"{incident_id}: cannot decide {step_id!r}: {waiting}")
+    deadline = time.monotonic() + wait
+    run = find_paused_run(incident.id)
+    while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
+        time.sleep(0.2)
+        run = find_paused_run(incident.id)
+    if run is None:
+        raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
+                          "PREFECT_API_URL the server it runs on?)")
+    nonce = nonce or uuid4().hex
+    decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment, nonce=nonce,
+                                signed_at=signed_at, signature=signature)
+    resume_flow_run(run.id, run_input=decision.model_dump())
+    return nonce
+
+
+def wait_outcome(store: Path, incident_id: str, nonce: str, timeout: float = 30.0) -> dict[str, Any] | None:
+    """The ``approval.approved/denied/refused`` event the run recorded for decision ``nonce``, or
+    None when it did not within ``timeout`` seconds (or the run finished without it)."""
+    incident = Incident.open_existing(store, incident_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        finished = False
+        for e in incident.events():
+            if e["kind"] in OUTCOMES and (e.get("data") or {}).get("decision") == nonce:
+                return e
+            finished = finished or e["kind"] == "run.finished"
+        if finished or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _group_members(settings: StanchSettings, approval: Approval) -> tuple[dict[str, list[str]], str | None]:
+    """Expand ``@handle`` approvers through Slack; a Slack problem is returned, not raised."""
+    handles = [a[1:] for a in approval.approvers if a.startswith("@")]
+    if not handles or settings.slack_token is None:
+        return {}, None
+    from integrations.slack import SlackClient
+
+    members: dict[str, list[str]] = {}
+    try:
+        client = SlackClient.from_settings(settings)
+        for h in handles:
+            members[h] = client.usergroup_members(h)
+    except Exception as exc:
+        return members, f"could not expand approver groups through Slack: {exc}"
+    return members, None
+
+
+def _expire_later(flow_run_id: UUID, step_id: str, seconds: float, done: threading.Event) -> threading.Thread:
+    """At expiry, resume the paused run with a deny from 'expiry' (a caught pause timeout would
+    still end the run Failed, see DESIGN.md), retrying while the pause is being proposed."""
+
+    def fire() -> None:
+        if done.wait(seconds):
+            return
+        decision = ApprovalDecision(approve=False, approver="expiry", step=step_id).model_dump()
+        while not done.is_set():
+            try:
+                resume_flow_run(flow_run_id, run_input=decision)
+                return
+            except Exception:
+                done.wait(0.5)
+
+    t = threading.Thread(target=fire, name=f"expire-{step_id}", daemon=True)
+    t.start()
+    return t
+
+
+def _decision_refusal(engine: Any, step: PlannedStep, approval: Approval, decision: ApprovalDecision,
+                      tally: ApprovalTally, seen_nonces: set[str]) -> str | None:
+    """Why the run does not count ``decision``: wrong step, replayed, unsigned/forged CLI identity,
+    or the approval rules — with ``@group`` membership looked up now, when the decision arrives
+    (a Slack outage when the approval was requested must not lock every group member out)."""
+    if decision.step and decision.step != step.id:
+        return f"decision was for step {decision.step!r}, but {step.id!r} is waiting"
+    if decision.nonce and decision.nonce in seen_nonces:
+        return "this decision was already received (replay)"
+    if decision.approver.startswith("cli:"):
+        problem = verify_signed(engine.settings.approver_keys_file, decision.signed_fields(engine.incident.id),
+                                decision.signature)
+        if problem:
+            return f"{_bare(decision.approver)}: {problem}"
+    members, slack_problem = _group_members(engine.settings, approval)
+    if slack_problem:
+        engine.record("slack.unavailable", step=step.id, data={"error": slack_problem})
+    reason = refusal(approval, decision.approver, engine.initiator, allowed_approvers(approval, members),
+                     tally.approvals)
+    if reason and slack_problem and "not allowed" in reason:
+        reason += "; @group membership could not be checked just now (Slack unavailable): try again"
+    return reason
+
+
+def await_approval(engine: Any, step: PlannedStep) -> tuple[bool, dict[str, Any], str | None]:
+    """Pause the run until the step is approved ``min_approvals`` times, denied, or expires.
+
+    Returns (granted, output, error). Every decision, counted or refused, goes to the timeline.
+    """
+    approval = step.approval
+    assert approval is not None
+    expires_at = datetime.now(UTC) + timedelta(seconds=approval.expires)
+    engine.record("approval.requested", step=step.id, data={
+        "approvers": approval.approvers, "min_approvals": approval.min_approvals,
+        "expires_at": expires_at.isoformat(), "message": approval.message or step.title})
+    slack_problem = engine.notifier.approval_request(step, approval, expires_at)
+    if slack_problem:
+        engine.record("slack.unavailable", step=step.id, data={"error": slack_problem})
+    tally = ApprovalTally(approval)
+    done = threading.Event()
+    flow_run_id = flow_run.get_id()
+    if flow_run_id:
+        _expire_later(UUID(str(flow_run_id)), step.id, approval.expires, done)
+    n = 0
+    seen_nonces: set[str] = set()
+    try:
+        while not tally.decided:
+            n += 1
+            decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(approval.expires) + 120,
+                                      poll_interval=1, key=f"{step.id}-{n}")
+            if decision is None:  # pragma: no cover - only without wait_for_input
+                continue
+            if decision.approver == "expiry":
+                engine.record("approval.expired", step=step.id, data={
+                    "reason": f"nobody decided within {approval.expires:.0f}s: denied"})
+                return False, {"approved_by": tally.approvals, "expired": True}, (
+                    f"approval expired after {approval.expires:.0f}s with {len(tally.approvals)} of "
+                    f"{approval.min_approvals} approvals: denied")
+            reason = _decision_refusal(engine, step, approval, decision, tally, seen_nonces)
+            seen_nonces.add(decision.nonce)
+            tag = {"decision": decision.nonce} if decision.nonce else {}
+            if reason:
+                engine.record("approval.refused", step=step.id, actor=decision.approver,
+                              data={"approver": decision.approver, "reason": reason, **tag})
+                continue
+            if not decision.approve:
+                tally.denied_by = decision.approver
+                engine.record("approval.denied", step=step.id, actor=decision.approver,
+                              data={"approver": decision.approver, "comment": decision.comment, **tag})
+                return False, {"approved_by": tally.approvals, "denied_by": decision.approver}, (
+                    f"denied by {decision.approver}" + (f": {decision.comment}" if decision.comment else ""))
+            tally.approvals.append(decision.approver)
+            engine.record("approval.approved", step=step.id, actor=decision.approver, data={
+                "approver": decision.approver, "comment": decision.comment,
+                "count": len(tally.approvals), "needed": approval.min_approvals, **tag})
+    finally:
+        done.set()
+    engine.record("approval.granted", step=step.id, data={"approved_by": tally.approvals})
+    return True, {"approved_by": tally.approvals}, None

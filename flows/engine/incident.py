@@ -1,0 +1,100 @@
+"""The incident record on disk: ``<store>/<incident-id>/``.
+
+Owns: incident ids, the folder layout (``timeline.jsonl``, ``reports/<step>.md``, ``plan.json``,
+``incident.json``, ``postmortem.md``), the redactor shared by everything written there, and
+re-rendering the post-mortem from the timeline.
+
+Must not touch: Prefect, boto3, Slack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flows.engine import reports
+from flows.engine.redaction import Redactor
+from flows.engine.timeline import Timeline, read_events
+from integrations.errors import ConfigurationError
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"INC-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Incident:
+    """One incident folder. Everything written through it is redacted first."""
+
+    def __init__(self, store: Path, incident_id: str, redactor: Redactor | None = None) -> None:
+        self.id = incident_id
+        self.folder = store / incident_id
+        self.redactor = redactor or Redactor()
+        self.timeline = Timeline(self.folder, redact=self.redactor)
+        self.last_postmortem_problem: str | None = None
+
+    @classmethod
+    def open_existing(cls, store: Path, ref: str) -> Incident:
+        """``ref`` is an incident id in the store or a path to an incident folder."""
+        p = Path(ref)
+        if (p / "timeline.jsonl").exists():
+            return cls(p.parent, p.name)
+        if (store / ref / "timeline.jsonl").exists():
+            return cls(store, ref)
+        raise ConfigurationError(f"no incident {ref!r} (looked in {store} and at {p})")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.folder / "reports"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.folder / "plan.json"
+
+    @property
+    def postmortem_path(self) -> Path:
+        return self.folder / "postmortem.md"
+
+    def write_plan(self, plan_json: dict[str, Any]) -> None:
+        _atomic_write(self.plan_path, json.dumps(self.redactor(plan_json), indent=2, default=str) + "\n")
+
+    def read_plan(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.plan_path.read_text(encoding="utf-8"))
+        return data
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """``incident.json``: what resume/rollback start from. The caller passes inputs as
+        ``flows.engine.secret_inputs.public_inputs`` gives them (non-secret verbatim, secret as a marker);
+        the redactor here is a safety net (secret-looking material), not the way secrets are kept out."""
+        _atomic_write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n")
+
+    def read_meta(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.folder / "incident.json").read_text(encoding="utf-8"))
+        return data
+
+    def write_report(self, step_id: str, markdown: str) -> Path:
+        path = self.reports_dir / f"{step_id}.md"
+        _atomic_write(path, self.redactor.text(markdown))
+        return path
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(read_events(self.timeline.path))
+
+    def render_postmortem(self, template: Path | None = None) -> Path:
+        """Re-render ``postmortem.md``; never raises for the template (a failed template gives the
+        default post-mortem under a note naming it and the error; see ``last_postmortem_problem``)."""
+        text, self.last_postmortem_problem = reports.render_postmortem_safely(
+            self.events(), {**self.read_plan(), "incident_id": self.id}, template)
+        _atomic_write(self.postmortem_path, self.redactor.text(text))
+        return self.postmortem_path

@@ -1,0 +1,223 @@
+"""Incident status in Slack: one header message per incident, one threaded report per step —
+exactly once across crashes and resumes.
+
+Owns: ``StatusNotifier`` — best-effort posting through ``integrations.slack``. A Slack outage or
+rate limit never fails containment: ``step_update`` returns the problem text so the engine can
+record ``slack.unavailable`` in the timeline.
+
+Exactly once: the header's place is recorded (``slack.header``) and every posted report too
+(``slack.report_posted``, per step and status). A resumed run re-attaches to the recorded header
+(or, if the crash came between posting and recording, finds it in the channel by its message
+metadata) and edits it in place; it posts a step's report only if neither the timeline nor the
+thread (by metadata) has it — a crash in a step's report phase leaves no gap and no duplicate.
+Must not touch: Prefect (it is called from the runtime, but is itself Prefect-free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from integrations.settings import StanchSettings
+
+if TYPE_CHECKING:
+    from flows.engine.compiler import Plan, PlannedStep
+    from flows.engine.incident import Incident
+    from flows.engine.resume import PriorProgress
+
+Record = Callable[..., Any]
+"""``record(kind, step=..., data=...)``: the engine's timeline append."""
+
+
+class StatusNotifier:
+    def __init__(self, thread: Any, incident: Incident, plan: Plan, *, drill: bool,
+                 fallback_channel: str | None = None, record: Record | None = None,
+                 prior: PriorProgress | None = None) -> None:
+        self.thread = thread
+        self.fallback_channel = fallback_channel  # the runbook's channel, when the thread was asked elsewhere
+        self.incident = incident
+        self.plan = plan
+        self.drill = drill
+        self.record: Record = record or (lambda kind, **kw: None)
+        self.prior = prior
+        self.resumed = prior is not None and prior.runs > 0
+        done = prior.steps if prior is not None else {}
+        self.lines: dict[str, str] = {s.id: f"✅ {s.title} — succeeded" if s.id in done else f"⏳ {s.title}"
+                                      for s in plan.steps}
+        self.header_ts: str | None = None
+        self.posted: set[tuple[str, str]] = set(prior.reports_posted) if prior is not None else set()
+        self._in_thread: set[tuple[str, str]] | None = None  # reports found by metadata (resume only)
+
+    @classmethod
+    def from_settings(cls, settings: StanchSettings, incident: Incident, plan: Plan, *,
+                      drill: bool, channel: str | None = None, record: Record | None = None,
+                      prior: PriorProgress | None = None) -> StatusNotifier:
+        thread = None
+        if settings.slack_token is not None:
+            from integrations.slack import IncidentThread, SlackClient
+
+            configured = (plan.runbook.slack.channel if plan.runbook.slack and plan.runbook.slack.channel
+                          else settings.slack_channel)
+            thread = IncidentThread(SlackClient.from_settings(settings, drill=drill), channel or configured,
+                                    incident_id=incident.id)
+            return cls(thread, incident, plan, drill=drill,
+                       fallback_channel=configured if channel and channel != configured else None,
+                       record=record, prior=prior)
+        return cls(thread, incident, plan, drill=drill, record=record, prior=prior)
+
+    def _open(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Post the header. When the requested channel (where /stanch was typed) cannot be posted
+        to, open the thread in the runbook's channel instead and say so there and in the timeline."""
+        from integrations.base import PermanentActionError
+
+        try:
+            self.header_ts = self.thread.start(text, blocks)
+            return
+        except PermanentActionError as exc:
+            if self.fallback_channel is None:
+                raise
+            wanted, why = str(self.thread.channel), str(exc)
+        from integrations.slack import IncidentThread
+        from integrations.slack.blocks import escape
+
+        self.thread = IncidentThread(self.thread.client, self.fallback_channel, incident_id=self.incident.id)
+        self.fallback_channel = None
+        self.header_ts = self.thread.start(text, blocks)
+        shown = f"<#{wanted}>" if wanted[:1] in "CG" and wanted.isalnum() else escape(wanted)
+        self.incident.timeline.append("slack.fallback", data={
+            "wanted": wanted, "used": self.thread.channel, "error": why})
+        self.thread.post_update(f":information_source: This incident thread opened here because {shown} "
+                                f"(where the run was started) could not be posted to: {escape(why)}")
+
+    def _header(self, status: str) -> tuple[str, list[dict[str, Any]]]:
+        from integrations.slack.blocks import header_blocks, header_text
+
+        title = self.plan.runbook.title
+        blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
+                               list(self.lines.values()), drill=self.drill)
+        return header_text(self.incident.id, title, self.plan.runbook.severity, status, drill=self.drill), blocks
+
+    def start(self) -> str | None:
+        """Post the header — or, on resume, find the existing one and edit it in place."""
+        if self.thread is None:
+            return None
+        try:
+            self._ensure_header()
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def _ensure_header(self) -> None:
+        """Have a header: on resume the earlier attempt's (edited to now), else a new one. Also
+        called later when Slack was unreachable at start, so an outage never yields two headers."""
+        if self.header_ts is not None:
+            return
+        text, blocks = self._header("running")
+        if self.resumed and self._reattach():
+            self.thread.update_header(text, blocks)
+            return
+        self._post_header(text, blocks)
+
+    def _post_header(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        self._open(text, blocks)
+        self.record("slack.header", data={"channel": self.thread.channel, "ts": self.header_ts})
+
+    def _reattach(self) -> bool:
+        """Re-attach to the header of an earlier attempt: the recorded one if it still exists,
+        else one found in the channel by metadata (posted, then the crash came before the record)."""
+        from integrations.slack import HEADER_EVENT, IncidentThread
+
+        recorded = self.prior.slack_header if self.prior is not None else None
+        if recorded is not None:
+            attached = IncidentThread.attach(self.thread.client, recorded["channel"], recorded["ts"],
+                                             incident_id=self.incident.id)
+            try:
+                found = {str(m["ts"]) for m in attached.client.find_tagged(recorded["channel"], HEADER_EVENT)}
+            except Exception:  # cannot read history (scope, outage): trust the record
+                found = {recorded["ts"]}
+            if recorded["ts"] in found:
+                self.thread, self.header_ts = attached, recorded["ts"]
+                return True
+        ts = self.thread.find_header()
+        if ts is None:
+            return False
+        self.header_ts = ts
+        self.record("slack.header", data={"channel": self.thread.channel, "ts": ts, "found": "by metadata"})
+        return True
+
+    def step_update(self, step: PlannedStep, status: str, markdown: str) -> str | None:
+        if self.thread is None:
+            return None
+        icon = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️"}.get(status, "•")
+        self.lines[step.id] = f"{icon} {step.title} — {status}"
+        if (step.id, status) in self.posted:  # an earlier attempt posted it and recorded so
+            return None
+        try:
+            self._ensure_header()
+            if self._already_in_thread(step.id, status):
+                self.posted.add((step.id, status))
+                self.record("slack.report_posted", step=step.id, data={"status": status, "found": "by metadata"})
+                return None
+            ts = self.thread.post_report(step.title, self.incident.redactor.text(markdown), status,
+                                         drill=self.drill, step=step.id)
+            self.posted.add((step.id, status))
+            self.record("slack.report_posted", step=step.id, data={"status": status, "ts": ts})
+            text, blocks = self._header("running")
+            self.thread.update_header(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def _already_in_thread(self, step_id: str, status: str) -> bool:
+        """Resume only: was the report posted by an attempt that died before recording it?"""
+        if not self.resumed:
+            return False
+        if self._in_thread is None:
+            self._in_thread = self.thread.reports_in_thread()
+        return (step_id, status) in self._in_thread
+
+    def approval_request(self, step: PlannedStep, approval: Any, expires_at: Any) -> str | None:
+        """Post Approve / Deny buttons in the incident thread (values name incident and step)."""
+        if self.thread is None:
+            return None
+        import json
+
+        from integrations.slack.blocks import escape
+
+        value = json.dumps({"incident": self.incident.id, "step": step.id})
+        who = ", ".join(approval.approvers)
+        text = (f":lock: *Approval needed* for `{step.id}` — {escape(approval.message or step.title)}\n"
+                f"Needs {approval.min_approvals} approval(s) from {escape(who)}; the initiator cannot approve. "
+                f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).")
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "actions", "block_id": f"approval:{step.id}", "elements": [
+                {"type": "button", "action_id": "stanch_approve", "style": "primary", "value": value,
+                 "text": {"type": "plain_text", "text": "Approve"}},
+                {"type": "button", "action_id": "stanch_deny", "style": "danger", "value": value,
+                 "text": {"type": "plain_text", "text": "Deny"}},
+            ]},
+        ]
+        self.lines[step.id] = f"🔒 {step.title} — waiting for approval"
+        try:
+            self._ensure_header()
+            self.thread.post_update(f"Approval needed for {step.id}", blocks)
+            htext, hblocks = self._header("waiting for approval")
+            self.thread.update_header(htext, hblocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def finish(self, outcome: str, postmortem: Any) -> str | None:
+        if self.thread is None or self.header_ts is None:
+            return None
+        try:
+            text, blocks = self._header("contained" if outcome == "succeeded" else "FAILED — see thread")
+            self.thread.update_header(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,195 @@
+"""The Prefect flows stanch runs: ``run_runbook`` (one incident, start or resume) and
+``rollback_incident`` (compensations on demand).
+
+Owns: building an Engine for a runbook and an incident, the run's start/finish records, the final
+flow state (computed from the steps: a failed required step fails the run), and abort handling.
+The scheduling itself lives in ``flows.engine.scheduler``.
+"""
+
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.exceptions import TerminationSignal
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.engine.compiler import compile_plan, resolve_inputs
+from flows.engine.events import add_listener
+from flows.engine.incident import Incident
+from flows.engine.redaction import Redactor
+from flows.engine.resume import PriorProgress, prior_progress
+from flows.engine.safety import check_drill_targets
+from flows.engine.scheduler import Engine, error_text
+from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
+from flows.engine.spec import load_runbook
+from flows.engine.targets import RunTarget
+from integrations.base import default_registry
+from integrations.errors import InputError
+from integrations.settings import StanchSettings
+
+__all__ = ["add_listener", "rollback_incident", "run_runbook"]
+
+
+def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str, drill: bool,
+             initiator: str, prior: PriorProgress | None = None, slack_channel: str | None = None,
+             *, strict: bool = True) -> Engine:
+    """``inputs`` carry secret inputs as ``{"$secret_ref": name}`` (flows.engine.secret_inputs): resolved
+    here, in the process that runs the flow. ``strict=False`` (rollback): an unavailable secret
+    is left as its reference; a compensation that needs it fails naming it."""
+    settings = StanchSettings()
+    if drill:
+        check_drill_targets(settings)
+    registry = default_registry()
+    loaded = load_runbook(Path(runbook_path), registry)
+    plan = compile_plan(loaded.runbook, loaded.path, registry)
+    if strict:
+        plain = sorted(k for k in secret_names(plan) if inputs.get(k) not in (None, "") and not is_ref(inputs[k]))
+        if plain:  # a flow parameter is stored by Prefect: the value must never have been one
+            raise InputError(f"secret input(s) {', '.join(map(repr, plain))} passed to the flow as values "
+                             f"(they are now in Prefect's flow-run parameters): pass {{'$secret_ref': name}} "
+                             f"and keep the value in the process (flows.engine.secret_inputs.deposit)")
+    given, missing = resolve(incident_id, inputs, strict=strict)
+    values = resolve_inputs(plan, given)
+    redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items()
+                         if spec.secret and values.get(k) and k not in missing})
+    incident = Incident(Path(store), incident_id, redactor)
+    return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
+                  slack_channel=slack_channel)
+
+
+def _abort_reason(exc: BaseException) -> str:
+    if isinstance(exc, TerminationSignal):
+        try:
+            return f"stopped by {signal.Signals(exc.signal).name}"
+        except ValueError:
+            return f"stopped by signal {exc.signal}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by SIGINT (Ctrl-C)"
+    return error_text(exc)
+
+
+def _finish(engine: Engine, outcome: str, started: float) -> Any:
+    state = engine.state
+    engine.record("run.finished", data={"outcome": outcome, "failed_steps": state.failed_required(),
+                                        "duration_s": round(time.monotonic() - started, 3)})
+    pm = engine.incident.render_postmortem(engine.plan.postmortem_template)
+    problem = engine.notifier.finish(outcome, pm)
+    if problem:
+        engine.record("slack.unavailable", data={"error": problem})
+    summary = {"incident_id": engine.incident.id, "outcome": outcome, "folder": str(engine.incident.folder),
+               "failed_steps": state.failed_required()}
+    if outcome != "succeeded":
+        return Failed(message=f"run {outcome}: required step(s) failed: {', '.join(state.failed_required())}",
+                      data=summary)
+    return Completed(message="all required steps succeeded", data=summary)
+
+
+@flow(name="stanch-runbook", flow_run_name="{incident_id}",
+      task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+      validate_parameters=False, persist_result=False)
+def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
+                drill: bool = False, initiator: str = "cli", resume: bool = False,
+                slack_channel: str | None = None) -> Any:
+    """Run a runbook end to end for one incident; the final state comes from the steps.
+
+    ``resume=True`` continues an earlier attempt of the same incident: steps and fan-out items
+    that already succeeded (per its timeline) are not repeated. If the run fails or is aborted
+    (Ctrl-C, cancellation), the compensations of completed steps run in reverse order."""
+    prior = None
+    if resume:
+        prior = prior_progress(Incident(Path(store), incident_id).events())
+    engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
+    plan, incident = engine.plan, engine.incident
+    shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
+    incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
+    if resume and engine.prior.runs:
+        engine.record("run.resumed", actor=initiator, data={
+            "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
+            "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
+            "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
+    else:
+        incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
+                             "inputs": shown_inputs, "drill": drill, "initiator": initiator,
+                             "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
+                             "created_at": datetime.now(UTC).isoformat()})
+        engine.record("run.started", actor=initiator, data={
+            "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
+            "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
+    problem = engine.notifier.start()
+    if problem:
+        engine.record("slack.unavailable", data={"error": problem})
+    started = time.monotonic()
+    try:
+        state = engine.run()
+    except BaseException as exc:  # Ctrl-C, SIGTERM, cancellation, a bug: undo what was done, say so, re-raise
+        engine.record("run.aborted", data={"error": _abort_reason(exc)})
+        engine.compensate()
+        _finish(engine, "aborted", started)
+        raise
+    outcome = state.outcome().value
+    if outcome == "failed":
+        engine.compensate()
+    return _finish(engine, outcome, started)
+
+
+@flow(name="stanch-rollback", flow_run_name="rollback-{incident_id}",
+      task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+      validate_parameters=False, persist_result=False)
+def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> Any:
+    """Run the compensations of every succeeded step of an incident, newest first, each once."""
+    incident = Incident.open_existing(Path(store), incident_id)
+    meta = incident.read_meta()
+    prior = prior_progress(incident.events())
+    engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
+                      bool(meta.get("drill")), initiator, prior, strict=False)
+    engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
+    failures = engine.compensate()
+    undone, not_undone = rollback_coverage(engine, prior)
+    engine.record("rollback.finished", data={"failed": failures, "undone": undone, "not_undone": not_undone})
+    engine.incident.render_postmortem(engine.plan.postmortem_template)
+    if failures:
+        outcome = "rollback incomplete"
+    elif not_undone and not undone:
+        outcome = "nothing undone"
+    elif not undone:
+        outcome = "nothing to undo"
+    elif not_undone:
+        outcome = "partly rolled back"
+    else:
+        outcome = "rolled back"
+    summary: dict[str, Any] = {"incident_id": incident.id, "folder": str(incident.folder), "failed_steps": [],
+                               "outcome": outcome, "undone": undone, "not_undone": not_undone}
+    if failures:
+        return Failed(message=f"{failures} compensation(s) failed", data=summary)
+    if outcome == "nothing undone":
+        return Failed(message="nothing could be undone: no changing step declares a compensation", data=summary)
+    return Completed(message=outcome, data=summary)
+
+
+def rollback_coverage(engine: Engine, prior: PriorProgress) -> tuple[list[str], list[dict[str, str]]]:
+    """(steps whose compensations ran, [{step, reason}] changing steps that were not undone), newest
+    first. A read-only step (its action is not mutating) without a compensation is in neither."""
+    done = prior_progress(engine.incident.events())
+    undone: list[str] = []
+    not_undone: list[dict[str, str]] = []
+    for sid in reversed(prior.succeeded_order):
+        step = engine.plan.step(sid) if any(s.id == sid for s in engine.plan.steps) else None
+        if step is None or step.approval is not None or (step.compensate is None and not step.mutating):
+            continue
+        records = done.compensation_records.get(sid)
+        if step.compensate is None:
+            not_undone.append({"step": sid, "reason": "no compensation declared"})
+        elif records is None:
+            not_undone.append({"step": sid, "reason": "no compensation recorded"})
+        elif all((sid, r.get("item")) in done.compensated for r in records):
+            undone.append(sid)
+        else:
+            not_undone.append({"step": sid, "reason": "compensation failed"})
+    return undone, not_undone

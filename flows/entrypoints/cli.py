@@ -1,0 +1,583 @@
+"""The ``stanch`` command line.
+
+Owns: argument parsing, exit codes (0 ok, 1 the run/validation failed, 2 bad input or
+configuration), human output (rich), and wiring the sandbox into settings for ``--sandbox`` /
+``--drill`` / ``demo``. Work itself lives in flows.engine.spec / compiler / runtime and integrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from integrations.errors import InputError, RunbookError, StanchError
+
+app = typer.Typer(
+    name="stanch",
+    help=(
+        "Incident-response runbooks as code: validate, plan and run declarative YAML runbooks as "
+        "Prefect flows, with a status report per step, a hash-chained timeline and a post-mortem.\n\n"
+        "Typical use, against the local sandbox (`stanch sandbox up`):\n\n"
+        "* `stanch validate` — check every runbook\n"
+        "* `stanch plan compromised-dependency --sandbox -i advisory=MAL-2026-2307` — what would happen\n"
+        "* `stanch run compromised-dependency --drill -i advisory=MAL-2026-2307` — do it, watch it\n"
+        "* `stanch timeline verify INC-…` and `postmortem.md` in the incident folder — the record\n\n"
+        "Exit codes: 0 ok, 1 the run failed or a runbook is invalid, 2 bad input or configuration."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+timeline_app = typer.Typer(help="Inspect and verify an incident's hash-chained timeline.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Local sandbox: moto server (3 AWS accounts) + Slack stand-in + inventory.",
+                          no_args_is_help=True)
+slack_app_cli = typer.Typer(help="The Slack app: /stanch slash command and approval buttons.", no_args_is_help=True)
+app.add_typer(timeline_app, name="timeline")
+app.add_typer(slack_app_cli, name="slack")
+app.add_typer(sandbox_app, name="sandbox")
+
+from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
+from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
+
+InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="Runbook input as key=value (repeat).")]
+
+
+def _settings() -> Any:
+    from integrations.settings import StanchSettings
+
+    return StanchSettings()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _print_diagnostics(diags: list[Any]) -> None:
+    for d in diags:
+        err.print(d.format(), markup=False, soft_wrap=True)
+
+
+@app.command()
+def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook files or folders "
+                                                                  "(default: ./runbooks).")] = None) -> None:
+    """Check runbooks and report every error at once as file:line:col: error[CODE]: message."""
+    from flows.engine.spec import validate_file
+    from integrations.base import default_registry
+
+    targets: list[Path] = []
+    for p in paths or [Path("runbooks") if Path("runbooks").exists() else REPO_RUNBOOKS]:
+        if p.is_dir():
+            targets += sorted(q for q in p.glob("*.y*ml"))
+        elif p.exists():
+            targets.append(p)
+        else:
+            raise _fail(f"no such file or folder: {p}")
+    if not targets:
+        raise _fail("no runbooks found")
+    registry = default_registry()
+    total = 0
+    for t in targets:
+        diags = validate_file(t, registry)
+        errors = [d for d in diags if d.severity == "error"]
+        total += len(errors)
+        _print_diagnostics(diags)
+        if not errors:
+            console.print(f"[green]ok[/]  {t}")
+    if total:
+        err.print(f"{total} error{'s' if total != 1 else ''} in {len(targets)} runbook(s)")
+        raise typer.Exit(1)
+
+
+def _load_plan(runbook: str) -> tuple[Any, Any]:
+    from flows.engine.compiler import compile_plan
+    from flows.engine.spec import load_runbook
+    from integrations.base import default_registry
+
+    path = resolve_runbook(runbook)
+    registry = default_registry()
+    loaded = load_runbook(path, registry)
+    return compile_plan(loaded.runbook, loaded.path, registry), registry
+
+
+@app.command()
+def plan(
+    runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")],
+    input: InputOpt = None,
+    sandbox: Annotated[bool, typer.Option(help="Resolve against the running sandbox (`stanch sandbox up`).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the ordered steps with their action, resolved parameters and fan-out. No side effects:
+    read-only steps (e.g. scoping) are evaluated to resolve fan-out; mutating steps are only described."""
+    from flows.engine.compiler import parse_input_pairs, resolve_inputs
+    from flows.engine.planner import dry_run
+
+    try:
+        if sandbox:
+            _use_sandbox()
+        plan_, registry = _load_plan(runbook)
+        values = resolve_inputs(plan_, parse_input_pairs(input or []))
+        rows = dry_run(plan_, values, registry, _settings())
+        from flows.engine.redaction import Redactor
+
+        rows = Redactor({str(values[k]) for k, s in plan_.inputs.items() if s.secret and values.get(k)})(rows)
+    except RunbookError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise _fail(str(exc), 1) from None
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    from flows.engine.planner import render_plan
+
+    console.print(render_plan(plan_, rows), markup=False, emoji=False, soft_wrap=True)
+
+
+def read_sandbox_state() -> Any:
+    from integrations.sandbox import read_state
+
+    return read_state(_settings().home)
+
+
+def _use_sandbox() -> Any:
+    from integrations.sandbox import load_state
+
+    settings = _settings()
+    state = load_state(settings.home)
+    os.environ.update(state.environment())
+    return state
+
+
+@app.command()
+def run(
+    runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")],
+    input: InputOpt = None,
+    drill: Annotated[bool, typer.Option(help="Tabletop drill: sandbox only, refuses any other endpoint; "
+                                             "every report says DRILL.")] = False,
+    sandbox: Annotated[bool, typer.Option(help="Target the running sandbox (`stanch sandbox up`).")] = False,
+    incident_id: Annotated[str | None, typer.Option(help="Use this incident id (default: new).")] = None,
+    initiator: Annotated[str, typer.Option(help="Who started the run (recorded in the timeline).")] = "",
+) -> None:
+    """Run a runbook: creates an incident, runs the flow with live per-step progress, prints the
+    incident folder. Exit code 1 when a required step failed.
+
+    Uses the Prefect server at PREFECT_API_URL when set, otherwise a temporary local one."""
+    from flows.engine.compiler import parse_input_pairs, resolve_inputs
+    from flows.engine.incident import new_incident_id
+
+    try:
+        if sandbox or (drill and read_sandbox_state() is not None):
+            _use_sandbox()
+        settings = _settings()
+        if drill:
+            from flows.engine.safety import check_drill_targets
+
+            check_drill_targets(settings)
+        plan_, _ = _load_plan(runbook)
+        given = parse_input_pairs(input or [])
+        resolve_inputs(plan_, given)  # fail fast, before any Prefect machinery starts
+    except RunbookError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise _fail(str(exc), 1) from None
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    inc = incident_id or new_incident_id()
+    who = initiator or os.environ.get("USER") or "cli"
+    from flows.engine import secret_inputs
+
+    public, secrets = secret_inputs.split(plan_, given)
+    result = execute_run(plan_.source, public, inc, settings.store_dir, drill=drill, initiator=f"cli:{who}",
+                         secrets=secrets)
+    raise typer.Exit(0 if result["outcome"] == "succeeded" else 1)
+
+
+def _reattach(meta: dict[str, Any]) -> Any:
+    """Point this process at exactly what the incident's run targeted (``target`` in
+    incident.json); ConfigurationError when that is unavailable. Incidents recorded before targets
+    were keep the old rule (a drill re-attaches to the running sandbox)."""
+    from flows.engine.targets import reattach
+
+    if "target" not in meta:
+        if meta.get("drill") and read_sandbox_state() is not None:
+            _use_sandbox()
+        return None
+    state = read_sandbox_state()
+    target, env = reattach(meta, state.environment() if state else None, state.moto_url if state else None)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if target.drill:
+        from flows.engine.safety import check_drill_targets
+
+        check_drill_targets(_settings())
+    err.print(f"targeting what the run targeted: {target.describe()}", markup=False, soft_wrap=True)
+    return target
+
+
+@app.command()
+def resume(
+    incident: Annotated[str, typer.Argument(help="Incident id or folder of a crashed, aborted or failed run.")],
+    input: InputOpt = None,
+) -> None:
+    """Continue an incident's run: steps and fan-out items that already succeeded are skipped
+    (never repeated); failed and unfinished ones run. Secret inputs are not kept in the incident:
+    give them again with -i (or STANCH_SECRET_<NAME>); resume refuses, naming them, otherwise.
+    Targets exactly what the run targeted (its sandbox, endpoints, region). A finished incident
+    is not re-run: exit 0 "nothing to resume" if it succeeded, exit 2 if it failed, was aborted
+    or rolled back (its compensations ran)."""
+    from flows.engine import secret_inputs
+    from flows.engine.incident import Incident
+    from flows.engine.resume import prior_progress, resume_refusal
+    from flows.engine.runtime import run_runbook
+
+    try:
+        settings = _settings()
+        inc = Incident.open_existing(settings.store_dir, incident)
+        meta = inc.read_meta()
+        refusal = resume_refusal(prior_progress(inc.events()))
+        if refusal is not None:
+            code, why = refusal
+            if code == 0:
+                console.print(f"{inc.id}: {why}")
+                raise typer.Exit(0)
+            raise _fail(f"not resuming {inc.id}: {why}", code)
+        _reattach(meta)
+        from flows.engine.compiler import parse_input_pairs
+
+        plan_, _ = _load_plan(meta["runbook_path"])
+        given, secrets = secret_inputs.resume_inputs(plan_, meta.get("inputs", {}), parse_input_pairs(input or []))
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    secret_inputs.deposit(inc.id, secrets)
+    try:
+        summary = run_with_progress(run_runbook, f"resuming {inc.id} ({meta['runbook']})", inc.folder.parent,
+                                     runbook_path=meta["runbook_path"], inputs=given, incident_id=inc.id,
+                                     store=str(inc.folder.parent), drill=bool(meta.get("drill")),
+                                     initiator=meta.get("initiator", "cli"), resume=True)
+    finally:
+        secret_inputs.discard(inc.id)
+    report_summary(summary)
+    raise typer.Exit(0 if summary.get("outcome") == "succeeded" else 1)
+
+
+@app.command()
+def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder.")],
+             input: Annotated[list[str] | None, typer.Option(
+                 "--input", "-i", help="A secret input an undo needs, as key=value (repeat).")] = None) -> None:
+    """Undo an incident: run the compensations of its succeeded steps, newest first, each once
+    (retried on transient errors). Every compensation is recorded in the timeline and post-mortem.
+    Prints what was undone and what was not (steps with no compensation declared). Exit 0 when
+    every compensation succeeded (also when some steps declare none: "partly rolled back", and
+    when no step changed anything: "nothing to undo"), 1 when one failed or when steps changed
+    things and none could be undone ("nothing undone"). Targets exactly what the run targeted."""
+    from flows.engine import secret_inputs
+    from flows.engine.compiler import parse_input_pairs
+    from flows.engine.incident import Incident
+    from flows.engine.resume import prior_progress
+    from flows.engine.runtime import rollback_incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+        _reattach(inc.read_meta())
+        given = parse_input_pairs(input or [])
+        problems = secret_inputs.rollback_problems(prior_progress(inc.events()).compensation_records, given)
+        if problems:
+            raise InputError(f"cannot roll back {inc.id}: " + "; ".join(problems))
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    who = os.environ.get("USER") or "cli"
+    secret_inputs.deposit(inc.id, {k: str(v) for k, v in given.items()})
+    try:
+        summary = run_with_progress(rollback_incident, f"rolling back {inc.id}", inc.folder.parent,
+                                     incident_id=inc.id, store=str(inc.folder.parent), initiator=f"cli:{who}")
+    finally:
+        secret_inputs.discard(inc.id)
+    report_summary(summary)
+    raise typer.Exit(0 if summary.get("outcome") in ("rolled back", "partly rolled back", "nothing to undo") else 1)
+
+
+def _decide(incident: str, step: str, approver: str, approve: bool, comment: str, key: Path | None,
+            wait: float) -> None:
+    """Sign the decision with the approver's Ed25519 key, hand it to the paused run, and report
+    what the run made of it: exit 0 only when the run counted it (flows.engine.approval_keys)."""
+    import getpass
+    import time
+    import uuid
+
+    from flows.engine.approval_keys import SignedFields, load_private_key, sign
+    from flows.engine.approvals import submit_decision, wait_outcome
+
+    if not approver:
+        raise _fail("say who decides: --as <Slack user id>; the decision is signed with that approver's key (--key)")
+    if key is None:
+        raise _fail("no approver key: pass --key or set STANCH_APPROVER_KEY (an Ed25519 private key whose public "
+                    "half is listed for your Slack id in the run's STANCH_APPROVER_KEYS_FILE; see docs/slack.md)")
+    try:
+        try:
+            private = load_private_key(key)
+        except StanchError as exc:
+            if "encrypted" not in str(exc) or not sys.stdin.isatty():
+                raise
+            private = load_private_key(key, getpass.getpass(f"passphrase for {key}: ").encode())
+        fields = SignedFields(incident=incident, step=step, approve=approve, approver=approver, comment=comment,
+                              signed_at=round(time.time(), 3), nonce=uuid.uuid4().hex)
+        store = _settings().store_dir
+        nonce = submit_decision(store, incident, step, f"cli:{approver}", approve, comment, nonce=fields.nonce,
+                                signed_at=fields.signed_at, signature=sign(private, fields))
+        outcome = wait_outcome(store, incident, nonce, timeout=wait)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    verb = "approval" if approve else "denial"
+    if outcome is None:
+        raise _fail(f"{verb} of {step!r} by {approver} was sent to {incident}, but the run did not confirm it "
+                    f"within {wait:.0f}s (see `stanch timeline show {incident}`)", 1)
+    data = outcome.get("data") or {}
+    if outcome["kind"] == "approval.refused":
+        raise _fail(f"the run refused your {verb} of {step!r}: {data.get('reason', '?')}", 1)
+    if outcome["kind"] == "approval.approved":
+        console.print(f"approval of {step!r} by {approver} counted by {incident} "
+                      f"({data.get('count', '?')} of {data.get('needed', '?')})")
+    else:
+        console.print(f"denial of {step!r} by {approver} recorded by {incident}: the step fails")
+
+
+AsOpt = Annotated[str, typer.Option("--as", help="Your Slack user id (e.g. U0LEAD1); the run checks the "
+                                              "signature against that id's public key.")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", envvar="STANCH_APPROVER_KEY",
+                                             help="Your Ed25519 private key (ssh-keygen -t ed25519).")]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the run to confirm the decision.")]
+CommentOpt = Annotated[str, typer.Option(help="Why (recorded in the timeline).")]
+
+
+@app.command()
+def approve(incident: Annotated[str, typer.Argument(help="Incident id.")],
+            step: Annotated[str, typer.Argument(help="The approval step waiting.")],
+            as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
+    """Approve a gated step from the CLI (for when Slack is down), signed with your approver key.
+    Exit 0 when the run counted it, 1 when it refused it. Needs PREFECT_API_URL of the run."""
+    _decide(incident, step, as_, True, comment, key, wait)
+
+
+@app.command()
+def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
+         step: Annotated[str, typer.Argument(help="The approval step waiting.")],
+         as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
+    """Deny a gated step from the CLI (signed): the step fails and the run's compensations run."""
+    _decide(incident, step, as_, False, comment, key, wait)
+
+
+@app.command()
+def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md.")] = False) -> None:
+    """List the registered actions a runbook may use (the closed registry)."""
+    from flows.engine.catalogue import actions_markdown, actions_table
+    from integrations.base import default_registry
+
+    reg = default_registry()
+    if markdown:
+        sys.stdout.write(actions_markdown(reg))
+    else:
+        console.print(actions_table(reg))
+
+
+@app.command()
+def scope(
+    advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
+    inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
+    live_from: Annotated[str | None, typer.Option(
+        help="When the bad release went live (ISO 8601, UTC; default: a release time in the advisory, "
+             "else 7 days before its earliest timestamp).")] = None,
+    live_until: Annotated[str | None, typer.Option(help="When it was pulled (default: advisory published).")] = None,
+    output: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+) -> None:
+    """Which services pulled the bad version, by which path, and were they exposed?
+
+    A file that cannot be read is reported against its service (the others are still scoped);
+    exit 2 only for run-level input: the advisory, the inventory, the window, the --json path."""
+    from datetime import datetime
+
+    from integrations.inventory import render_scope_table, scope_notes
+    from integrations.inventory import scope as run_scope
+
+    def ts(v: str | None) -> datetime | None:
+        if v is None:
+            return None
+        try:
+            return datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(f"not an ISO 8601 time: {v!r}") from None
+
+    if output is not None and not output.parent.is_dir():
+        raise _fail(f"--json {output}: folder {output.parent} does not exist")
+    if output is not None and output.is_dir():
+        raise _fail(f"--json {output}: is a directory, give a file path")
+    try:
+        settings = _settings()
+        result = run_scope(advisory, inventory, live_from=ts(live_from), live_until=ts(live_until),
+                           advisories_dir=settings.advisories_dir)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(render_scope_table(result))
+    for note in scope_notes(result):
+        console.print(note, style="red" if note.startswith("error") else "yellow", markup=False, highlight=False)
+    if output:
+        try:
+            output.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--json {output}: cannot write: {exc.strerror or exc}") from None
+        console.print(f"wrote {output}")
+
+
+@timeline_app.command("verify")
+def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Check the hash chain: exit 1 if any line was edited, dropped, inserted or reordered."""
+    from flows.engine.incident import Incident
+    from flows.engine.timeline import verify
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    result = verify(inc.timeline.path)
+    if result.ok:
+        console.print(f"[green]{result}[/]")
+    else:
+        err.print(f"[bold red]{result}[/]")
+        raise typer.Exit(1)
+
+
+@timeline_app.command("show")
+def timeline_show(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Print the timeline events."""
+    from flows.engine.incident import Incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    for e in inc.events():
+        where = (e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else "")
+        console.print(f"{e['seq']:>4} {e['ts']} {e['kind']:<22} {where}", markup=False)
+
+
+@app.command()
+def postmortem(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
+    """Re-render postmortem.md from the timeline (never edit it in place)."""
+    from flows.engine.incident import Incident
+
+    try:
+        inc = Incident.open_existing(_settings().store_dir, incident)
+        path = inc.render_postmortem(_postmortem_template(inc))
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {path}")
+
+
+def _postmortem_template(inc: Any) -> Path | None:
+    meta = inc.read_meta()
+    try:
+        plan_, _ = _load_plan(meta["runbook_path"])
+    except (StanchError, KeyError):
+        return None
+    template: Path | None = plan_.postmortem_template
+    return template
+
+
+@sandbox_app.command("up")
+def sandbox_up() -> None:
+    """Start the sandbox in the background and print its endpoints (state in $STANCH_HOME)."""
+    from integrations.sandbox import up
+
+    try:
+        state = up(_settings().home)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"sandbox up: AWS {state.moto_url} · Slack {state.slack_url} · inventory {state.inventory}")
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the background sandbox."""
+    from integrations.sandbox import down
+
+    down(_settings().home)
+    console.print("sandbox down")
+
+
+@slack_app_cli.command("serve")
+def slack_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; Slack posts to http://HOST:PORT/slack/events.")] = 3000,
+    socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Connect out over Socket Mode instead "
+                                              "(no public URL; needs STANCH_SLACK_APP_TOKEN).")] = False,
+) -> None:
+    """Serve the Slack app. Requests must carry a valid Slack signature (STANCH_SLACK_SIGNING_SECRET)."""
+    from flows.entrypoints.slack_app import serve, serve_socket_mode
+
+    try:
+        if socket_mode:
+            serve_socket_mode()
+        else:
+            serve(host, port)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def worker(
+    max_concurrent: Annotated[int, typer.Option(help="Runs executed at once (threads).")] = 4,
+    poll: Annotated[float, typer.Option(help="Seconds between polls for scheduled runs.")] = 0.3,
+    grace: Annotated[float, typer.Option(help="On SIGTERM, seconds to let running runs finish.")] = 60.0,
+    no_warm_up: Annotated[bool, typer.Option("--no-warm-up", help="Skip pre-importing the engine.")] = False,
+) -> None:
+    """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
+    `run_deployment`) in this warm process: ~1 s from trigger to first action, vs ~4 s for a
+    subprocess per run. Needs PREFECT_API_URL. Exit 1 if runs were cut off at shutdown
+    (continue them with `stanch resume`)."""
+    from flows.entrypoints.worker import main as worker_main
+
+    args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace)]
+    raise typer.Exit(worker_main([*args, *(["--no-warm-up"] if no_warm_up else [])]))
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the sandbox running afterwards (Ctrl-C to stop).")] = False,
+) -> None:
+    """Start a sandbox, run compromised-dependency against it for MAL-2026-2307 (axios), print
+    where the post-mortem is."""
+    from flows.entrypoints.demo import run_demo
+
+    raise typer.Exit(run_demo(console, keep=keep))
+
+
+EPHEMERAL_STARTUP_TIMEOUT_S = "90"
+"""Start-up budget of the temporary Prefect server (Prefect's default, 20 s, failed about one
+resume in 30 on a loaded machine). Override with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
+
+
+def prefect_defaults(environ: Any = os.environ) -> None:
+    """Quiet, local Prefect defaults for the CLI; values already set in the environment win."""
+    environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    environ.setdefault("DO_NOT_TRACK", "1")
+    environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
+    home = Path(environ.get("STANCH_HOME", ".stanch"))
+    environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+
+
+def main() -> None:
+    prefect_defaults()
+    app()
+
+
+if __name__ == "__main__":
+    main()

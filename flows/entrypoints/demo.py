@@ -1,0 +1,78 @@
+"""``stanch demo`` / ``make demo``: the flagship runbook end to end on a private sandbox.
+
+Owns: starting an in-process sandbox (moto with three seeded accounts + the Slack stand-in),
+pointing settings at it, running ``compromised-dependency`` for MAL-2026-2307 (axios) as a
+drill, and printing what happened and where the incident folder is.
+Must not touch: anything but loopback endpoints (it is a drill).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+DEMO_INPUTS = {
+    "advisory": "MAL-2026-2307",
+    # The axios releases were live on the registry from 00:21 to 03:15 UTC on 2026-03-31.
+    "live_from": "2026-03-31T00:21:00Z",
+    "live_until": "2026-03-31T03:15:00Z",
+    "app_version": "4.2.1",
+    "ca_secret": "stanch/sandbox/ca",
+}
+
+
+def run_demo(console: Console, *, keep: bool = False) -> int:
+    from flows.engine.incident import new_incident_id
+    from flows.engine.runbooks import REPO_RUNBOOKS
+    from flows.entrypoints.terminal import execute_run
+    from integrations.sandbox import Sandbox, observe
+    from integrations.sandbox.state import default_slack_factory
+    from integrations.settings import StanchSettings
+
+    home = Path(os.environ.get("STANCH_HOME", ".stanch")).resolve()
+    console.print("[bold]stanch demo[/] — starting the sandbox (moto: 3 AWS accounts, Slack stand-in) …")
+    with Sandbox(home / "demo-sandbox", slack_factory=default_slack_factory) as sb:
+        assert sb.state is not None and sb.fleet is not None
+        os.environ.update(sb.state.environment())
+        os.environ["STANCH_SLACK_CHANNEL"] = "#incident"
+        console.print(f"  AWS (moto)  {sb.url}")
+        console.print(f"  Slack       {sb.slack_url}")
+        console.print(f"  inventory   {sb.state.inventory_path}")
+        for name, svc in sb.fleet.services.items():
+            console.print(f"  service     {name:<14} account {svc.account}  CI keys "
+                          f"{', '.join(svc.access_key_ids)}")
+        settings = StanchSettings()
+        inputs = {**DEMO_INPUTS, "inventory": str(sb.state.inventory_path)}
+        summary = execute_run(REPO_RUNBOOKS / "compromised-dependency.yaml", inputs, new_incident_id(),
+                              settings.store_dir, drill=True, initiator="cli:demo")
+        console.print()
+        console.print("[bold]What the sandbox saw[/]")
+        for name, svc in sb.fleet.services.items():
+            statuses = observe.access_key_statuses(sb.url, svc.account, svc.ci_user)
+            console.print(f"  {name:<14} CI keys: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
+        emails = observe.sent_emails(sb.url)
+        console.print(f"  SES emails sent: {sum(len(m.to) for m in emails)} "
+                      f"({', '.join(sorted({t for m in emails for t in m.to}))})")
+        slack = sb.slack
+        if slack is not None:
+            calls = slack.calls()  # type: ignore[attr-defined]
+            posted = [c for c in calls if c["method"] == "chat.postMessage"]
+            updated = [c for c in calls if c["method"] == "chat.update"]
+            console.print(f"  Slack: {len(posted)} messages posted, {len(updated)} header updates")
+        folder = Path(summary.get("folder", ""))
+        console.print()
+        console.print(f"incident folder: {folder}")
+        console.print(f"post-mortem:     {folder / 'postmortem.md'}")
+        console.print(f"verify:          stanch timeline verify {folder}")
+        if keep:
+            console.print("sandbox kept running; press Ctrl-C to stop")
+            try:
+                import time
+
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return 0 if summary.get("outcome") == "succeeded" else 1

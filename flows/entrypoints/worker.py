@@ -1,0 +1,358 @@
+"""A long-lived, in-process executor for the ``stanch-runbook/stanch`` deployment.
+
+``flow.serve`` (``flows.entrypoints.deploy``) starts every flow run in a fresh ``python -m prefect.engine``
+subprocess that re-imports Prefect, boto3 and the action registry: 6-8 s from a Slack command
+to the first containment call on a loaded 2-core box. This worker keeps all of that imported and
+runs each flow run **in a thread of its own process**, so a run starts within one poll interval.
+
+Owns: ``Worker`` — registering/updating the deployment (``run_runbook.to_deployment(...).apply()``,
+no work pool: ``run_deployment("stanch-runbook/stanch", …)`` works exactly as with ``serve``),
+polling the API every ``poll_interval`` s for SCHEDULED flow runs of that deployment whose time
+has come, claiming each one (``Scheduled -> Pending`` must be ACCEPTed by the server, whose
+``PreventPendingTransitions`` rule makes two workers — or a worker and a ``serve`` runner — never
+run the same flow run), executing it with Prefect's engine for an existing flow run
+(``prefect.flow_engine.run_flow(flow, flow_run=…)``, as ``prefect.engine`` does in the
+subprocess), at most ``max_concurrent`` at a time (runs waiting for an approval in
+``pause_flow_run`` do not count), marking a run Crashed when the engine itself fails, and a
+graceful stop (SIGTERM/SIGINT: stop polling, let running runs finish for ``grace`` s, then mark
+the rest Crashed — ``stanch resume`` continues them). A ``suspend_flow_run`` resume puts the run
+back to SCHEDULED ("Resuming"), so the next poll picks it up again.
+Entry: ``python -m flows.entrypoints.worker`` / ``main(argv)``.
+
+Must not touch: the flow body (``flows.engine.runtime``), how runs are requested (``flows.entrypoints.slack``), the
+``serve``-based runner (``flows.entrypoints.deploy``), Prefect's own worker/runner machinery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.flows import Flow
+
+NAME = "stanch"
+FLOW_NAME = "stanch-runbook"
+FULL_NAME = f"{FLOW_NAME}/{NAME}"
+DESCRIPTION = ("Runs any stanch runbook; parameters: runbook_path, inputs, incident_id, store, drill, initiator, "
+               "slack_channel. Executed in-process by `python -m flows.entrypoints.worker`.")
+
+log = logging.getLogger("stanch.worker")
+
+
+def _load_flow() -> Flow[..., Any]:
+    from flows.engine.runtime import run_runbook
+
+    return run_runbook
+
+
+def warm_up() -> None:
+    """Import what the first run would otherwise import lazily (the action registry and its
+    integrations, boto3's loaders), so the first incident starts as fast as the tenth."""
+    from integrations.base import default_registry
+
+    _load_flow()
+    default_registry()
+    import boto3  # noqa: F401
+    import botocore.session
+
+    botocore.session.get_session().get_service_model("iam")
+
+
+@dataclass
+class RunRecord:
+    """What happened to one flow run this worker executed (tests, logs)."""
+
+    flow_run_id: UUID
+    name: str
+    outcome: str = "running"  # running | completed | failed | paused | aborted | crashed | ...
+    error: str | None = None
+
+
+class Worker:
+    """Polls for the deployment's scheduled runs and executes them in threads of this process.
+
+    ``start()`` runs the poll loop in a background thread (tests); ``run()`` blocks (``main``).
+    Both keep the caller's ``contextvars`` (Prefect settings such as a test server's API URL)
+    for the poll loop and every run."""
+
+    def __init__(self, *, name: str = NAME, max_concurrent: int = 4, poll_interval: float = 0.3,
+                 flow: Flow[..., Any] | None = None, worker_name: str | None = None,
+                 clock_tolerance: float = 1.0) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.poll_interval = poll_interval
+        self.clock_tolerance = clock_tolerance  # runs due up to this many s ahead count as due (clock skew)
+        self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self._flow = flow
+        self.deployment_id: UUID | None = None
+        self.records: dict[UUID, RunRecord] = {}
+        self._active: dict[UUID, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._loop_thread: threading.Thread | None = None
+
+    # -- deployment ---------------------------------------------------------------------------
+    @property
+    def flow(self) -> Flow[..., Any]:
+        if self._flow is None:
+            self._flow = _load_flow()
+        return self._flow
+
+    def register(self) -> UUID:
+        """Create or update the deployment (no schedule, no work pool) and remember its id."""
+        from prefect.deployments.runner import RunnerDeployment
+
+        deployment = cast(RunnerDeployment, self.flow.to_deployment(name=self.name, description=DESCRIPTION))
+        deployment_id = UUID(str(deployment.apply()))  # sync from a sync caller (async_dispatch)
+        self.deployment_id = deployment_id
+        log.info("deployment %s/%s registered (%s)", self.flow.name, self.name, deployment_id)
+        return deployment_id
+
+    # -- polling and claiming -----------------------------------------------------------------
+    def due_runs(self, limit: int) -> list[FlowRun]:
+        """SCHEDULED flow runs of the deployment whose scheduled time has come, oldest first."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterNextScheduledStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        assert self.deployment_id is not None, "register() first"
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                    next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                        before_=datetime.now(UTC) + timedelta(seconds=self.clock_tolerance))),
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
+                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=limit)
+
+    def claim(self, flow_run_id: UUID) -> bool:
+        """Propose Scheduled -> Pending; True only if the server ACCEPTed it (this worker owns the run)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.responses import SetStateStatus
+        from prefect.states import Pending
+
+        try:
+            with get_client(sync_client=True) as client:
+                result: Any = client.set_flow_run_state(flow_run_id, Pending(message=f"claimed by {self.worker_name}"))
+        except Exception:
+            log.exception("could not claim flow run %s", flow_run_id)
+            return False
+        return result.status == SetStateStatus.ACCEPT
+
+    def _free_slots(self) -> int:
+        """Free execution slots; runs paused for an approval (a thread blocked in pause_flow_run) do not count."""
+        with self._lock:
+            active = list(self._active)
+        if len(active) < self.max_concurrent:
+            return self.max_concurrent - len(active)
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        try:
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=active)))
+        except Exception:
+            return 0
+        paused = sum(1 for r in runs if r.state is not None and r.state.is_paused())
+        return max(0, self.max_concurrent - (len(active) - paused))
+
+    def poll_once(self) -> list[UUID]:
+        """One poll: claim and start as many due runs as there are free slots; the ids started."""
+        slots = self._free_slots()
+        if slots <= 0 or self._stop.is_set():
+            return []
+        started: list[UUID] = []
+        for run in self.due_runs(limit=slots + 4):  # a few extra: other workers may win some claims
+            if len(started) >= slots or self._stop.is_set():
+                break
+            with self._lock:
+                if run.id in self._active:  # ours already (e.g. an in-process flow retry)
+                    continue
+            if not self.claim(run.id):
+                continue
+            self._start_run(run)
+            started.append(run.id)
+        return started
+
+    # -- execution ----------------------------------------------------------------------------
+    def _start_run(self, run: FlowRun) -> None:
+        ctx = contextvars.copy_context()
+        thread = threading.Thread(target=ctx.run, args=(self._execute, run.id), name=f"stanch-run:{run.name}",
+                                  daemon=True)
+        with self._lock:
+            self._active[run.id] = thread
+            self.records[run.id] = RunRecord(run.id, str((run.parameters or {}).get("incident_id") or run.name))
+        log.info("flow run %s (%s) claimed; starting in a thread", self.records[run.id].name, run.id)
+        thread.start()
+
+    def _execute(self, flow_run_id: UUID) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import Abort, Pause
+        from prefect.flow_engine import run_flow
+
+        record = self.records[flow_run_id]
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(flow_run_id)  # fresh: state is our Pending
+            state: Any = run_flow(self.flow, flow_run=flow_run, return_type="state")
+            record.outcome = str(getattr(getattr(state, "type", None), "value", "unknown")).lower()
+            log.info("flow run %s finished: %s", record.name, record.outcome)
+        except Pause:  # suspend_flow_run: the server resumes it as Scheduled("Resuming"); a poll picks it up
+            record.outcome = "suspended"
+            log.info("flow run %s suspended", record.name)
+        except Abort as exc:
+            record.outcome, record.error = "aborted", str(exc)
+            log.info("flow run %s aborted by the orchestrator: %s", record.name, exc)
+        except BaseException as exc:  # never let one run take the worker down
+            record.outcome, record.error = "crashed", f"{type(exc).__name__}: {exc}"
+            log.exception("flow run %s: engine failed", record.name)
+            self.mark_crashed(flow_run_id, f"stanch worker: {record.error}")
+        finally:
+            with self._idle:
+                self._active.pop(flow_run_id, None)
+                self._idle.notify_all()
+
+    def mark_crashed(self, flow_run_id: UUID, message: str) -> None:
+        """Propose Crashed unless the run already reached a final state (best effort)."""
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(flow_run_id)
+                if run.state is None or not run.state.is_final():
+                    client.set_flow_run_state(flow_run_id, Crashed(message=message))
+        except Exception:
+            log.exception("could not mark flow run %s crashed", flow_run_id)
+
+    # -- loop and lifecycle -------------------------------------------------------------------
+    def run(self) -> None:
+        """Register, then poll until ``stop()``; a failed poll is logged and retried."""
+        if self.deployment_id is None:
+            self.register()
+        log.info("worker %s polling %s every %.2f s (max %d concurrent runs)", self.worker_name, FULL_NAME,
+                 self.poll_interval, self.max_concurrent)
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("poll failed; retrying")
+                self._stop.wait(min(5.0, self.poll_interval * 10))
+            self._stop.wait(self.poll_interval)
+
+    def start(self) -> threading.Thread:
+        """Register (in the caller's thread, so errors surface) and poll in a daemon thread."""
+        if self.deployment_id is None:
+            self.register()
+        ctx = contextvars.copy_context()
+        self._loop_thread = threading.Thread(target=ctx.run, args=(self.run,), name="stanch-worker-poll",
+                                             daemon=True)
+        self._loop_thread.start()
+        return self._loop_thread
+
+    def request_stop(self) -> None:
+        """Stop claiming new runs (signal-safe); ``stop()`` then waits for the running ones."""
+        self._stop.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no run executes in this worker (up to ``timeout`` s; None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(1.0 if left is None else min(left, 1.0))
+        return True
+
+    @property
+    def active(self) -> list[UUID]:
+        with self._lock:
+            return list(self._active)
+
+    def stop(self, grace: float | None = 30.0) -> list[UUID]:
+        """Stop polling; wait up to ``grace`` s (None: forever) for running runs; mark the rest
+        Crashed and return their ids (their threads are daemons: they die with the process)."""
+        self._stop.set()
+        if self._loop_thread is not None and self._loop_thread is not threading.current_thread():
+            self._loop_thread.join(max(5.0, self.poll_interval * 4))
+        self.wait_idle(grace)
+        leftover = self.active
+        for flow_run_id in leftover:
+            log.warning("flow run %s still running at shutdown: marking it Crashed", flow_run_id)
+            self.mark_crashed(flow_run_id, "stanch worker stopped while the run was in progress; "
+                                           "`stanch resume` continues it")
+        return leftover
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.entrypoints.worker",
+                                     description="Execute the stanch deployment's runs in threads of this process.")
+    parser.add_argument("--name", default=NAME, help="Deployment name (flow 'stanch-runbook').")
+    parser.add_argument("--max-concurrent", type=int, default=4, help="Runs executing at once (approvals excluded).")
+    parser.add_argument("--poll", type=float, default=0.3, help="Poll interval in seconds.")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="On SIGTERM/SIGINT, seconds to let running runs finish before marking them Crashed.")
+    parser.add_argument("--no-warm-up", action="store_true", help="Do not pre-import the action registry/boto3.")
+    args = parser.parse_args(argv)
+    import prefect  # noqa: F401  (configures logging: its root handler prints ours too)
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(os.environ.get("STANCH_WORKER_LOG_LEVEL", "INFO"))
+
+    if not args.no_warm_up:
+        t0 = time.perf_counter()
+        warm_up()
+        log.info("warm-up done in %.2f s", time.perf_counter() - t0)
+    worker = Worker(name=args.name, max_concurrent=args.max_concurrent, poll_interval=args.poll)
+    signals = {"count": 0}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:  # second signal: stop waiting
+            log.warning("second signal: not waiting for running runs")
+            raise KeyboardInterrupt
+        log.info("signal %s: no new runs; waiting up to %.0f s for %d running run(s)", signum, args.grace,
+                 len(worker.active))
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.register()
+    print(f"stanch worker: executing {FULL_NAME} in-process; start runs with "
+          f"run_deployment({FULL_NAME!r}, …). Ctrl-C to stop.", flush=True)
+    try:
+        worker.run()
+        leftover = worker.stop(grace=args.grace)
+    except KeyboardInterrupt:
+        leftover = worker.stop(grace=0)
+    return 1 if leftover else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Approval steps pause a real Prefect run; decisions arrive from another thread the way the CLI
+and the Slack app send them (``submit_decision`` -> resume_flow_run with typed input)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from flows.engine.approval_keys import SignedFields, sign
+from flows.engine.approvals import submit_decision, wait_outcome
+from flows.engine.runtime import run_runbook
+
+HERE = Path(__file__).parent / "runbooks"
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture(autouse=True)
+def approver_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """An Ed25519 key per approver (as ``ssh-keygen -t ed25519`` writes them) and the run's
+    STANCH_APPROVER_KEYS_FILE listing their public halves."""
+    keys: dict[str, Path] = {}
+    lines = []
+    for who in ("U0LEAD1", "U0LEAD2", "U0ONCALL", "U0OUTSIDER"):
+        key = Ed25519PrivateKey.generate()
+        path = tmp_path / f"{who}.key"
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()))
+        keys[who] = path
+        lines.append(f"{who} {key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()} {who}")
+    (tmp_path / "approvers.keys").write_text("# approvers\n" + "\n".join(lines) + "\n")
+    monkeypatch.setenv("STANCH_APPROVER_KEYS_FILE", str(tmp_path / "approvers.keys"))
+    return keys
+
+
+def cli_decide(store: Path, incident: str, step: str, who: str, approve: bool, key: Path, comment: str = "",
+               *, signed_at: float | None = None) -> str:
+    """What ``stanch approve --as who --key key`` sends: a decision signed with ``key``."""
+    from flows.engine.approval_keys import load_private_key
+
+    fields = SignedFields(incident=incident, step=step, approve=approve, approver=who, comment=comment,
+                          signed_at=time.time() if signed_at is None else signed_at, nonce=f"n-{time.time_ns()}")
+    return submit_decision(store, incident, step, f"cli:{who}", approve, comment, nonce=fields.nonce,
+                           signed_at=fields.signed_at, signature=sign(load_private_key(key), fields))
+
+
+def _start(tmp_path: Path, incident: str) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        box["state"] = run_runbook(str(HERE / "approval.yaml"), {}, incident, str(tmp_path), False,
+                                   "cli:U0ONCALL", return_state=True)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, box
+
+
+def _events(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "timeline.jsonl"
+    return [json.loads(x) for x in path.open()] if path.exists() else []
+
+
+def _wait_for(folder: Path, kind: str, count: int = 1, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for e in _events(folder) if e["kind"] == kind) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} x{count} in {[e['kind'] for e in _events(folder)]}")
+
+
+def test_two_person_rule_refusals_and_grant(tmp_path: Path, approver_keys: dict[str, Path]) -> None:
+    t, box = _start(tmp_path, "INC-APPROVE")
+    folder = tmp_path / "INC-APPROVE"
+    _wait_for(folder, "approval.requested")
+    cli_decide(tmp_path, "INC-APPROVE", "approve-delete", "U0OUTSIDER", True, approver_keys["U0OUTSIDER"])
+    _wait_for(folder, "approval.refused", 1)                                             # not allowed
+    cli_decide(tmp_path, "INC-APPROVE", "approve-delete", "U0ONCALL", True, approver_keys["U0ONCALL"])
+    _wait_for(folder, "approval.refused", 2)                                             # the initiator
+    submit_decision(tmp_path, "INC-APPROVE", "approve-delete", "slack:U0LEAD1", True)
+    _wait_for(folder, "approval.approved", 1)
+    submit_decision(tmp_path, "INC-APPROVE", "approve-delete", "slack:U0LEAD1", True)    # counts once
+    _wait_for(folder, "approval.refused", 3)
+    cli_decide(tmp_path, "INC-APPROVE", "approve-delete", "U0LEAD2", True, approver_keys["U0LEAD2"],
+               "log search done")
+    t.join(60)
+    assert box["state"].is_completed(), box["state"].message
+    events = _events(folder)
+    reasons = [e["data"]["reason"] for e in events if e["kind"] == "approval.refused"]
+    assert "not allowed" in reasons[0] and "two-person rule" in reasons[1] and "already approved" in reasons[2]
+    granted = next(e for e in events if e["kind"] == "approval.granted")
+    assert granted["data"]["approved_by"] == ["slack:U0LEAD1", "cli:U0LEAD2"]
+    assert "deleted after slack:U0LEAD1 and cli:U0LEAD2" in (folder / "reports" / "delete.md").read_text()
+
+
+def test_deny_fails_the_step_and_skips_dependents(tmp_path: Path) -> None:
+    t, box = _start(tmp_path, "INC-DENY")
+    folder = tmp_path / "INC-DENY"
+    _wait_for(folder, "approval.requested")
+    submit_decision(tmp_path, "INC-DENY", "approve-delete", "slack:U0LEAD2", False, "not yet")
+    t.join(60)
+    assert box["state"].is_failed()
+    kinds = [(e["kind"], e["step"]) for e in _events(folder)]
+    assert ("approval.denied", "approve-delete") in kinds and ("step.skipped", "delete") in kinds
+    assert "denied by slack:U0LEAD2: not yet" in (folder / "reports" / "approve-delete.md").read_text()
+
+
+def test_decision_for_a_step_that_is_not_waiting_is_refused(tmp_path: Path) -> None:
+    from integrations.errors import InputError
+
+    t, _box = _start(tmp_path, "INC-WRONG")
+    folder = tmp_path / "INC-WRONG"
+    _wait_for(folder, "approval.requested")
+    with pytest.raises(InputError, match="waits for 'approve-delete'"):
+        submit_decision(tmp_path, "INC-WRONG", "delete", "cli:U0LEAD1", True)
+    submit_decision(tmp_path, "INC-WRONG", "approve-delete", "slack:U0LEAD1", False)
+    t.join(60)
+
+
+def test_expiry_denies_and_is_recorded(tmp_path: Path) -> None:
+    state = run_runbook(str(HERE / "approval-expiry.yaml"), {}, "INC-EXPIRE", str(tmp_path), False,
+                        "cli:U0ONCALL", return_state=True)
+    assert state.is_failed()
+    events = _events(tmp_path / "INC-EXPIRE")
+    assert any(e["kind"] == "approval.expired" for e in events)
+    assert "approval expired after 2s" in (tmp_path / "INC-EXPIRE" / "reports" / "approve-delete.md").read_text()
+
+
+def test_cli_identity_is_the_key_not_the_flag(tmp_path: Path, approver_keys: dict[str, Path]) -> None:
+    """One shell holding U0LEAD1's key cannot also approve as U0LEAD2: the run checks each CLI
+    decision's Ed25519 signature against the key listed for the id it names, and says why not."""
+    t, box = _start(tmp_path, "INC-KEYS")
+    folder = tmp_path / "INC-KEYS"
+    _wait_for(folder, "approval.requested")
+    step = "approve-delete"
+    first = cli_decide(tmp_path, "INC-KEYS", step, "U0LEAD1", True, approver_keys["U0LEAD1"])
+    assert wait_outcome(tmp_path, "INC-KEYS", first)["kind"] == "approval.approved"  # type: ignore[index]
+    forged = cli_decide(tmp_path, "INC-KEYS", step, "U0LEAD2", True, approver_keys["U0LEAD1"])  # --as U0LEAD2
+    out = wait_outcome(tmp_path, "INC-KEYS", forged)
+    assert out is not None and out["kind"] == "approval.refused"
+    assert "signature does not match U0LEAD2's key" in out["data"]["reason"]
+    unsigned = submit_decision(tmp_path, "INC-KEYS", step, "cli:U0LEAD2", True)  # the old `--as` alone
+    out = wait_outcome(tmp_path, "INC-KEYS", unsigned)
+    assert out is not None and "not signed" in out["data"]["reason"]
+    stale = cli_decide(tmp_path, "INC-KEYS", step, "U0LEAD2", True, approver_keys["U0LEAD2"],
+                       signed_at=time.time() - 3600)
+    out = wait_outcome(tmp_path, "INC-KEYS", stale)
+    assert out is not None and "old" in out["data"]["reason"]
+    assert not any(e["kind"] == "approval.granted" for e in _events(folder))
+    ok = cli_decide(tmp_path, "INC-KEYS", step, "U0LEAD2", True, approver_keys["U0LEAD2"])
+    assert wait_outcome(tmp_path, "INC-KEYS", ok)["kind"] == "approval.approved"  # type: ignore[index]
+    t.join(60)
+    assert box["state"].is_completed()
+    granted = next(e for e in _events(folder) if e["kind"] == "approval.granted")
+    assert granted["data"]["approved_by"] == ["cli:U0LEAD1", "cli:U0LEAD2"]
+
+
+def test_cli_exits_non_zero_when_the_run_refuses(tmp_path: Path, approver_keys: dict[str, Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.entrypoints.cli import app
+
+    monkeypatch.setenv("STANCH_STORE", str(tmp_path))
+    t, box = _start(tmp_path, "INC-CLI")
+    _wait_for(tmp_path / "INC-CLI", "approval.requested")
+    runner = CliRunner()
+    base = ["approve", "INC-CLI", "approve-delete", "--wait", "20"]
+    res = runner.invoke(app, [*base, "--as", "U0LEAD2", "--key", str(approver_keys["U0LEAD1"])])
+    assert res.exit_code == 1, res.output
+    assert "refused" in res.output and "signature does not match" in res.output
+    res = runner.invoke(app, [*base, "--as", "U0LEAD1"])  # no key at all: refused before sending
+    assert res.exit_code == 2 and "no approver key" in res.output
+    res = runner.invoke(app, [*base, "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"])])
+    assert res.exit_code == 0, res.output
+    assert "counted" in res.output and "1 of 2" in res.output
+    res = runner.invoke(app, [*base, "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"])])
+    assert res.exit_code == 1 and "already approved" in res.output
+    res = runner.invoke(app, ["deny", "INC-CLI", "approve-delete", "--as", "U0LEAD2", "--key",
+                              str(approver_keys["U0LEAD2"]), "--wait", "20"])
+    assert res.exit_code == 0 and "denial" in res.output
+    t.join(60)
+    assert box["state"].is_failed()
