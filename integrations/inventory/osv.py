@@ -15,7 +15,9 @@ Must not touch: inventories, lockfiles, result models, ``flows``, ``prefect``.
 from __future__ import annotations
 
 import functools
+import glob
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -370,16 +372,24 @@ def _search_path(extra: Iterable[str | Path | None]) -> list[Path]:
 _ALIAS_SCAN_LIMIT = 20000
 
 
+# OSV ids: a prefix, a dash, then letters, digits and . _ : - (GHSA-…, MAL-2026-2307, CVE-…, PYSEC-…).
+# Never a glob or a path: the id is matched literally (``glob.escape``) and may not leave the directory.
+_ADVISORY_ID = re.compile(r"[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9._:-]{1,120}")
+
+
 def find_advisory(advisory_id: str, dirs: Iterable[str | Path | None] = ()) -> Path:
     """The file of an OSV id: ``<ID>.json`` (OpenSSF layout) or ``<ID>.<anything>.json``
     anywhere under each directory in turn; then, for directories of at most 20,000 files,
     a record whose aliases name the id."""
     wanted = advisory_id.strip()
+    if not _ADVISORY_ID.fullmatch(wanted):
+        raise InputError(f"not an advisory id: {wanted[:80]!r} (expected an OSV id such as MAL-2026-2307 or "
+                         "GHSA-xxxx-xxxx-xxxx, or the path of an OSV record)")
     search = _search_path(dirs)
     for d in search:
         if not d.is_dir():
             continue
-        for p in d.rglob(f"{wanted}*.json"):
+        for p in d.rglob(f"{glob.escape(wanted)}*.json"):
             if p.name == f"{wanted}.json" or p.name.startswith(f"{wanted}."):
                 return p
     for d in search:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from integrations.base import ActionContext, ActionRegistry, PermanentActionError
+from integrations.errors import InputError
 from integrations.inventory import MatchResult, register
-from integrations.inventory.osv import find_advisory, load_advisories
+from integrations.inventory.osv import find_advisory, load_advisories, resolve_advisory
 from integrations.settings import StanchSettings
 
 
@@ -82,3 +83,11 @@ def test_lookup_by_alias_and_directory_listing(tmp_path: Path, real: Path) -> No
     assert find_advisory("GHSA-fw8c-xr5c-95f9").name == "MAL-2026-2307.json"
     shutil.copytree(real / "osv", tmp_path / "osv")
     assert {a.id for a in load_advisories(tmp_path)} >= {"MAL-2026-2307", "MAL-2025-47141"}
+
+
+@pytest.mark.parametrize("ref", ["*", "MAL-*", "GHSA-[a-z]*", "../../etc/passwd", "MAL-2026-2307/../x", "**/*"])
+def test_an_advisory_id_is_matched_literally_never_as_a_glob_or_path(ref: str) -> None:
+    """A CLI- or Slack-given id reaches ``rglob``: ``*`` would have matched the first bundled record."""
+    with pytest.raises(InputError) as info:
+        resolve_advisory(ref)
+    assert "not an advisory id" in str(info.value) or "no advisory" in str(info.value).lower()
