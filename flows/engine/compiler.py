@@ -155,7 +155,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
         steps.append(
             PlannedStep(
                 id=s.id,
-                title=s.title or (spec.summary if spec else "Approval"),
+                title=s.title or s.id,
                 action=s.action,
                 with_=dict(s.with_),
                 needs=tuple(s.needs),

@@ -75,3 +75,12 @@ def test_compensations_run_in_reverse_completion_order() -> None:
     order = compensation_order(plan, ["b", "a", "c"], {"a", "b", "c"})
     assert [s.id for s in order] == ["a", "b"]
     assert [s.id for s in compensation_order(plan, ["b", "a"], {"b"})] == ["b"]
+
+
+def test_default_title_is_the_step_id_not_the_action_summary() -> None:
+    plan = _plan([
+        {"id": "tell-security", "action": "core.note", "with": {"message": "x"}},
+        {"id": "gate", "approval": {"approvers": ["U1"]}},
+        {"id": "named", "title": "A title", "action": "core.note", "with": {"message": "y"}},
+    ])
+    assert [s.title for s in plan.steps] == ["tell-security", "gate", "A title"]
