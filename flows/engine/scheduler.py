@@ -166,6 +166,7 @@ class Engine:
             "incident": {"id": self.incident.id, "drill": self.drill, "started_at": self.started_at},
             "runbook": {"name": self.plan.name, "title": self.plan.runbook.title,
                         "severity": self.plan.runbook.severity, "owner": self.plan.runbook.owner},
+            "run": self.state.summary(),  # validate allows it in when-steps only
         }
 
     def report_incident(self) -> dict[str, Any]:
@@ -412,10 +413,21 @@ class Engine:
         run = StepRun(step, utcnow())
         self.state.mark(step.id, StepStatus.RUNNING)
         self.record("step.started", step=step.id, data={"title": step.title, "approval": True})
-        granted, output, error = await_approval(self, step)
+        try:
+            message = self.approval_message(step)
+        except ExpressionError as exc:
+            self._fail_step_early(step, f"cannot render the approval message: {exc}")
+            return
+        granted, output, error = await_approval(self, step, message)
         duration = (utcnow() - run.started).total_seconds()
         self.outputs[step.id] = output
-        if granted:
+        if not granted and step.approval is not None and step.approval.on_deny == "skip":
+            reason = f"approval declined ({error}); on_deny: skip"
+            self.state.decline(step.id, reason)
+            self.record("step.skipped", step=step.id, data={"reason": reason, "declined": True,
+                                                            "output": output, "duration_s": duration})
+            self._finish_report(run, StepStatus.SKIPPED, reason=reason, output=output, duration=duration)
+        elif granted:
             self.state.mark(step.id, StepStatus.SUCCEEDED)
             self.record("step.succeeded", step=step.id, data={"output": output, "duration_s": duration,
                                                               "attempts": 1, "compensation": None})
@@ -425,6 +437,15 @@ class Engine:
             self.record("step.failed", step=step.id, data={"error": error, "duration_s": duration,
                                                            "continue_on_error": step.continue_on_error})
             self._finish_report(run, StepStatus.FAILED, error=error, output=output, duration=duration)
+
+    def approval_message(self, step: PlannedStep) -> str:
+        """The approval's ``message`` rendered in the bounded sandbox (the step's title when none).
+        Returned raw: the timeline and the Slack notifier redact it where they write it."""
+        assert step.approval is not None
+        if not step.approval.message:
+            return step.title
+        value = render_value(step.approval.message, self.scope())
+        return value if isinstance(value, str) else str(value)
 
     def _fail_step_early(self, step: PlannedStep, error: str) -> None:
         self.state.mark(step.id, StepStatus.FAILED)
