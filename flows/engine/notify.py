@@ -212,6 +212,18 @@ class StatusNotifier:
             return _problem(exc)
         return None
 
+    def witness(self, line: str) -> str | None:
+        """Post a signed checkpoint's hash in the incident thread (a witness outside the store)."""
+        if self.thread is None or self.header_ts is None:
+            return None
+        from integrations.slack.blocks import escape
+
+        try:
+            self.thread.post_update(f":closed_lock_with_key: {escape(line)}")
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
     def finish(self, outcome: str, postmortem: Any, declined: list[str] | None = None) -> str | None:
         if self.thread is None or self.header_ts is None:
             return None

@@ -86,6 +86,7 @@ def _finish(engine: Engine, outcome: str, started: float) -> Any:
     problem = engine.notifier.finish(outcome, pm, declined=sorted(declined))
     if problem:
         engine.record("slack.unavailable", data={"error": problem})
+    engine.checkpoint("end", final=True)  # the last event: the record's end is signed
     summary = {"incident_id": engine.incident.id, "outcome": outcome, "folder": str(engine.incident.folder),
                "failed_steps": state.failed_required(), "declined_steps": sorted(declined),
                "skipped_steps": [s.id for s in engine.plan.steps if state.status[s.id] is StepStatus.SKIPPED]}
@@ -161,6 +162,7 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     undone, not_undone = rollback_coverage(engine, prior)
     engine.record("rollback.finished", data={"failed": failures, "undone": undone, "not_undone": not_undone})
     engine.incident.render_postmortem(engine.plan.postmortem_template)
+    engine.checkpoint("rollback", final=True)
     if failures:
         outcome = "rollback incomplete"
     elif not_undone and not undone:

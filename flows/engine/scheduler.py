@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import State
 
+from flows.engine.checkpoints import Signer
 from flows.engine.compiler import Plan, PlannedStep
 from flows.engine.conductor import RunState, StepStatus, compensation_order
 from flows.engine.events import publish
@@ -137,6 +138,27 @@ class Engine:
                               if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
         # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
         self._history = {k: list(v) for k, v in self.prior.history.items()}
+        self.signer = Signer.from_settings(settings, incident.id, incident.timeline)  # None: no key
+
+    def checkpoint(self, label: str, *, final: bool = False) -> dict[str, Any] | None:
+        """Sign the timeline's head (STANCH_TIMELINE_KEY; flows.engine.checkpoints) and publish its
+        hash to witnesses outside the store: a Prefect artifact per checkpoint, and the incident's
+        Slack thread for the final one. Nothing is recorded after a final checkpoint (it would
+        leave the head unsigned), so a witness that fails is only logged."""
+        if self.signer is None:
+            return None
+        head = self.signer.checkpoint(label, lambda kind, data: self.record(kind, data=data))
+        line = f"checkpoint {label}: seq {head['seq']} sha256 {head['hash']} (key {self.signer.kid})"
+        try:
+            create_markdown_artifact(markdown=f"`{line}`", key=_artifact_key(self.incident.id, "checkpoints"),
+                                     description=f"signed timeline head of {self.incident.id}")
+        except Exception as exc:  # artifacts are a witness, not the record
+            _log_warning("could not publish the checkpoint as a Prefect artifact: %s", exc)
+        if final:
+            problem = self.notifier.witness(line)
+            if problem:
+                _log_warning("could not publish the checkpoint to Slack: %s", problem)
+        return head
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -487,6 +509,7 @@ class Engine:
         problem = self.notifier.step_update(step, str(status), markdown)
         if problem:
             self.record("slack.unavailable", step=step.id, data={"error": problem})
+        self.checkpoint(f"step {step.id}")
 
     def _catch_up_report(self, step: PlannedStep) -> None:
         """A step done in an earlier attempt whose report phase the crash cut short: write the
@@ -582,6 +605,13 @@ def _sanitized(exc: Exception, redactor: Redactor) -> Exception:
         clean.args = (text,)
         return clean
     return PermanentActionError(f"{type(exc).__name__}: {text}")
+
+
+def _log_warning(message: str, *args: Any) -> None:
+    try:
+        get_run_logger().warning(message, *args)
+    except Exception:  # outside a flow run (tests, rollback helpers)
+        logging.getLogger("stanch").warning(message, *args)
 
 
 def _artifact_key(incident_id: str, step_id: str) -> str:

@@ -471,15 +471,19 @@ def scope(
 
 @timeline_app.command("verify")
 def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
-    """Check the hash chain: exit 1 if any line was edited, dropped, inserted or reordered."""
+    """Check the hash chain, the head, and the signed checkpoints (STANCH_TIMELINE_PUBKEYS /
+    STANCH_TIMELINE_KEY): exit 1 if any line was edited, dropped, inserted or reordered, the head
+    is missing or garbage, or the record was rewritten; with a key configured, also if unsigned."""
+    from flows.engine.checkpoints import trusted_keys, verify_record
     from flows.engine.incident import Incident
-    from flows.engine.timeline import verify
 
     try:
-        inc = Incident.open_existing(_settings().store_dir, incident)
+        settings = _settings()
+        inc = Incident.open_existing(settings.store_dir, incident)
+        keys = trusted_keys(settings)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    result = verify(inc.timeline.path)
+    result = verify_record(inc.timeline.path, keys)
     if result.ok:
         console.print(f"[green]{result}[/]")
     else:

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+from flows.engine.checkpoints import key_id, verify_record
 from flows.engine.runtime import run_runbook
 from flows.engine.timeline import verify
 from integrations.sandbox.slack_standin import SlackStandIn
@@ -64,7 +69,13 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
     requested = next(e for e in events if e["kind"] == "approval.requested")
     assert requested["data"]["message"] == "Disable alice in when-deny?"
 
-    # 2. containment succeeds: the declined gate does not fail the incident; on_failure is skipped
+    # 2. containment succeeds: the declined gate does not fail the incident; on_failure is skipped.
+    # This run signs its checkpoints (STANCH_TIMELINE_KEY outside the store) and publishes them.
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "timeline.key").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                                                       NoEncryption()))
+    monkeypatch.setenv("STANCH_TIMELINE_KEY", str(tmp_path / "keys" / "timeline.key"))
     state, events = _run(slack, tmp_path, "INC-WHEN-OK", False, monkeypatch)
     assert state.is_completed(), state.message
     summary = state.result()
@@ -79,3 +90,18 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
     assert _texts(slack, "C0SECURITY", "INC-WHEN-OK") == ["summary INC-WHEN-OK: succeeded"]
     header = [m for m in slack.messages("C0INCIDENT") if not m.get("thread_ts") and "INC-WHEN-OK" in json.dumps(m)]
     assert len(header) == 1 and "declined: gate" in json.dumps(header[0]), header
+
+    # signed checkpoints: one per step and one at the end, the last event of the record
+    signed = verify_record(tmp_path / "INC-WHEN-OK" / "timeline.jsonl", {key_id(key.public_key()): key.public_key()})
+    assert signed.ok and signed.signed and signed.checkpoints == 6, signed
+    labels = [e["data"]["label"] for e in events if e["kind"] == "checkpoint.signed"]
+    assert labels == ["step gate", "step contain", "step disable", "step tell-security", "step summary", "end"]
+    assert events[-1]["kind"] == "checkpoint.signed"
+    # witnesses outside the store: the final hash in the incident's Slack thread, each in Prefect
+    final = f"seq {events[-1]['seq']} sha256 {events[-1]['hash']}"
+    assert any(final in json.dumps(m) for m in slack.messages("C0INCIDENT")), final
+    with get_client(sync_client=True) as client:
+        history = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["inc-when-ok-checkpoints"])))
+    shown = json.dumps([a.data for a in history])
+    assert all(f"sha256 {e['hash']}" in shown for e in events if e["kind"] == "checkpoint.signed"), shown
