@@ -153,7 +153,10 @@ class Signer:
                 "signature": self.sign(event["seq"], event["hash"]), "label": label}
         target = self.timeline.folder / SIGNED_HEAD
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(head, sort_keys=True) + "\n", encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(head, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
         return {"seq": event["seq"], "hash": event["hash"], "label": label}
 

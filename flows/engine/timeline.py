@@ -29,7 +29,7 @@ FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
 # fsynced kinds; "intent" so a recorded intent is on disk before the send it guards, "action"
 # (action.observed) so a before-image is on disk before the change it describes
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action"})
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action", "checkpoint"})
 
 
 def utcnow() -> datetime:
