@@ -16,12 +16,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+from flows.engine import secret_inputs
 from flows.engine.checkpoints import key_id, verify_record
 from flows.engine.runtime import run_runbook
 from flows.engine.timeline import verify
 from integrations.sandbox.slack_standin import SlackStandIn
 
 RUNBOOK = Path(__file__).parent / "when_deny.yaml"
+SECRET = "tkt-s3cr3t-4f9a2c"
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
@@ -36,8 +38,13 @@ def _run(slack: SlackStandIn, store: Path, incident: str, fail: bool, monkeypatc
     monkeypatch.setenv("STANCH_SLACK_BASE_URL", slack.api_url)
     monkeypatch.setenv("STANCH_SLACK_TOKEN", slack.token)
     monkeypatch.setenv("STANCH_SLACK_CHANNEL", "#incident")
-    state = run_runbook(str(RUNBOOK), {"user": "alice", "fail_containment": str(fail).lower()}, incident,
-                        str(store), False, "cli:U0ONCALL", return_state=True)
+    secret_inputs.deposit(incident, {"ticket": SECRET})
+    try:
+        state = run_runbook(str(RUNBOOK), {"user": "alice", "fail_containment": str(fail).lower(),
+                                           "ticket": {"$secret_ref": "ticket"}}, incident,
+                            str(store), False, "cli:U0ONCALL", return_state=True)
+    finally:
+        secret_inputs.discard(incident)
     folder = store / incident
     assert verify(folder / "timeline.jsonl").ok
     return state, [json.loads(x) for x in (folder / "timeline.jsonl").open()]
@@ -64,10 +71,12 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
     # the approval request was rendered (never the literal template) and said what a denial does
     asked = [m for m in slack.messages("C0INCIDENT") if "Approval needed" in json.dumps(m)]
     shown = json.dumps(asked)
-    assert "Disable alice in when-deny?" in shown and "{{" not in shown
+    assert "Disable alice in when-deny? ([redacted])" in shown and "{{" not in shown
+    assert SECRET not in json.dumps(slack.calls()) and SECRET not in (tmp_path / "INC-WHEN-FAIL" /
+                                                                      "timeline.jsonl").read_text()
     assert "skipped" in shown
     requested = next(e for e in events if e["kind"] == "approval.requested")
-    assert requested["data"]["message"] == "Disable alice in when-deny?"
+    assert requested["data"]["message"] == "Disable alice in when-deny? ([redacted])"
 
     # 2. containment succeeds: the declined gate does not fail the incident; on_failure is skipped.
     # This run signs its checkpoints (STANCH_TIMELINE_KEY outside the store) and publishes them.
