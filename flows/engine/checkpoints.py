@@ -161,6 +161,18 @@ class Signer:
         return {"seq": event["seq"], "hash": event["hash"], "label": label}
 
 
+def sign_appended(settings: StanchSettings, incident_id: str, timeline: Timeline, label: str) -> str | None:
+    """After an append outside a run (the Slack app's refusals, a failed start): sign the new head
+    when a key is configured, so the record's end stays signed. Returns a problem, never raises."""
+    try:
+        signer = Signer.from_settings(settings, incident_id, timeline)
+        if signer is not None:
+            signer.checkpoint(label, lambda kind, data: timeline.append(kind, data=data))
+    except Exception as exc:  # the append itself is done; verify will say the head is unsigned
+        return f"could not sign the timeline checkpoint: {type(exc).__name__}: {exc}"
+    return None
+
+
 @dataclass(frozen=True)
 class RecordResult:
     """``verify_record``'s answer: the chain's result, how many checkpoints were checked, and
@@ -251,4 +263,4 @@ def verify_record(timeline_path: Path, keys: dict[str, Ed25519PublicKey]) -> Rec
 
 
 __all__ = ["HEAD", "KIND", "SIGNED_HEAD", "RecordResult", "Signer", "key_id", "load_private", "load_public",
-           "payload", "trusted_keys", "verify_record"]
+           "payload", "sign_appended", "trusted_keys", "verify_record"]

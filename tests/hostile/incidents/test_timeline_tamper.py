@@ -182,3 +182,20 @@ def test_a_key_inside_the_store_is_refused(tmp_path: Path, key: dict[str, Any]) 
     seed = key["private"].private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     assert load_private(base64.b64encode(seed).decode()).public_key().public_bytes(
         Encoding.OpenSSH, PublicFormat.OpenSSH).decode() == key["public"]
+
+
+def test_appends_outside_a_run_are_signed_when_a_key_is_configured(tmp_path: Path, key: dict[str, Any]) -> None:
+    from flows.engine.checkpoints import key_id, sign_appended
+    from integrations.settings import StanchSettings
+
+    store = tmp_path / "store"
+    folder = _record(store, key)
+    keys = {key_id(key["private"].public_key()): key["private"].public_key()}
+    tl = Timeline(folder)
+    tl.append("slack.refused", step="gate", actor="slack:U0OUTSIDER", data={"reason": "not allowed"})
+    assert "UNSIGNED head: 1 event(s)" in str(verify_record(folder / FILENAME, keys))
+    settings = StanchSettings(store=store, timeline_key=str(key["path"]))  # type: ignore[arg-type]
+    assert sign_appended(settings, "INC-TAMPER", tl, "slack refusal") is None
+    assert verify_record(folder / FILENAME, keys).signed
+    assert sign_appended(StanchSettings(store=store), "INC-TAMPER", tl, "x") is None  # no key: nothing to do
+    tl.close()
