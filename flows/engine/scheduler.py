@@ -142,9 +142,10 @@ class Engine:
 
     def checkpoint(self, label: str, *, final: bool = False) -> dict[str, Any] | None:
         """Sign the timeline's head (STANCH_TIMELINE_KEY; flows.engine.checkpoints) and publish its
-        hash to witnesses outside the store: a Prefect artifact per checkpoint, and the incident's
-        Slack thread for the final one. Nothing is recorded after a final checkpoint (it would
-        leave the head unsigned), so a witness that fails is only logged."""
+        hash to witnesses outside the store: a version of the Prefect artifact ``<incident>-checkpoints``
+        and a reply in the incident's Slack thread. ``final``: the end of a run or rollback. Nothing
+        is recorded about a witness (after a final checkpoint it would leave the head unsigned), so
+        a witness that fails is only logged."""
         if self.signer is None:
             return None
         head = self.signer.checkpoint(label, lambda kind, data: self.record(kind, data=data))
@@ -154,10 +155,9 @@ class Engine:
                                      description=f"signed timeline head of {self.incident.id}")
         except Exception as exc:  # artifacts are a witness, not the record
             _log_warning("could not publish the checkpoint as a Prefect artifact: %s", exc)
-        if final:
-            problem = self.notifier.witness(line)
-            if problem:
-                _log_warning("could not publish the checkpoint to Slack: %s", problem)
+        problem = self.notifier.witness(line)
+        if problem:
+            _log_warning("could not publish the checkpoint to Slack: %s", problem)
         return head
 
     # ----- timeline ---------------------------------------------------------------------------

@@ -106,9 +106,11 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
     labels = [e["data"]["label"] for e in events if e["kind"] == "checkpoint.signed"]
     assert labels == ["step gate", "step contain", "step disable", "step tell-security", "step summary", "end"]
     assert events[-1]["kind"] == "checkpoint.signed"
-    # witnesses outside the store: the final hash in the incident's Slack thread, each in Prefect
-    final = f"seq {events[-1]['seq']} sha256 {events[-1]['hash']}"
-    assert any(final in json.dumps(m) for m in slack.messages("C0INCIDENT")), final
+    # witnesses outside the store: each checkpoint in the incident's Slack thread and in Prefect
+    thread = json.dumps(slack.messages("C0INCIDENT"))
+    for e in events:
+        if e["kind"] == "checkpoint.signed":
+            assert f"checkpoint {e['data']['label']}: seq {e['seq']} sha256 {e['hash']}" in thread
     with get_client(sync_client=True) as client:
         history = client.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=["inc-when-ok-checkpoints"])))
