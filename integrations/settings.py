@@ -34,6 +34,14 @@ class StanchSettings(BaseSettings):
         default=None, description="Approvers' Ed25519 public keys ('<Slack id> ssh-ed25519 AAAA…' per line): "
         "the run accepts a CLI approve/deny only when signed with the key of the approver it names.")
 
+    timeline_key: SecretStr | None = Field(
+        default=None, description="Ed25519 private key that signs timeline checkpoints: a path to a PEM/OpenSSH "
+        "key file, or the key itself (PEM text, or base64 of the 32-byte seed). Keep it outside the store.")
+    timeline_pubkeys: str | None = Field(
+        default=None, description="Public keys trusted for checkpoint signatures: a path to a file, or the keys "
+        "themselves; one per line ('ssh-ed25519 AAAA…', or base64 of 32 raw bytes). The public half of "
+        "STANCH_TIMELINE_KEY is always trusted.")
+
     @property
     def store_dir(self) -> Path:
         return self.store if self.store is not None else self.home / "incidents"

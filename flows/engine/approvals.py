@@ -185,18 +185,21 @@ def _decision_refusal(engine: Any, step: PlannedStep, approval: Approval, decisi
     return reason
 
 
-def await_approval(engine: Any, step: PlannedStep) -> tuple[bool, dict[str, Any], str | None]:
+def await_approval(engine: Any, step: PlannedStep, message: str | None = None
+                   ) -> tuple[bool, dict[str, Any], str | None]:
     """Pause the run until the step is approved ``min_approvals`` times, denied, or expires.
 
-    Returns (granted, output, error). Every decision, counted or refused, goes to the timeline.
+    ``message`` is the rendered approval message (``Engine.approval_message``). Returns
+    (granted, output, error). Every decision, counted or refused, goes to the timeline.
     """
     approval = step.approval
     assert approval is not None
+    message = message if message is not None else step.title
     expires_at = datetime.now(UTC) + timedelta(seconds=approval.expires)
     engine.record("approval.requested", step=step.id, data={
         "approvers": approval.approvers, "min_approvals": approval.min_approvals,
-        "expires_at": expires_at.isoformat(), "message": approval.message or step.title})
-    slack_problem = engine.notifier.approval_request(step, approval, expires_at)
+        "expires_at": expires_at.isoformat(), "message": message, "on_deny": approval.on_deny})
+    slack_problem = engine.notifier.approval_request(step, approval, expires_at, message)
     if slack_problem:
         engine.record("slack.unavailable", step=step.id, data={"error": slack_problem})
     tally = ApprovalTally(approval)

@@ -6,6 +6,7 @@ and result fields) for humans. Must not touch: Prefect, boto3, Slack.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -65,3 +66,31 @@ def actions_markdown(registry: ActionRegistry) -> str:
     index = "\n".join(f"- [`{s.name}`](#{s.name.replace('.', '').replace('_', '_')}) — {s.summary}"
                       for s in registry.specs())
     return head + index + "\n\n" + "\n".join(_section(s) for s in registry.specs())
+
+
+def inputs_table(plan: Any) -> Any:
+    """A rich table of a compiled runbook's inputs (``stanch run RUNBOOK --help``, ``stanch inputs``)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    title = Text.assemble((f"Inputs of {plan.name}", "bold"), f" — {plan.runbook.title} ({plan.source})")
+    if not plan.inputs:
+        return Group(title, Text("  (none)"))
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    for col in ("input", "type", "required / default", "description"):
+        table.add_column(col, overflow="fold")
+    for name, spec in plan.inputs.items():
+        if spec.is_required:
+            need = "required"
+        elif spec.default is not None:
+            need = f"default {json.dumps(spec.default)}"
+        else:
+            need = "optional"
+        desc = spec.description or ""
+        if spec.choices:
+            desc = (desc + "; " if desc else "") + "one of " + ", ".join(map(str, spec.choices))
+        if spec.secret:
+            desc = (desc + " " if desc else "") + "[secret: never shown or stored]"
+        table.add_row(f"-i {name}=…", spec.type, need, desc)
+    return Group(title, table)

@@ -50,6 +50,12 @@ class PlannedStep:
     approval: Approval | None
     summary: str = ""
     batch: int = 1
+    when: str = "on_success"
+
+    @property
+    def runs_last(self) -> bool:
+        """``when: always`` / ``when: on_failure``: ready once every ordinary step is final."""
+        return self.when != "on_success"
 
     @property
     def fans_out(self) -> bool:
@@ -95,6 +101,7 @@ class Plan:
                     "retries": s.retries,
                     "timeout": s.timeout,
                     "continue_on_error": s.continue_on_error,
+                    "when": s.when,
                     "mutating": s.mutating,
                     "compensate": s.compensate.action if s.compensate else None,
                     "with": s.with_,
@@ -128,9 +135,12 @@ def _template(base: Path, relative: str | None) -> Path | None:
 def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Plan:
     """Order steps topologically (stable: file order among ready steps) and freeze them."""
     by_id = {s.id: s for s in runbook.steps}
+    ordinary = [s.id for s in runbook.steps if not s.runs_last]
+    # a when-step runs after every ordinary step: they are all upstream of it (its scope sees them)
+    needs = {s.id: ([*ordinary, *s.needs] if s.runs_last else list(s.needs)) for s in runbook.steps}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for s in runbook.steps:
-        sorter.add(s.id, *s.needs)
+        sorter.add(s.id, *needs[s.id])
     position = {s.id: i for i, s in enumerate(runbook.steps)}
     order: list[str] = []
     sorter.prepare()
@@ -142,7 +152,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
     upstream: dict[str, frozenset[str]] = {}
     for sid in order:
         ups: set[str] = set()
-        for need in by_id[sid].needs:
+        for need in needs[sid]:
             ups.add(need)
             ups |= upstream[need]
         upstream[sid] = frozenset(ups)
@@ -155,7 +165,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
         steps.append(
             PlannedStep(
                 id=s.id,
-                title=s.title or (spec.summary if spec else "Approval"),
+                title=s.title or s.id,
                 action=s.action,
                 with_=dict(s.with_),
                 needs=tuple(s.needs),
@@ -174,6 +184,7 @@ def compile_plan(runbook: Runbook, source: Path, registry: ActionRegistry) -> Pl
                 approval=s.approval,
                 summary=spec.summary if spec else "",
                 batch=s.batch or 1,
+                when=s.when,
             )
         )
     return Plan(

@@ -37,6 +37,7 @@ __all__ = [
     "COMPENSATION_ROOTS",
     "INCIDENT_FIELDS",
     "RUNBOOK_FIELDS",
+    "RUN_FIELDS",
     "SCOPE_ROOTS",
     "STEP_FIELDS",
     "ExpressionError",
@@ -58,6 +59,8 @@ COMPENSATION_ROOTS: frozenset[str] = frozenset({"output", "params"})
 STEP_FIELDS: frozenset[str] = frozenset({"output", "status"})
 #: What ``incident`` exposes.
 INCIDENT_FIELDS: frozenset[str] = frozenset({"id", "drill", "started_at"})
+#: What ``run`` exposes, in ``when: always`` / ``when: on_failure`` steps only.
+RUN_FIELDS: frozenset[str] = frozenset({"outcome", "failed_steps", "declined_steps"})
 #: What ``runbook`` exposes.
 RUNBOOK_FIELDS: frozenset[str] = frozenset({"name", "title", "severity", "owner"})
 

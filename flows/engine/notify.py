@@ -176,8 +176,10 @@ class StatusNotifier:
             self._in_thread = self.thread.reports_in_thread()
         return (step_id, status) in self._in_thread
 
-    def approval_request(self, step: PlannedStep, approval: Any, expires_at: Any) -> str | None:
-        """Post Approve / Deny buttons in the incident thread (values name incident and step)."""
+    def approval_request(self, step: PlannedStep, approval: Any, expires_at: Any,
+                         message: str | None = None) -> str | None:
+        """Post Approve / Deny buttons in the incident thread (values name incident and step).
+        ``message`` is the rendered approval message; secrets are masked here, at the edge."""
         if self.thread is None:
             return None
         import json
@@ -186,9 +188,11 @@ class StatusNotifier:
 
         value = json.dumps({"incident": self.incident.id, "step": step.id})
         who = ", ".join(approval.approvers)
-        text = (f":lock: *Approval needed* for `{step.id}` — {escape(approval.message or step.title)}\n"
+        asked = self.incident.redactor.text(message if message is not None else step.title)
+        declined = " If denied, it and the steps that need it are skipped." if approval.on_deny == "skip" else ""
+        text = (f":lock: *Approval needed* for `{step.id}` — {escape(asked)}\n"
                 f"Needs {approval.min_approvals} approval(s) from {escape(who)}; the initiator cannot approve. "
-                f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).")
+                f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).{declined}")
         blocks = [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             {"type": "actions", "block_id": f"approval:{step.id}", "elements": [
@@ -208,11 +212,26 @@ class StatusNotifier:
             return _problem(exc)
         return None
 
-    def finish(self, outcome: str, postmortem: Any) -> str | None:
+    def witness(self, line: str) -> str | None:
+        """Post a signed checkpoint's hash in the incident thread (a witness outside the store)."""
         if self.thread is None or self.header_ts is None:
             return None
+        from integrations.slack.blocks import escape
+
         try:
-            text, blocks = self._header("contained" if outcome == "succeeded" else "FAILED — see thread")
+            self.thread.post_update(f":closed_lock_with_key: {escape(line)}")
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
+    def finish(self, outcome: str, postmortem: Any, declined: list[str] | None = None) -> str | None:
+        if self.thread is None or self.header_ts is None:
+            return None
+        status = "contained" if outcome == "succeeded" else "FAILED — see thread"
+        if declined and outcome == "succeeded":
+            status += f" (declined: {', '.join(declined)}; skipped)"
+        try:
+            text, blocks = self._header(status)
             self.thread.update_header(text, blocks)
         except Exception as exc:
             return _problem(exc)

@@ -52,12 +52,18 @@ def dry_run(plan: Plan, inputs: dict[str, Any], registry: ActionRegistry,
             row: dict[str, Any] = {"n": n, "id": step.id, "title": step.title, "action": step.action,
                                    "needs": list(step.needs), "mutating": step.mutating, "when": None,
                                    "fan_out": None, "calls": [], "operations": [], "note": None}
+            if step.runs_last:
+                row["when"] = ("when: always — after every other step, before compensations" if step.when == "always"
+                               else "when: on_failure — only if the run failed, before compensations")
             if step.if_:
                 cond, ok = _render(step.if_, scope)
-                row["when"] = f"if {step.if_} → {'true' if ok and is_truthy(cond) else 'false' if ok else PENDING}"
+                shown = f"if {step.if_} → {'true' if ok and is_truthy(cond) else 'false' if ok else PENDING}"
+                row["when"] = f"{row['when']}; {shown}" if row["when"] else shown
             if step.approval is not None:
                 row["note"] = (f"approval by {', '.join(step.approval.approvers)} "
-                               f"(min {step.approval.min_approvals}, expires after {step.approval.expires:.0f}s)")
+                               f"(min {step.approval.min_approvals}, expires after {step.approval.expires:.0f}s"
+                               + ("; if denied: skipped with the steps that need it" if step.approval.on_deny == "skip"
+                                  else "") + ")")
                 rows.append(row)
                 continue
             calls: list[tuple[str | None, dict[str, Any], bool]] = []

@@ -21,6 +21,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.engine.compiler import compile_plan, resolve_inputs
+from flows.engine.conductor import StepStatus
 from flows.engine.events import add_listener
 from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
@@ -77,17 +78,24 @@ def _abort_reason(exc: BaseException) -> str:
 
 def _finish(engine: Engine, outcome: str, started: float) -> Any:
     state = engine.state
+    declined = dict(state.declined)
     engine.record("run.finished", data={"outcome": outcome, "failed_steps": state.failed_required(),
+                                        "declined_steps": sorted(declined),
                                         "duration_s": round(time.monotonic() - started, 3)})
     pm = engine.incident.render_postmortem(engine.plan.postmortem_template)
-    problem = engine.notifier.finish(outcome, pm)
+    problem = engine.notifier.finish(outcome, pm, declined=sorted(declined))
     if problem:
         engine.record("slack.unavailable", data={"error": problem})
+    engine.checkpoint("end", final=True)  # the last event: the record's end is signed
     summary = {"incident_id": engine.incident.id, "outcome": outcome, "folder": str(engine.incident.folder),
-               "failed_steps": state.failed_required()}
+               "failed_steps": state.failed_required(), "declined_steps": sorted(declined),
+               "skipped_steps": [s.id for s in engine.plan.steps if state.status[s.id] is StepStatus.SKIPPED]}
     if outcome != "succeeded":
         return Failed(message=f"run {outcome}: required step(s) failed: {', '.join(state.failed_required())}",
                       data=summary)
+    if declined:
+        return Completed(message=f"all required steps succeeded; approval(s) declined: {', '.join(sorted(declined))}"
+                         " (they and the steps that need them were skipped)", data=summary)
     return Completed(message="all required steps succeeded", data=summary)
 
 
@@ -154,6 +162,7 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     undone, not_undone = rollback_coverage(engine, prior)
     engine.record("rollback.finished", data={"failed": failures, "undone": undone, "not_undone": not_undone})
     engine.incident.render_postmortem(engine.plan.postmortem_template)
+    engine.checkpoint("rollback", final=True)
     if failures:
         outcome = "rollback incomplete"
     elif not_undone and not undone:

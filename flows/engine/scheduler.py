@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import State
 
+from flows.engine.checkpoints import Signer
 from flows.engine.compiler import Plan, PlannedStep
 from flows.engine.conductor import RunState, StepStatus, compensation_order
 from flows.engine.events import publish
@@ -137,6 +138,27 @@ class Engine:
                               if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
         # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
         self._history = {k: list(v) for k, v in self.prior.history.items()}
+        self.signer = Signer.from_settings(settings, incident.id, incident.timeline)  # None: no key
+
+    def checkpoint(self, label: str, *, final: bool = False) -> dict[str, Any] | None:
+        """Sign the timeline's head (STANCH_TIMELINE_KEY; flows.engine.checkpoints) and publish its
+        hash to witnesses outside the store: a version of the Prefect artifact ``<incident>-checkpoints``
+        and a reply in the incident's Slack thread. ``final``: the end of a run or rollback. Nothing
+        is recorded about a witness (after a final checkpoint it would leave the head unsigned), so
+        a witness that fails is only logged."""
+        if self.signer is None:
+            return None
+        head = self.signer.checkpoint(label, lambda kind, data: self.record(kind, data=data))
+        line = f"checkpoint {label}: seq {head['seq']} sha256 {head['hash']} (key {self.signer.kid})"
+        try:
+            create_markdown_artifact(markdown=f"`{line}`", key=_artifact_key(self.incident.id, "checkpoints"),
+                                     description=f"signed timeline head of {self.incident.id}")
+        except Exception as exc:  # artifacts are a witness, not the record
+            _log_warning("could not publish the checkpoint as a Prefect artifact: %s", exc)
+        problem = self.notifier.witness(line)
+        if problem:
+            _log_warning("could not publish the checkpoint to Slack: %s", problem)
+        return head
 
     # ----- timeline ---------------------------------------------------------------------------
     def record(self, kind: str, *, step: str | None = None, item: str | None = None,
@@ -166,6 +188,7 @@ class Engine:
             "incident": {"id": self.incident.id, "drill": self.drill, "started_at": self.started_at},
             "runbook": {"name": self.plan.name, "title": self.plan.runbook.title,
                         "severity": self.plan.runbook.severity, "owner": self.plan.runbook.owner},
+            "run": self.state.summary(),  # validate allows it in when-steps only
         }
 
     def report_incident(self) -> dict[str, Any]:
@@ -412,10 +435,21 @@ class Engine:
         run = StepRun(step, utcnow())
         self.state.mark(step.id, StepStatus.RUNNING)
         self.record("step.started", step=step.id, data={"title": step.title, "approval": True})
-        granted, output, error = await_approval(self, step)
+        try:
+            message = self.approval_message(step)
+        except ExpressionError as exc:
+            self._fail_step_early(step, f"cannot render the approval message: {exc}")
+            return
+        granted, output, error = await_approval(self, step, message)
         duration = (utcnow() - run.started).total_seconds()
         self.outputs[step.id] = output
-        if granted:
+        if not granted and step.approval is not None and step.approval.on_deny == "skip":
+            reason = f"approval declined ({error}); on_deny: skip"
+            self.state.decline(step.id, reason)
+            self.record("step.skipped", step=step.id, data={"reason": reason, "declined": True,
+                                                            "output": output, "duration_s": duration})
+            self._finish_report(run, StepStatus.SKIPPED, reason=reason, output=output, duration=duration)
+        elif granted:
             self.state.mark(step.id, StepStatus.SUCCEEDED)
             self.record("step.succeeded", step=step.id, data={"output": output, "duration_s": duration,
                                                               "attempts": 1, "compensation": None})
@@ -425,6 +459,15 @@ class Engine:
             self.record("step.failed", step=step.id, data={"error": error, "duration_s": duration,
                                                            "continue_on_error": step.continue_on_error})
             self._finish_report(run, StepStatus.FAILED, error=error, output=output, duration=duration)
+
+    def approval_message(self, step: PlannedStep) -> str:
+        """The approval's ``message`` rendered in the bounded sandbox (the step's title when none).
+        Returned raw: the timeline and the Slack notifier redact it where they write it."""
+        assert step.approval is not None
+        if not step.approval.message:
+            return step.title
+        value = render_value(step.approval.message, self.scope())
+        return value if isinstance(value, str) else str(value)
 
     def _fail_step_early(self, step: PlannedStep, error: str) -> None:
         self.state.mark(step.id, StepStatus.FAILED)
@@ -466,6 +509,7 @@ class Engine:
         problem = self.notifier.step_update(step, str(status), markdown)
         if problem:
             self.record("slack.unavailable", step=step.id, data={"error": problem})
+        self.checkpoint(f"step {step.id}")
 
     def _catch_up_report(self, step: PlannedStep) -> None:
         """A step done in an earlier attempt whose report phase the crash cut short: write the
@@ -561,6 +605,13 @@ def _sanitized(exc: Exception, redactor: Redactor) -> Exception:
         clean.args = (text,)
         return clean
     return PermanentActionError(f"{type(exc).__name__}: {text}")
+
+
+def _log_warning(message: str, *args: Any) -> None:
+    try:
+        get_run_logger().warning(message, *args)
+    except Exception:  # outside a flow run (tests, rollback helpers)
+        logging.getLogger("stanch").warning(message, *args)
 
 
 def _artifact_key(incident_id: str, step_id: str) -> str:

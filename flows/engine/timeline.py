@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ FILENAME = "timeline.jsonl"
 HEAD = "timeline.head"
 # fsynced kinds; "intent" so a recorded intent is on disk before the send it guards, "action"
 # (action.observed) so a before-image is on disk before the change it describes
-DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action"})
+DURABLE = frozenset({"run", "step", "approval", "compensation", "rollback", "intent", "action", "checkpoint"})
 
 
 def utcnow() -> datetime:
@@ -150,6 +151,14 @@ class Timeline:
     def events(self) -> list[dict[str, Any]]:
         return list(read_events(self.path))
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last event (0, GENESIS when empty): what a checkpoint signs."""
+        with self._lock:
+            if not self.path.exists():
+                return 0, GENESIS
+            with self.path.open("rb") as fh:
+                return self._tail(fh)
+
 
 def _last_line(fh: Any, size: int) -> bytes | None:
     """The last non-empty line of the file, read backwards from the end in blocks."""
@@ -214,10 +223,41 @@ def verify(path: Path) -> VerifyResult:
             count += 1
     if count == 0:
         return VerifyResult(False, 0, "timeline is empty", None)
-    head = path.parent / HEAD
-    if head.exists():
-        seq_s, _, hash_s = head.read_text().strip().partition(" ")
-        if int(seq_s) != count or hash_s != prev:
-            return VerifyResult(False, count, f"the last {int(seq_s) - count} event(s) were dropped "
-                                f"(head says seq {seq_s}, file ends at {count})", count)
+    problem = head_problem(path.parent / HEAD, count, prev)
+    if problem is not None:
+        return VerifyResult(False, count, problem, count)
     return VerifyResult(True, count)
+
+
+_HEAD_RECORD = re.compile(r"^(\d{1,18}) ([0-9a-f]{64})$")
+
+
+def read_head(head: Path) -> tuple[int, str]:
+    """(seq, hash) from ``timeline.head``; ValueError saying what is wrong with it."""
+    try:
+        text = head.read_bytes()[:4096].decode("ascii").strip()
+    except FileNotFoundError:
+        raise ValueError(f"{HEAD} is missing: the end of the record cannot be checked (deleted head, "
+                         "or a truncated/extended timeline)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{HEAD} is unreadable ({type(exc).__name__}): expected 'SEQ SHA256'") from None
+    m = _HEAD_RECORD.match(text)
+    if m is None:
+        raise ValueError(f"{HEAD} is garbage (expected 'SEQ SHA256', found {text[:40]!r})")
+    return int(m.group(1)), m.group(2)
+
+
+def head_problem(head: Path, count: int, last_hash: str) -> str | None:
+    """Why ``timeline.head`` does not describe a file of ``count`` events ending in ``last_hash``."""
+    try:
+        seq, digest = read_head(head)
+    except ValueError as exc:
+        return str(exc)
+    if seq > count:
+        return f"the last {seq - count} event(s) were dropped (head says seq {seq}, file ends at {count})"
+    if seq < count:
+        return (f"{count - seq} event(s) after the head (head says seq {seq}, file ends at {count}): "
+                "lines appended without the writer")
+    if digest != last_hash:
+        return "the head's hash is not the last event's: the record was rewritten"
+    return None

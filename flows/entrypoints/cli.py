@@ -154,22 +154,56 @@ def _use_sandbox() -> Any:
     return state
 
 
+def _runbook_inputs_help(runbook: str) -> None:
+    """The runbook's inputs (name, type, required/default, choices, description) on stdout."""
+    from flows.engine.catalogue import inputs_table
+
+    try:
+        plan_, _ = _load_plan(runbook)
+    except RunbookError as exc:
+        _print_diagnostics(exc.diagnostics)
+        raise _fail(str(exc), 1) from None
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(inputs_table(plan_))
+
+
 @app.command()
+def inputs(runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")]) -> None:
+    """List a runbook's inputs: type, required or default, choices, description (as `stanch run
+    RUNBOOK --help` does)."""
+    _runbook_inputs_help(runbook)
+
+
+@app.command(context_settings={"help_option_names": []})
 def run(
-    runbook: Annotated[str, typer.Argument(help="Runbook name (in ./runbooks) or path.")],
+    ctx: typer.Context,
+    runbook: Annotated[str | None, typer.Argument(help="Runbook name (in ./runbooks) or path.",
+                                                  show_default=False)] = None,
     input: InputOpt = None,
     drill: Annotated[bool, typer.Option(help="Tabletop drill: sandbox only, refuses any other endpoint; "
                                              "every report says DRILL.")] = False,
     sandbox: Annotated[bool, typer.Option(help="Target the running sandbox (`stanch sandbox up`).")] = False,
     incident_id: Annotated[str | None, typer.Option(help="Use this incident id (default: new).")] = None,
     initiator: Annotated[str, typer.Option(help="Who started the run (recorded in the timeline).")] = "",
+    help_: Annotated[bool, typer.Option("--help", "-h", help="Show this message and exit; after a RUNBOOK, "
+                                        "also list its inputs (types, defaults, descriptions).")] = False,
 ) -> None:
     """Run a runbook: creates an incident, runs the flow with live per-step progress, prints the
     incident folder. Exit code 1 when a required step failed.
 
+    `stanch run RUNBOOK --help` lists the runbook's inputs.
     Uses the Prefect server at PREFECT_API_URL when set, otherwise a temporary local one."""
     from flows.engine.compiler import parse_input_pairs, resolve_inputs
     from flows.engine.incident import new_incident_id
+
+    if help_ or runbook is None:  # --help is parsed here, not eagerly, so that it sees the runbook
+        typer.echo(ctx.get_help())
+        if runbook is not None:
+            _runbook_inputs_help(runbook)
+        if runbook is None and not help_:
+            raise _fail("missing argument RUNBOOK")
+        raise typer.Exit(0)
 
     try:
         if sandbox or (drill and read_sandbox_state() is not None):
@@ -437,15 +471,19 @@ def scope(
 
 @timeline_app.command("verify")
 def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
-    """Check the hash chain: exit 1 if any line was edited, dropped, inserted or reordered."""
+    """Check the hash chain, the head, and the signed checkpoints (STANCH_TIMELINE_PUBKEYS /
+    STANCH_TIMELINE_KEY): exit 1 if any line was edited, dropped, inserted or reordered, the head
+    is missing or garbage, or the record was rewritten; with a key configured, also if unsigned."""
+    from flows.engine.checkpoints import trusted_keys, verify_record
     from flows.engine.incident import Incident
-    from flows.engine.timeline import verify
 
     try:
-        inc = Incident.open_existing(_settings().store_dir, incident)
+        settings = _settings()
+        inc = Incident.open_existing(settings.store_dir, incident)
+        keys = trusted_keys(settings)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    result = verify(inc.timeline.path)
+    result = verify_record(inc.timeline.path, keys)
     if result.ok:
         console.print(f"[green]{result}[/]")
     else:

@@ -475,6 +475,12 @@ class StanchSlack:
         if reason is not None:
             inc.timeline.append("slack.refused", step=step, actor=f"slack:{user}",
                                 data={"action": verb, "reason": reason, "via": via})
+            from flows.engine.checkpoints import sign_appended
+            from integrations.settings import StanchSettings
+
+            unsigned = sign_appended(StanchSettings(), inc.id, inc.timeline, "slack refusal")
+            if unsigned:
+                log.warning("slack: %s", unsigned)
             log.warning("slack: refused %s of %s/%s by %s: %s", verb, incident_id, step, user, reason)
             say(f":no_entry: Not counted: {escape(reason)}")
             return

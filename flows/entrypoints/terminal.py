@@ -63,6 +63,9 @@ def report_summary(summary: dict[str, Any]) -> None:
     outcome = summary.get("outcome")
     if outcome == "succeeded":
         console.print("[bold green]contained[/] — all required steps succeeded")
+        for step in summary.get("declined_steps") or []:
+            console.print(f"[yellow]declined[/] — approval {step!r} was denied (on_deny: skip): it and the "
+                          "steps that need it were skipped")
     elif outcome in ("rolled back", "partly rolled back", "nothing undone", "nothing to undo"):
         report_rollback(summary)
     else:

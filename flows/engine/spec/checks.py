@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from flows.engine.expressions import (
     COMPENSATION_ROOTS,
     INCIDENT_FIELDS,
+    RUN_FIELDS,
     RUNBOOK_FIELDS,
     SCOPE_ROOTS,
     STEP_FIELDS,
@@ -365,7 +366,14 @@ class _Checker:
                         f"step {step.id!r} needs unknown step {dep!r}{self.did_you_mean(dep, known)}",
                     )
                 elif dep in self.ids:
+                    if self._misplaced_need(i, j, step, self.by_id[dep]):
+                        continue
                     needs[step.id].append(dep)
+        explicit = {sid: list(deps) for sid, deps in needs.items()}
+        ordinary = [sid for sid in needs if not self.by_id[sid].runs_last]
+        for sid in needs:  # a when-step runs after every ordinary step: all of them are upstream
+            if self.by_id[sid].runs_last:
+                needs[sid] = ordinary + needs[sid]
         order = [s.id for _, s in self.steps if s.id in needs]
         components = _components(needs, order)
         position = {sid: k for k, sid in enumerate(order)}
@@ -382,9 +390,27 @@ class _Checker:
             )
         self.ancestry = Ancestry(needs, components)
         self.order = [sid for comp in components for sid in comp]
-        self.needs = needs
+        self.needs = explicit  # a when-step is not skipped because an ordinary step was
+
+    def _misplaced_need(self, i: int, j: int, step: Step, dep: Step) -> bool:
+        """RB122: ``needs`` across the boundary between ordinary steps and when-steps."""
+        if step.runs_last and not dep.runs_last:
+            self.add(("steps", i, "needs", j), "RB122",
+                     f"step {step.id!r} (when: {step.when}) runs after every other step: it cannot "
+                     f"need {dep.id!r}", hint=f"remove {dep.id!r} from needs; every ordinary step is "
+                     "already upstream of a when-step (its output and status are in scope)")
+            return True
+        if dep.runs_last and not step.runs_last:
+            self.add(("steps", i, "needs", j), "RB122",
+                     f"step {step.id!r} needs {dep.id!r}, which runs last (when: {dep.when}): "
+                     f"{step.id!r} would never be ready", hint=f"give {step.id!r} a when: too, or drop the need")
+            return True
+        return False
 
     def check_kind(self, i: int, step: Step) -> None:
+        if step.approval is not None and step.runs_last:
+            self.add(("steps", i, "when"), "RB114", f"'when: {step.when}' does not apply to an approval step "
+                     "(a run cannot pause after it has finished)", value=True)
         if step.approval is not None:
             for name, given in (
                 ("with", bool(step.with_)),
@@ -619,6 +645,15 @@ class _Checker:
                     f"'{root}' has no attribute {attr!r} (it has {', '.join(sorted(allowed))})",
                     value=True,
                 )
+        elif root == "run" and step.runs_last:
+            if attr is not None and attr not in RUN_FIELDS:
+                self.add(path, "RB112", f"'run' has no attribute {attr!r} (it has {', '.join(sorted(RUN_FIELDS))})",
+                         value=True)
+        elif root == "run":
+            self.add(path, "RB112", "'run' (the run's outcome) is only defined in a 'when: always' or "
+                     "'when: on_failure' step", value=True,
+                     hint="such a step runs after every other step is final; an ordinary step cannot know "
+                     "the outcome yet")
         elif compensation and root in COMPENSATION_ROOTS:
             self.check_compensation_reference(step, path, ref)
         else:

@@ -57,6 +57,7 @@ CODES: dict[str, str] = {
     "RB119": "for_each is not a list",
     "RB120": "invalid approval",
     "RB121": "step can never run",
+    "RB122": "misplaced when-step",
 }
 
 

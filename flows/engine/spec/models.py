@@ -77,7 +77,10 @@ class Approval(_Model):
     approvers: list[str] = Field(min_length=1, description="Slack user ids (U…), or @user-group handles.")
     min_approvals: int = Field(default=1, ge=1, le=10)
     expires: Duration = Field(default=1800.0, description="Deny when nobody decided in time.")
-    message: str | None = None
+    message: str | None = Field(default=None, description="What approvers are asked (a template).")
+    on_deny: Literal["fail", "skip"] = Field(
+        default="fail", description="Denied or expired: 'fail' fails the step; 'skip' skips it and the steps "
+        "that need it, and the run can still succeed (the outcome names the declined gate).")
 
 
 class Compensation(_Model):
@@ -107,6 +110,14 @@ class Step(_Model):
     compensate: str | Compensation | None = Field(default=None, description="Undo action, run on failure.")
     report: str | None = Field(default=None, description="Report template (path relative to the runbook).")
     approval: Approval | None = None
+    when: Literal["on_success", "always", "on_failure"] = Field(
+        default="on_success", description="'always' / 'on_failure': run after every other step is final "
+        "(failed or not), before compensations; 'run.outcome' is in scope. Default: an ordinary step.")
+
+    @property
+    def runs_last(self) -> bool:
+        """``when: always`` / ``when: on_failure``: runs after every ordinary step is final."""
+        return self.when != "on_success"
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:

@@ -268,6 +268,10 @@ def record_start_failure(request: LaunchRequest, runbook: str, problem: str,
         incident.timeline.append("run.start_failed", actor=request.initiator, data={
             "runbook": runbook, "error": problem, "attempts": attempts,
             "resume": resume_command(request.incident_id, secret_inputs)})
+        from flows.engine.checkpoints import sign_appended
+        from integrations.settings import StanchSettings
+
+        sign_appended(StanchSettings(), request.incident_id, incident.timeline, "start failed")
     finally:
         incident.timeline.close()
     return incident.folder

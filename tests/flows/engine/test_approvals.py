@@ -187,3 +187,20 @@ def test_cli_exits_non_zero_when_the_run_refuses(tmp_path: Path, approver_keys: 
     assert res.exit_code == 0 and "denial" in res.output
     t.join(60)
     assert box["state"].is_failed()
+
+
+def test_an_approval_message_past_a_limit_fails_the_gate_without_pausing(tmp_path: Path) -> None:
+    runbook = tmp_path / "bomb.yaml"
+    runbook.write_text(
+        "name: bomb\ntitle: Message bomb\ninputs: {n: {type: integer}}\nsteps:\n"
+        "  - id: gate\n"
+        "    approval: {approvers: [U0LEAD1], message: \"{{ 'a' * inputs.n }}\"}\n"
+        "  - {id: after, needs: [gate], action: core.note, with: {message: x}}\n")
+    state = run_runbook(str(runbook), {"n": 10**8}, "INC-MSG-BOMB", str(tmp_path), False, "cli:U0ONCALL",
+                        return_state=True)
+    assert state.is_failed()
+    events = _events(tmp_path / "INC-MSG-BOMB")
+    failed = next(e for e in events if e["kind"] == "step.failed")
+    assert failed["step"] == "gate" and "cannot render the approval message" in failed["data"]["error"]
+    assert "exceeds the limit" in failed["data"]["error"]
+    assert not any(e["kind"] == "approval.requested" for e in events)

@@ -57,3 +57,21 @@ def test_help_teaches() -> None:
     assert result.exit_code == 0
     for cmd in ("validate", "plan", "run", "resume", "rollback", "approve", "timeline", "sandbox", "scope", "demo"):
         assert cmd in result.output
+
+
+def test_run_runbook_help_lists_its_inputs_and_runs_nothing(tmp_path: Path) -> None:
+    for args in (["run", "compromised-dependency", "--help"], ["run", "--help", "compromised-dependency"],
+                 ["inputs", "compromised-dependency"]):
+        result = runner.invoke(app, args, env={"COLUMNS": "200", "STANCH_HOME": str(tmp_path)})
+        assert result.exit_code == 0, result.output
+        out = " ".join(result.output.split())
+        assert "Inputs of compromised-dependency" in out
+        assert "-i advisory=… string required OSV id" in out
+        assert 'app_version=… string default "4.2.1"' in out
+    assert not (tmp_path / "incidents").exists()
+    plain = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert plain.exit_code == 0 and "Inputs of" not in plain.output and "--drill" in plain.output
+    missing = runner.invoke(app, ["run"])
+    assert missing.exit_code == 2
+    unknown = runner.invoke(app, ["run", "no-such-runbook", "--help"])
+    assert unknown.exit_code == 2

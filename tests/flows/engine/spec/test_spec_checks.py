@@ -202,3 +202,49 @@ def test_dynamic_step_references_are_refused(name: str, registry: ActionRegistry
     text = HEAD + "  - {id: a, action: slack.post_message, with: {channel: c, text: '{{ NAME }}'}}\n"
     text = text.replace("NAME", name)
     assert "RB107" in [d.code for d in validate_text(text, "x.yaml", registry)]
+
+
+WHEN = HEAD + (
+    "  - {id: a, action: inventory.match_advisory, with: {advisory: x}}\n"       # line 5
+    "  - {id: b, needs: [a], action: slack.post_message, with: {channel: c, text: t}}\n"
+    "  - id: tell\n"                                                               # line 7
+    "    when: on_failure\n"
+    "    action: slack.post_message\n"
+    "    with: {channel: c, text: '{{ run.outcome }}: {{ run.failed_steps | join(\", \") }} {{ steps.a.status }}'}\n"
+    "  - id: after\n"                                                              # line 11
+    "    when: always\n"
+    "    needs: [tell]\n"
+    "    action: slack.post_message\n"
+    "    with: {channel: c, text: '{{ steps.tell.status }} {{ steps.b.status }}'}\n"
+)
+
+
+def test_when_steps_see_every_ordinary_step_and_the_run(registry: ActionRegistry) -> None:
+    assert _codes(WHEN, registry) == []
+
+
+def test_when_step_misuse_is_located(registry: ActionRegistry) -> None:
+    # a when-step needing an ordinary step, an ordinary step needing a when-step
+    text = WHEN.replace("needs: [tell]", "needs: [tell, a]") + (
+        "  - {id: late, needs: [after], action: slack.post_message, with: {channel: c, text: t}}\n")
+    diags = validate_text(text, "x.yaml", registry)
+    assert [(d.line, d.col, d.code) for d in diags] == [(13, 19, "RB122"), (16, 24, "RB122")]
+    assert "runs after every other step: it cannot need 'a'" in diags[0].message
+    assert "'late' would never be ready" in diags[1].message
+    # run.* outside a when-step; an unknown run field; when on an approval
+    text = HEAD + (
+        "  - {id: a, action: slack.post_message, with: {channel: c, text: '{{ run.outcome }}'}}\n"
+        "  - {id: b, when: always, action: slack.post_message, with: {channel: c, text: '{{ run.outcom }}'}}\n"
+        "  - {id: g, when: on_failure, approval: {approvers: [U123]}}\n"
+    )
+    diags = validate_text(text, "x.yaml", registry)
+    assert [(d.line, d.col, d.code) for d in diags] == [(5, 66, "RB112"), (6, 80, "RB112"), (7, 19, "RB114")]
+    assert "only defined in a 'when: always' or 'when: on_failure' step" in diags[0].message
+    assert "'run' has no attribute 'outcom'" in diags[1].message
+
+
+def test_on_deny_is_skip_or_fail(registry: ActionRegistry) -> None:
+    gate = HEAD + "  - {id: g, approval: {approvers: [U123], on_deny: %s}}\n"
+    assert _codes(gate % "skip", registry) == []
+    assert _codes(gate % "fail", registry) == []
+    assert [c for *_, c in _codes(gate % "ignore", registry)] == ["RB003"]
