@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from pydantic import Field
@@ -54,6 +54,8 @@ DENY_POLICY_NAME = "StanchDenyAll"
 
 
 class FindKeyParams(ActionParams):
+    file_params: ClassVar[dict[str, str]] = {"inventory": "path"}
+
     access_key_id: str = Field(pattern=KEY_ID_PATTERN, description="The long-term key id (AKIA…), never the secret")
     accounts: list[str] = Field(
         default_factory=list, description="Accounts to search; empty = every account of the inventory"

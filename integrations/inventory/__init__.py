@@ -1,6 +1,7 @@
 """Inventory integration: who is affected by an advisory.
 
-Owns: the ``inventory.match_advisory`` action (read-only, idempotent) and the public API the CLI
+Owns: the ``inventory.match_advisory`` action (read-only, idempotent; ``lookup`` adds
+``inventory.lookup_services``) and the public API the CLI
 uses (``scope``, ``scope_many``, ``render_scope_table``). The work happens in ``osv`` (advisories),
 ``versions`` (per-ecosystem version semantics), ``readers`` (lockfiles, SBOMs, workflows),
 ``match`` (the result model, exposure and safe versions) and ``model`` (the inventory file).
@@ -127,4 +128,7 @@ MATCH_ADVISORY: ActionSpec[MatchAdvisoryParams, MatchResult] = ActionSpec(
 
 
 def register(registry: ActionRegistry) -> None:
+    from integrations.inventory.lookup import LOOKUP_SERVICES
+
     registry.register(MATCH_ADVISORY)
+    registry.register(LOOKUP_SERVICES)

@@ -64,6 +64,7 @@ class Service(_Model):
     repository: str | None = Field(default=None, description="Source repository (owner/name) of the service")
     signing_certificate: str | None = Field(default=None, description="ACM certificate ARN used for code signing")
     signing_secret: str | None = Field(default=None, description="Secrets Manager name for the signing key")
+    signing_profile: str | None = Field(default=None, description="AWS Signer profile signing the service's builds")
     deploy_target: DeployTarget | None = None
     audience: str | None = Field(default=None, description="Key into the inventory's audiences")
     installs: list[InstallRecord] = []

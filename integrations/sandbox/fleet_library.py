@@ -15,6 +15,8 @@ file is written, and the models of what it creates (ids, names, ARNs — never s
   — desktop-app on the moved tag ``@v45`` with a CI run on 2025-03-14 (affected), web-dashboard
   pinned to the malicious commit 0e58ed86… (affected), billing-api pinned to the v46.0.1 SHA
   (clean) — each service with a repository and CI secrets (``<service>/ci/token``) in its inventory.
+- ``signing`` (``compromised-signing-certificate``): desktop-app's builds are also signed through
+  the AWS Signer profile ``desktop_app_signing`` (account 222222222222) on its ACM certificate.
 
 Must not touch: ``flows``, ``prefect``.
 """
@@ -30,9 +32,10 @@ from pydantic import BaseModel, ConfigDict
 
 from integrations.inventory.model import InstallRecord, Inventory
 
-__all__ = ["LIBRARY_VARIANTS", "TENANT_SENDER", "SandboxTenant", "SandboxUser", "seed_variant"]
+__all__ = ["LIBRARY_VARIANTS", "SIGNING_PROFILE", "TENANT_SENDER", "SandboxTenant", "SandboxUser", "seed_variant"]
 
-LIBRARY_VARIANTS = ("leaked-key", "tenants", "ci-action")
+LIBRARY_VARIANTS = ("leaked-key", "tenants", "ci-action", "signing")
+SIGNING_PROFILE = "desktop_app_signing"
 TENANT_SENDER = "security@platform.example"
 TENANTS = ("acme", "globex", "hooli", "initech", "stark", "umbrella")
 BAD_COMMIT = "0e58ed8671d6b60d0890c21b07f8835ace038e67"
@@ -125,6 +128,18 @@ def _ci_action(clients: dict[str, Any], inventory: Inventory, work: Path) -> dic
     return {"ci_secrets": ci_secrets}
 
 
+def _signing(clients: dict[str, Any], inventory: Inventory) -> dict[str, Any]:
+    desk = inventory.service("desktop-app")
+    clients["desktop"]("signer").put_signing_profile(
+        profileName=SIGNING_PROFILE,
+        platformId="AWSLambda-SHA384-ECDSA",
+        signingMaterial={"certificateArn": str(desk.signing_certificate)},
+        signatureValidityPeriod={"value": 12, "type": "MONTHS"},
+    )
+    desk.signing_profile = SIGNING_PROFILE
+    return {}
+
+
 def seed_variant(variant: str, clients: dict[str, Any], inventory: Inventory, work: Path) -> dict[str, Any]:
     """Create the variant's extra state; returns extra ``SandboxFleet`` fields ({} for others)."""
     if variant == "leaked-key":
@@ -133,4 +148,6 @@ def seed_variant(variant: str, clients: dict[str, Any], inventory: Inventory, wo
         return _tenants(clients)
     if variant == "ci-action":
         return _ci_action(clients, inventory, work)
+    if variant == "signing":
+        return _signing(clients, inventory)
     return {}
