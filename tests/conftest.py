@@ -15,6 +15,7 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
+os.environ["STANCH_OSV_API_URL"] = ""  # tests never reach api.osv.dev (test_osv_api serves a stand-in)
 
 
 import pytest  # noqa: E402

@@ -6,7 +6,8 @@ uses (``scope``, ``scope_many``, ``render_scope_table``). The work happens in ``
 ``versions`` (per-ecosystem version semantics), ``readers`` (lockfiles, SBOMs, workflows),
 ``match`` (the result model, exposure and safe versions) and ``model`` (the inventory file).
 
-Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
+Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network (except ``osv_api``,
+which fetches advisories that are not bundled from OSV and caches them).
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ def _inventory_path(ctx: ActionContext, params: MatchAdvisoryParams) -> str:
 
 
 def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
-    dirs = [ctx.settings.advisories_dir] if ctx.settings.advisories_dir else []
+    from integrations.inventory.osv_api import advisory_dirs
+
     inventory = _inventory_path(ctx, params)
     try:
+        dirs = advisory_dirs([params.advisory], [ctx.settings.advisories_dir], ctx.settings)
         result = scope(params.advisory, inventory, params.live_from, params.live_until, dirs)
     except (InputError, ConfigurationError) as exc:
         raise PermanentActionError(str(exc), operation="inventory.match_advisory") from exc
