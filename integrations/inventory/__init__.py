@@ -83,12 +83,15 @@ def _inventory_path(ctx: ActionContext, params: MatchAdvisoryParams) -> str:
 
 
 def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
+    from integrations.inventory.osv import resolve_advisory
     from integrations.inventory.osv_api import advisory_dirs
+    from integrations.inventory.registry import check_safe_versions
 
     inventory = _inventory_path(ctx, params)
     try:
         dirs = advisory_dirs([params.advisory], [ctx.settings.advisories_dir], ctx.settings)
         result = scope(params.advisory, inventory, params.live_from, params.live_until, dirs)
+        result = check_safe_versions(result, resolve_advisory(params.advisory, dirs), ctx.settings)
     except (InputError, ConfigurationError) as exc:
         raise PermanentActionError(str(exc), operation="inventory.match_advisory") from exc
     ctx.record(
