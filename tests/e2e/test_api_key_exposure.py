@@ -34,7 +34,9 @@ def _inputs() -> dict[str, object]:
     return {"account": WEB, "tenants": AFFECTED, "sender": TENANT_SENDER}
 
 
-def test_plan_golden(tenants: Sandbox) -> None:
+def _plan_golden_and_side_effect_free(tenants: Sandbox) -> None:
+    """`stanch plan` against the seeded fleet equals the golden file and changes nothing (one
+    sandbox per module: run first, inside the end-to-end test, so xdist never splits them)."""
     args = ["plan", "api-key-exposure", "--input", f"account={WEB}", "--input", f"tenants={','.join(AFFECTED)}",
             "--input", f"sender={TENANT_SENDER}"]
     result = CliRunner().invoke(app, args)
@@ -47,6 +49,7 @@ def test_plan_golden(tenants: Sandbox) -> None:
 
 
 def test_each_affected_tenant_rotated_and_told_once_with_its_own_details(tenants: Sandbox, tmp_path: Path) -> None:
+    _plan_golden_and_side_effect_free(tenants)
     fleet = tenants.fleet
     assert fleet is not None and sorted(fleet.tenants) == sorted([*AFFECTED, "umbrella"])
     before = {t: observe.secret_value(tenants.url, WEB, x.secret_name, "us-east-1") for t, x in fleet.tenants.items()}

@@ -41,7 +41,9 @@ def _normalise(text: str, inventory: str) -> str:
     return re.sub(r"(secret:[\w/+=.@-]+?)-[A-Za-z0-9]{6}\b", r"\1-<suffix>", text)
 
 
-def test_plan_golden(ci: Sandbox) -> None:
+def _plan_golden_and_side_effect_free(ci: Sandbox) -> None:
+    """`stanch plan` against the seeded fleet equals the golden file and changes nothing (one
+    sandbox per module: run first, inside the end-to-end test, so xdist never splits them)."""
     assert ci.state is not None
     result = CliRunner().invoke(app, ["plan", "compromised-ci-action"])
     assert result.exit_code == 0, result.output
@@ -62,6 +64,7 @@ def _wait_for(folder: Path, kind: str, timeout: float = 60) -> None:
 
 
 def test_rotates_only_affected_pipelines_and_posts_pin_instructions(ci: Sandbox, tmp_path: Path) -> None:
+    _plan_golden_and_side_effect_free(ci)
     fleet = ci.fleet
     assert fleet is not None
     secret_before = {name: observe.secret_value(ci.url, fleet.services[name].account, arns[0])

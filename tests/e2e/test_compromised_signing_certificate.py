@@ -33,7 +33,9 @@ def signing(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> I
         yield from seeded_sandbox(tmp_path_factory.mktemp("signing"), mp, fleet_variant="signing")
 
 
-def test_plan_golden(signing: Sandbox) -> None:
+def _plan_golden_and_side_effect_free(signing: Sandbox) -> None:
+    """`stanch plan` against the seeded fleet equals the golden file and changes nothing (one
+    sandbox per module: run first, inside the end-to-end test, so xdist never splits them)."""
     result = CliRunner().invoke(app, ["plan", "compromised-signing-certificate", "--input", "services=desktop-app",
                                       "--input", "app_version=4.3.0"])
     assert result.exit_code == 0, result.output
@@ -44,6 +46,7 @@ def test_plan_golden(signing: Sandbox) -> None:
 
 
 def test_new_certificate_old_one_retired_release_raised_users_told(signing: Sandbox, tmp_path: Path) -> None:
+    _plan_golden_and_side_effect_free(signing)
     fleet = signing.fleet
     assert fleet is not None
     desk = fleet.services["desktop-app"]

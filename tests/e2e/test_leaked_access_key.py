@@ -53,7 +53,9 @@ def _wait_for(folder: Path, kind: str, timeout: float = 60) -> None:
     raise AssertionError(f"no {kind} in {[e['kind'] for e in _events(folder)]}")
 
 
-def test_plan_golden_and_side_effect_free(leaked: Sandbox) -> None:
+def _plan_golden_and_side_effect_free(leaked: Sandbox) -> None:
+    """`stanch plan` against the seeded fleet equals the golden file and changes nothing (one
+    sandbox per module: run first, inside the end-to-end test, so xdist never splits them)."""
     fleet = leaked.fleet
     assert fleet is not None and fleet.leaked_access_key_id and leaked.state is not None
     args = ["plan", "leaked-access-key", "--input", f"access_key_id={fleet.leaked_access_key_id}",
@@ -70,6 +72,7 @@ def test_plan_golden_and_side_effect_free(leaked: Sandbox) -> None:
 
 
 def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox, tmp_path: Path) -> None:
+    _plan_golden_and_side_effect_free(leaked)
     fleet = leaked.fleet
     assert fleet is not None and fleet.leaked_access_key_id
     key = fleet.leaked_access_key_id
