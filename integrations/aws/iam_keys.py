@@ -87,8 +87,11 @@ def _accounts(ctx: ActionContext, params: FindKeyParams) -> list[str]:
 
         path = params.inventory or ctx.settings.inventory
         if not path:
-            raise ConfigurationError("find_access_key: give accounts or an inventory (or set STANCH_INVENTORY)")
-        accounts = list(dict.fromkeys(s.account for s in load_inventory(path).services))
+            raise PermanentActionError("find_access_key: give accounts or an inventory (or set STANCH_INVENTORY)")
+        try:
+            accounts = list(dict.fromkeys(s.account for s in load_inventory(path).services))
+        except ConfigurationError as exc:
+            raise PermanentActionError(str(exc)) from None
     bad = [a for a in accounts if not re.match(ACCOUNT_PATTERN, a)]
     if bad:
         raise PermanentActionError(f"not 12-digit account ids: {', '.join(bad)}")

@@ -56,6 +56,8 @@ def test_find_key_across_accounts_and_missing_key(
     assert again.account == ACCOUNT and again.user == "deploy"
     with pytest.raises(PermanentActionError, match="belongs to no IAM user of the 2 account"):
         iam_keys.FIND_KEY.execute(make_ctx(), {"access_key_id": "AKIA" + "Z" * 16, "accounts": [OTHER, ACCOUNT]})
+    with pytest.raises(PermanentActionError, match="not found"):  # accounts from an inventory that is not there
+        iam_keys.FIND_KEY.execute(make_ctx(), {"access_key_id": leaked, "inventory": "/nonexistent/inventory.yaml"})
 
 
 def test_deactivate_exactly_one_key_rerun_and_compensation(
