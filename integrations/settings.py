@@ -30,6 +30,15 @@ class StanchSettings(BaseSettings):
     slack_channel: str = "#incident"
     inventory: Path | None = Field(default=None, description="Default inventory file.")
     advisories_dir: Path | None = Field(default=None, description="Directory of OSV records looked up by id.")
+    osv_api_url: str | None = Field(
+        default="https://api.osv.dev", description="OSV API fetched for advisory ids neither bundled nor in "
+        "advisories_dir (cached under <home>/advisory-cache); empty = never fetch (offline, cache only).")
+    npm_registry_url: str | None = Field(
+        default="https://registry.npmjs.org", description="npm registry whose metadata checks safe versions "
+        "(exists, not deprecated); empty = no check (the safe version stays a labelled guess).")
+    pypi_url: str | None = Field(
+        default="https://pypi.org", description="PyPI whose JSON API checks safe versions (exists, not yanked); "
+        "empty = no check.")
     approver_keys_file: Path | None = Field(
         default=None, description="Approvers' Ed25519 public keys ('<Slack id> ssh-ed25519 AAAA…' per line): "
         "the run accepts a CLI approve/deny only when signed with the key of the approver it names.")

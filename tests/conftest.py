@@ -15,6 +15,9 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
+os.environ["STANCH_OSV_API_URL"] = ""  # tests never reach api.osv.dev (test_osv_api serves a stand-in)
+os.environ["STANCH_NPM_REGISTRY_URL"] = ""  # nor npm/PyPI (test_registry serves recorded responses)
+os.environ["STANCH_PYPI_URL"] = ""
 
 
 import pytest  # noqa: E402

@@ -453,9 +453,15 @@ def scope(
     if output is not None and output.is_dir():
         raise _fail(f"--json {output}: is a directory, give a file path")
     try:
+        from integrations.inventory.osv import resolve_advisory
+        from integrations.inventory.osv_api import advisory_dirs
+        from integrations.inventory.registry import check_safe_versions
+
         settings = _settings()
+        dirs = advisory_dirs([advisory], [settings.advisories_dir], settings)
         result = run_scope(advisory, inventory, live_from=ts(live_from), live_until=ts(live_until),
-                           advisories_dir=settings.advisories_dir)
+                           advisories_dir=dirs)
+        result = check_safe_versions(result, resolve_advisory(advisory, dirs), settings)
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(render_scope_table(result))

@@ -61,6 +61,7 @@ class RotateCertificateParams(AwsParams):
 class RotateCertificateResult(ActionResult):
     certificate_arn: str
     old_serial: str | None
+    old_fingerprint_sha256: str | None = Field(default=None, description="SHA-256 of the replaced certificate")
     new_serial: str
     new_fingerprint_sha256: str
     not_after: datetime
@@ -183,6 +184,7 @@ def _finish_imported(ctx: ActionContext, acm: Any, params: RotateCertificatePara
     return RotateCertificateResult(
         certificate_arn=params.certificate_arn,
         old_serial=old_serial,
+        old_fingerprint_sha256=before.get("fingerprint_sha256") if before.get("serial") != serial else None,
         new_serial=serial,
         new_fingerprint_sha256=fingerprint,
         not_after=not_after,
@@ -243,6 +245,7 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
     return RotateCertificateResult(
         certificate_arn=params.certificate_arn,
         old_serial=current_serial,
+        old_fingerprint_sha256=current_fp,
         new_serial=issued.serial,
         new_fingerprint_sha256=issued.fingerprint_sha256,
         not_after=issued.not_after,

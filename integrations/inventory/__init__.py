@@ -1,11 +1,13 @@
 """Inventory integration: who is affected by an advisory.
 
-Owns: the ``inventory.match_advisory`` action (read-only, idempotent) and the public API the CLI
+Owns: the ``inventory.match_advisory`` action (read-only, idempotent; ``lookup`` adds
+``inventory.lookup_services``) and the public API the CLI
 uses (``scope``, ``scope_many``, ``render_scope_table``). The work happens in ``osv`` (advisories),
 ``versions`` (per-ecosystem version semantics), ``readers`` (lockfiles, SBOMs, workflows),
 ``match`` (the result model, exposure and safe versions) and ``model`` (the inventory file).
 
-Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network.
+Must not touch: ``flows``, ``prefect``, AWS or Slack clients, the network (except ``osv_api``,
+which fetches advisories that are not bundled from OSV and caches them).
 """
 
 from __future__ import annotations
@@ -81,10 +83,15 @@ def _inventory_path(ctx: ActionContext, params: MatchAdvisoryParams) -> str:
 
 
 def _run(ctx: ActionContext, params: MatchAdvisoryParams) -> MatchResult:
-    dirs = [ctx.settings.advisories_dir] if ctx.settings.advisories_dir else []
+    from integrations.inventory.osv import resolve_advisory
+    from integrations.inventory.osv_api import advisory_dirs
+    from integrations.inventory.registry import check_safe_versions
+
     inventory = _inventory_path(ctx, params)
     try:
+        dirs = advisory_dirs([params.advisory], [ctx.settings.advisories_dir], ctx.settings)
         result = scope(params.advisory, inventory, params.live_from, params.live_until, dirs)
+        result = check_safe_versions(result, resolve_advisory(params.advisory, dirs), ctx.settings)
     except (InputError, ConfigurationError) as exc:
         raise PermanentActionError(str(exc), operation="inventory.match_advisory") from exc
     ctx.record(
@@ -127,4 +134,7 @@ MATCH_ADVISORY: ActionSpec[MatchAdvisoryParams, MatchResult] = ActionSpec(
 
 
 def register(registry: ActionRegistry) -> None:
+    from integrations.inventory.lookup import LOOKUP_SERVICES
+
     registry.register(MATCH_ADVISORY)
+    registry.register(LOOKUP_SERVICES)

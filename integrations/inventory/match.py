@@ -141,6 +141,8 @@ class AffectedService(_Model):
     account: str
     region: str
     ci_user: str | None = None
+    ci_secrets: list[str] = []
+    repository: str | None = None
     signing_certificate: str | None = None
     signing_secret: str | None = None
     deploy_target: dict[str, Any] | None = None
@@ -835,6 +837,8 @@ def _match(
                     account=svc.account,
                     region=svc.region,
                     ci_user=svc.ci_user,
+                    ci_secrets=list(svc.ci_secrets),
+                    repository=svc.repository,
                     signing_certificate=svc.signing_certificate,
                     signing_secret=svc.signing_secret,
                     deploy_target=dt,

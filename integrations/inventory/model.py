@@ -58,8 +58,13 @@ class Service(_Model):
     sboms: list[str] = []
     workflows: list[str] = []
     ci_user: str | None = None
+    ci_secrets: list[str] = Field(
+        default=[], description="Secrets Manager ARNs the service's CI pipelines can read (rotated if CI is hit)"
+    )
+    repository: str | None = Field(default=None, description="Source repository (owner/name) of the service")
     signing_certificate: str | None = Field(default=None, description="ACM certificate ARN used for code signing")
     signing_secret: str | None = Field(default=None, description="Secrets Manager name for the signing key")
+    signing_profile: str | None = Field(default=None, description="AWS Signer profile signing the service's builds")
     deploy_target: DeployTarget | None = None
     audience: str | None = Field(default=None, description="Key into the inventory's audiences")
     installs: list[InstallRecord] = []

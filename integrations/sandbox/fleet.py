@@ -21,6 +21,9 @@ lockfile pinning axios **0.30.4** under ``^0.30.0``; release manifest
 ``s3://legacy-desktop-releases/release/latest.json`` (1.9.0); an install at 2026-03-31T01:30:00Z.
 A correct run pins desktop-app to axios 1.14.0 and legacy-desktop to 0.30.3.
 
+Variants ``leaked-key``, ``tenants`` and ``ci-action`` add what the runbook library acts on
+(``integrations.sandbox.fleet_library``).
+
 Secret access keys and private keys created here are never written anywhere but moto.
 
 Must not touch: ``flows``, ``prefect``.
@@ -40,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from integrations.aws import certs
 from integrations.aws.session import AccountClients, clients_for
 from integrations.inventory.model import Audience, DeployTarget, InstallRecord, Inventory, Service
+from integrations.sandbox.fleet_library import LIBRARY_VARIANTS, SandboxTenant, SandboxUser, seed_variant
 from integrations.settings import StanchSettings
 
 __all__ = [
@@ -59,7 +63,7 @@ DESKTOP_RELEASE_BUCKET = "desktop-app-releases"
 DESKTOP_RELEASE_KEY = "release/latest.json"
 DESKTOP_SIGNING_SECRET = "desktop-app/signing-key"
 LEGACY_RELEASE_BUCKET = "legacy-desktop-releases"
-VARIANTS = ("default", "two-lines")
+VARIANTS = ("default", "two-lines", *LIBRARY_VARIANTS)
 
 
 class _Model(BaseModel):
@@ -92,6 +96,11 @@ class SandboxFleet(_Model):
     audiences: dict[str, Audience]
     ca_secret: str
     ca_account: str
+    variant: str = "default"
+    users: dict[str, SandboxUser] = {}
+    leaked_access_key_id: str | None = None
+    tenants: dict[str, SandboxTenant] = {}
+    ci_secrets: dict[str, list[str]] = {}
 
     def service(self, name: str) -> SandboxService:
         return self.services[name]
@@ -178,7 +187,8 @@ AUDIENCES = {
 
 def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default") -> SandboxFleet:
     """Create the fleet in the moto at ``endpoint_url`` and write ``workdir/inventory.yaml``.
-    ``variant``: ``default`` (three services) or ``two-lines`` (plus ``legacy-desktop`` on axios 0.x)."""
+    ``variant``: ``default`` (three services), ``two-lines`` (plus ``legacy-desktop`` on axios 0.x),
+    or one of ``fleet_library.LIBRARY_VARIANTS``."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown sandbox fleet variant {variant!r} (known: {', '.join(VARIANTS)})")
     work = Path(workdir)
@@ -293,6 +303,7 @@ def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default")
         ],
         audiences=AUDIENCES,
     )
+    extras = seed_variant(variant, {"web": web, "desktop": desk, "billing": bill}, inventory, work)
     inv_path = work / "inventory.yaml"
     seeded = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
     header = f"# stanch sandbox inventory, seeded {seeded} (moto at {endpoint_url})\n"
@@ -344,4 +355,6 @@ def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default")
         audiences=AUDIENCES,
         ca_secret=CA_SECRET,
         ca_account=ACCOUNTS["desktop"],
+        variant=variant,
+        **extras,
     )

@@ -8,6 +8,9 @@ against an in-process ``MotoServer`` and a detached ``stanch sandbox up`` alike.
 record the account of a sent message there, so the list spans all accounts. That endpoint fails
 with HTTP 500 if Lambda functions exist without Docker; the sandbox creates none.
 
+``sns_notifications`` reads moto's SNS backend in this process (moto records published messages
+but serves them over no HTTP route): it works for an in-process ``Sandbox``/``MotoServer`` only.
+
 Must not touch: ``flows``, ``prefect``.
 """
 
@@ -33,6 +36,7 @@ __all__ = [
     "release_manifest",
     "secret_value",
     "sent_emails",
+    "sns_notifications",
 ]
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=30))
@@ -109,3 +113,13 @@ def secret_value(endpoint: str, account: str, name: str, region: str = "us-east-
     """``GetSecretValue`` of a sandbox secret (tests only: the value is a secret)."""
     resp = _clients(endpoint, account, region)("secretsmanager").get_secret_value(SecretId=name)
     return {"arn": resp["ARN"], "version_id": resp["VersionId"], "value": resp.get("SecretString")}
+
+
+def sns_notifications(account: str, topic_arn: str, region: str = "us-east-1") -> list[dict[str, Any]]:
+    """``[{message_id, subject, message}]`` published to ``topic_arn`` (in-process moto only)."""
+    from moto.sns.models import sns_backends
+
+    topic = sns_backends[account][region].topics.get(topic_arn)
+    if topic is None:
+        raise KeyError(topic_arn)
+    return [{"message_id": n[0], "message": n[1], "subject": n[2]} for n in topic.sent_notifications]
