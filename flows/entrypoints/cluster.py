@@ -193,7 +193,7 @@ def up(config: ClusterConfig) -> ClusterState:
     home = Path(config.home).resolve()
     cdir = cluster_dir(home)
     current = read_state(home)
-    if current is not None and any(_alive(pid) for pid in current.pids.values()):
+    if current is not None and any(process_alive(pid) for pid in current.pids.values()):
         raise ConfigurationError(f"a cluster is already up for {home} (Prefect {current.prefect_api_url}); "
                                  "`stanch cluster down` first")
     why = postgres_reachable(config.postgres)
@@ -228,17 +228,10 @@ def up(config: ClusterConfig) -> ClusterState:
                                            "--port", str(port), "--analytics-off"], server_env, logs, cdir)
         state.pids["prefect-server"] = server.pid
         _write(state)
-        client_env = {**env, **state.environment(), "PREFECT_HOME": str(cdir / "prefect-client")}
+        client_env = _client_env(config, state)
         started: dict[str, subprocess.Popen[bytes]] = {}
         for i in range(1, config.workers + 1):
-            name = f"worker-{i}"
-            proc = _spawn(name, [sys.executable, "-m", "flows.entrypoints.worker", "--worker-name", name,
-                                 "--max-concurrent", str(config.worker_concurrency), "--poll", str(config.worker_poll),
-                                 "--leases", leases_url, "--lease-ttl", str(config.lease_ttl),
-                                 "--renew", str(config.lease_renew)], client_env, logs, cdir)
-            state.pids[name] = proc.pid
-            started[name] = proc
-            _write(state)
+            started[f"worker-{i}"] = _spawn_worker(state, config, f"worker-{i}", client_env)
         # the workers warm up (imports) while the server migrates its database; they retry registering
         _wait("the Prefect server", lambda: _healthy(api_url), server, logs / "prefect-server.log", deadline)
         for name, proc in started.items():  # each registers (upserts) the deployment, then says it polls
@@ -266,6 +259,39 @@ def up(config: ClusterConfig) -> ClusterState:
     return state
 
 
+def _client_env(config: ClusterConfig, state: ClusterState) -> dict[str, str]:
+    env = base_environment(config)
+    if config.sandbox:
+        from integrations.sandbox import read_state as sandbox_state
+
+        sb = sandbox_state(state.home)
+        if sb is not None:
+            env.update(sb.environment())
+    return {**env, **state.environment(), "STANCH_HOME": str(state.home),
+            "PREFECT_HOME": str(cluster_dir(state.home) / "prefect-client")}
+
+
+def _spawn_worker(state: ClusterState, config: ClusterConfig, name: str,
+                  env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = _spawn(name, [sys.executable, "-m", "flows.entrypoints.worker", "--worker-name", name,
+                         "--max-concurrent", str(config.worker_concurrency), "--poll", str(config.worker_poll),
+                         "--leases", state.leases_url, "--lease-ttl", str(config.lease_ttl),
+                         "--renew", str(config.lease_renew)], env, state.logs, cluster_dir(state.home))
+    state.pids[name] = proc.pid
+    _write(state)
+    return proc
+
+
+def add_worker(state: ClusterState, config: ClusterConfig, name: str) -> int:
+    """Start one more worker for a running cluster (benchmarks: scale 1 -> 2); its pid."""
+    if name in state.pids:
+        raise ConfigurationError(f"a process named {name} is already part of the cluster")
+    proc = _spawn_worker(state, config, name, _client_env(config, state))
+    _wait(name, lambda: _says(state.logs / f"{name}.log", f"stanch worker {name}:"), proc,
+          state.logs / f"{name}.log", time.monotonic() + config.start_timeout)
+    return proc.pid
+
+
 def _write(state: ClusterState) -> None:
     path = cluster_dir(state.home) / STATE_FILE
     tmp = path.with_suffix(".tmp")
@@ -273,7 +299,7 @@ def _write(state: ClusterState) -> None:
     tmp.replace(path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
@@ -294,23 +320,23 @@ def _ours(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return _alive(pid)
+        return process_alive(pid)
     return any(m in cmdline for m in (b"prefect\0server", b"flows.entrypoints.worker", b"flows.entrypoints.cli"))
 
 
 def stop_process(pid: int, *, timeout: float, sig: int = signal.SIGTERM) -> None:
     """``sig`` to ``pid``'s process group, then SIGKILL after ``timeout`` s (only a process ``up`` started)."""
-    if not (_alive(pid) and _ours(pid)):
+    if not (process_alive(pid) and _ours(pid)):
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        while _alive(pid) and time.monotonic() < deadline + 5:
+        while process_alive(pid) and time.monotonic() < deadline + 5:
             time.sleep(0.05)
 
 
@@ -321,7 +347,7 @@ def down(home: Path, *, sandbox: bool = True, worker_grace: float = 30.0) -> boo
     running = False
     if state is not None:
         for name, pid in reversed(list(state.pids.items())):
-            running = running or _alive(pid)
+            running = running or process_alive(pid)
             # workers: SIGINT is what Prefect's own workers need; ours treat SIGTERM/SIGINT alike
             stop_process(pid, timeout=worker_grace if name.startswith("worker") else 10.0, sig=signal.SIGINT
                          if name.startswith("worker") else signal.SIGTERM)
@@ -338,7 +364,7 @@ def status(home: Path) -> dict[str, Any]:
     state = read_state(home)
     if state is None:
         return {"up": False}
-    procs = {name: {"pid": pid, "alive": _alive(pid)} for name, pid in state.pids.items()}
+    procs = {name: {"pid": pid, "alive": process_alive(pid)} for name, pid in state.pids.items()}
     return {"up": any(p["alive"] for p in procs.values()), "prefect_ui": state.prefect_ui_url,
             "prefect_api": state.prefect_api_url, "healthy": _healthy(state.prefect_api_url),
             "store": state.store, "leases": state.leases_url, "slack": state.slack_url, "processes": procs,

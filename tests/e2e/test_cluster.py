@@ -30,7 +30,16 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from sandboxes import seeded_sandbox
 
 from flows.engine.timeline import verify
-from flows.entrypoints.cluster import ClusterConfig, ClusterState, down, drop_database, postgres_reachable, up
+from flows.entrypoints.cluster import (
+    ClusterConfig,
+    ClusterState,
+    down,
+    drop_database,
+    postgres_reachable,
+    process_alive,
+    read_state,
+    up,
+)
 from flows.entrypoints.leases import LeaseStore
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, clear_faults, inject_fault
@@ -128,8 +137,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                            stanch_database=database, prefect_port=0, workers=2, worker_concurrency=6,
                            worker_poll=0.2, lease_ttl=3.0, lease_renew=1.0, slack=False, sandbox=False,
                            store=str(store), start_timeout=90)
+    pids: dict[str, int] = {}
     try:
         state = up(config)
+        pids = dict(state.pids)
         leases = LeaseStore(state.leases_url, ttl=3.0)
         yield Cluster(state, sandbox, store, root, leases, root / "U0LEAD1.key")
         leases.close()
@@ -138,6 +149,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         drop_database(POSTGRES, database)
         next(sandbox_gen, None)
         mp.undo()
+    assert not [name for name, pid in pids.items() if process_alive(pid)], "`down` left processes running"
+    assert read_state(config.home) is None
 
 
 def test_ten_concurrent_incidents_all_finish(cluster: Cluster) -> None:
