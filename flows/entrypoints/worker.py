@@ -259,14 +259,14 @@ class Worker:
             log.exception("flow run %s: engine failed", record.name)
             self.mark_crashed(flow_run_id, f"stanch worker: {record.error}")
         finally:
+            with self._idle:  # first no longer active, then no lease: a renewal never mistakes it for lost
+                self._active.pop(flow_run_id, None)
+                self._idle.notify_all()
             if self.leases is not None:
                 try:  # finished, suspended or crashed here: nobody should take it over
                     self.leases.release(flow_run_id, self.worker_name)
                 except Exception:
                     log.exception("could not release the lease of %s (it expires by itself)", flow_run_id)
-            with self._idle:
-                self._active.pop(flow_run_id, None)
-                self._idle.notify_all()
 
     def mark_crashed(self, flow_run_id: UUID, message: str) -> None:
         """Propose Crashed unless the run already reached a final state (best effort)."""
@@ -287,6 +287,7 @@ class Worker:
         workers; the ids of the take-over runs created."""
         assert self.leases is not None
         lost = self.leases.renew(self.worker_name, self.active)
+        lost &= set(self.active)  # a run that finished meanwhile released its lease: not lost
         if lost:
             log.critical("leases of %s were taken over by another worker (this worker stalled longer than the "
                          "lease TTL)", ", ".join(map(str, sorted(lost))))

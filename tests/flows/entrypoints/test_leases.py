@@ -66,3 +66,28 @@ def test_expired_lease_has_exactly_one_taker_and_the_old_holder_learns_it(url: s
     assert [e.flow_run_id for e in takers[1].take_expired("t9")] == [runs[0]]
     for s in (short, *takers):
         s.close()
+
+
+def test_worker_fences_only_runs_it_still_executes(url: str) -> None:
+    """A run that finished (no longer active, lease released) is not 'lost'; one still executing
+    whose lease is gone is, and the worker's ``on_lease_lost`` hears of it."""
+    import threading
+
+    from flows.entrypoints.worker import Worker
+
+    lost: list[set[uuid.UUID]] = []
+    worker = Worker(leases=LeaseStore(url, ttl=30), worker_name="w-fence", on_lease_lost=lost.append)
+    worker._stop.set()  # renewals only: no take-over scan (it would need a Prefect server)
+    assert worker.leases is not None
+    run = uuid.uuid4()
+    assert worker.leases.acquire(run, "INC-F", "w-fence")
+    worker._active[run] = threading.current_thread()
+    worker.lease_round()
+    assert lost == []
+    worker.leases.release(run)  # gone while still executing here: taken over elsewhere
+    worker.lease_round()
+    assert lost == [{run}]
+    worker._active.pop(run)  # finished: its released lease is not a loss
+    worker.lease_round()
+    assert lost == [{run}]
+    worker.leases.close()
