@@ -540,6 +540,7 @@ def cluster_up(
                                           "(no database).")] = "postgresql://postgres@127.0.0.1:5432",
     prefect_port: Annotated[int, typer.Option(help="Prefect API/UI port.")] = 4200,
     slack: Annotated[bool, typer.Option(help="Start the Slack app (HTTP, deployment launcher).")] = True,
+    slack_port: Annotated[int, typer.Option(help="Slack app port (POST /slack/events).")] = 3000,
     sandbox: Annotated[bool, typer.Option(help="Start the sandbox and point every process at it.")] = True,
 ) -> None:
     """Start a Prefect server on PostgreSQL, workers with run leases, the Slack app and the
@@ -548,7 +549,7 @@ def cluster_up(
 
     try:
         state = up(ClusterConfig(home=_settings().home, workers=workers, postgres=postgres,
-                                 prefect_port=prefect_port, slack=slack, sandbox=sandbox))
+                                 prefect_port=prefect_port, slack=slack, slack_port=slack_port, sandbox=sandbox))
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(f"cluster up: Prefect UI {state.prefect_ui_url} · {workers} worker(s) · store {state.store}"
