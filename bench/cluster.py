@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import blast_radius  # noqa: E402
 from blast_radius import REGION, Fleet, iam_clients, moto_process, reset, seed  # noqa: E402
 
 from integrations.sandbox.faults import clear_faults, inject_latency  # noqa: E402
@@ -104,8 +105,21 @@ def all_inactive(fleet: Fleet, users: list[tuple[str, str]]) -> int:
         return sum(pool.map(active, users))
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far per named process (Linux /proc; children included once they are reaped)."""
+    clk = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / clk
+    return out
+
+
 def scale_phase(api: str, store: Path, fleet: Fleet, n_incidents: int, per_account: int, label: str,
-                latency_ms: float) -> float:
+                latency_ms: float, pids: dict[str, int]) -> float:
     reset(fleet)
     inject_latency(fleet.url, "*", delay_ms=latency_ms)
     plans = []
@@ -113,17 +127,22 @@ def scale_phase(api: str, store: Path, fleet: Fleet, n_incidents: int, per_accou
         users = [(a, f"ci-deploy-{u:03d}") for a in fleet.accounts for u in range(i * per_account,
                                                                                    (i + 1) * per_account)]
         plans.append((f"BENCH-{label}-{i:02d}", users))
+    cpu0 = cpu_seconds(pids)
     t0 = time.monotonic()
     with ThreadPoolExecutor(n_incidents) as pool:
         runs = list(pool.map(lambda p: submit(api, store, p[0], [{"account": a, "user": u, "name": f"{a}/{u}"}
                                                                   for a, u in p[1]]), plans))
     states = wait_final(api, [r.id for r in runs], timeout=900)
     wall = time.monotonic() - t0
+    cpu1 = cpu_seconds(pids)
     clear_faults(fleet.url)
     bad = [s.name for s in states.values() if not s.is_completed()]
     left = all_inactive(fleet, [u for _, users in plans for u in users])
     print(f"  {label}: {n_incidents} incidents x {len(plans[0][1]) * 2} keys in {wall:.2f} s "
           f"(not completed: {bad or 0}; keys left Active: {left})", flush=True)
+    used = {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
+    print("    CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+          + f"; total {sum(used.values()):.1f} of {2 * wall:.1f} available on 2 cores", flush=True)
     return wall
 
 
@@ -207,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             state = up(config)
             print(f"cluster up in {time.monotonic() - t:.1f} s: Prefect {state.prefect_ui_url} on PostgreSQL "
                   f"({database}), 1 worker x {args.concurrency} runs; {args.latency_ms:.0f} ms per AWS call")
+            pids = {**state.pids, "moto": blast_radius.MOTO_PID, "bench (submit+poll)": os.getpid()}
             one = scale_phase(state.prefect_api_url, store, fleet, args.incidents, args.users_per_account, "1w",
-                              args.latency_ms)
+                              args.latency_ms, pids)
             add_worker(state, config, "worker-2")
+            pids = {**state.pids, "moto": blast_radius.MOTO_PID, "bench (submit+poll)": os.getpid()}
             two = scale_phase(state.prefect_api_url, store, fleet, args.incidents, args.users_per_account, "2w",
-                              args.latency_ms)
+                              args.latency_ms, pids)
             print(f"  1 worker / 2 workers: {one / two:.2f}x")
             leases = LeaseStore(state.leases_url, ttl=args.lease_ttl)
             kill = kill_phase(state.prefect_api_url, store, fleet, state, leases, args.kill_after, args.latency_ms)
