@@ -2,8 +2,9 @@
 dropped here) and two ``stanch worker`` processes with run leases, started by ``stanch cluster``'s
 ``up``; incidents submitted with ``run_deployment`` like the Slack app does.
 
-One cluster for the whole module (start-up is most of the cost). Order matters: the SIGKILL test
-runs last, it leaves one worker."""
+One cluster, one test function with three phases (start-up is most of the cost, and pytest-xdist
+would start a cluster per worker for separate tests). The SIGKILL phase runs last: it leaves one
+worker."""
 
 from __future__ import annotations
 
@@ -46,9 +47,20 @@ from integrations.sandbox import Sandbox, clear_faults, inject_fault
 from integrations.settings import StanchSettings
 
 HERE = Path(__file__).parent
-BRANCHES = HERE.parents[0] / "flows" / "engine" / "runbooks" / "branches.yaml"
 POSTGRES = os.environ.get("STANCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 ACCOUNTS = ["444444444401", "444444444402", "444444444403", "444444444404", "444444444405"]
+SMALL_RUNBOOK = """\
+name: cluster-small
+title: Two small steps (the 10-incidents phase measures the cluster, not the engine)
+steps:
+  - id: first
+    action: core.note
+    with: {message: "first {{ incident.id }}"}
+  - id: second
+    needs: [first]
+    action: core.note
+    with: {message: second}
+"""
 APPROVAL_RUNBOOK = """\
 name: cluster-approval
 title: One gated step
@@ -153,10 +165,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     assert read_state(config.home) is None
 
 
-def test_ten_concurrent_incidents_all_finish(cluster: Cluster) -> None:
+def ten_concurrent_incidents_all_finish(cluster: Cluster) -> None:
     incidents = [f"INC-CL-{i}" for i in range(10)]
+    runbook = cluster.root / "small.yaml"
+    runbook.write_text(SMALL_RUNBOOK)
     with ThreadPoolExecutor(10) as pool:
-        list(pool.map(lambda inc: cluster.submit(BRANCHES, inc), incidents))
+        list(pool.map(lambda inc: cluster.submit(runbook, inc), incidents))
     for inc in incidents:
         runs = cluster.wait_finished(inc)
         assert [r.state.type.value for r in runs] == ["COMPLETED"], (inc, runs)
@@ -167,7 +181,7 @@ def test_ten_concurrent_incidents_all_finish(cluster: Cluster) -> None:
     assert sum(claimed.values()) >= 10 and all(claimed.values()), claimed  # both workers took a share
 
 
-def test_approval_from_another_process_resumes_the_run_where_it_is(cluster: Cluster) -> None:
+def approval_from_another_process_resumes_the_run_where_it_is(cluster: Cluster) -> None:
     runbook = cluster.root / "approval.yaml"
     runbook.write_text(APPROVAL_RUNBOOK)
     run = cluster.submit(runbook, "INC-CL-APPROVE")
@@ -187,7 +201,7 @@ def test_approval_from_another_process_resumes_the_run_where_it_is(cluster: Clus
     assert "INC-CL-APPROVE" in (cluster.state.logs / f"{holder}.log").read_text()  # it ran where it paused
 
 
-def test_sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effects(cluster: Cluster) -> None:
+def sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effects(cluster: Cluster) -> None:
     settings = StanchSettings(aws_endpoint_url=cluster.sandbox.url)
     targets = []
     for i, account in enumerate(ACCOUNTS):
@@ -229,6 +243,12 @@ def test_sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effec
     meta = json.loads((cluster.store / incident / "incident.json").read_text())
     assert meta["target"] == resumed[0]["data"]["target"]  # the take-over ran against the recorded target
     print(f"SIGKILL -> take-over run.resumed: {detect_s:.2f} s")
+
+
+def test_cluster_runs_incidents_resumes_approvals_and_takes_over_a_killed_worker(cluster: Cluster) -> None:
+    ten_concurrent_incidents_all_finish(cluster)
+    approval_from_another_process_resumes_the_run_where_it_is(cluster)
+    sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effects(cluster)
 
 
 def datetime_ts(value: str) -> float:
