@@ -209,7 +209,7 @@ def sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effects(cl
         clients_for(settings, account)("s3").create_bucket(Bucket=bucket)
         targets.append({"name": f"svc-{i}", "account": account, "bucket": bucket})
     # svc-3's first (read-only) call hangs: its worker is killed while it waits, before any write.
-    inject_fault(cluster.sandbox.url, "GetObject", status=None, delay_ms=20_000, account=ACCOUNTS[3], count=1)
+    inject_fault(cluster.sandbox.url, "GetObject", status=None, delay_ms=6_000, account=ACCOUNTS[3], count=1)
     incident = "INC-CL-KILL"
     run = cluster.submit(HERE / "crash.yaml", incident, {"targets": targets})
     cluster.wait_event(incident, lambda e: e["kind"] == "item.started" and e.get("item") == "svc-3")
