@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help ensure-uv install demo test lint docs bench clean
+.PHONY: help ensure-uv install demo test lint docs bench clean cluster-up cluster-down
 
 help:
 	@echo "make demo   - install from uv.lock, start a sandbox, run compromised-dependency end to end"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff + import-linter + mypy"
 	@echo "make docs   - regenerate runbooks/schema.json and docs/actions.md"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make cluster-up / cluster-down - Prefect server on PostgreSQL + 2 workers + Slack app + sandbox (docs/operations.md)"
 
 ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
@@ -50,6 +51,12 @@ docs: install
 bench: install
 	$(UV) run --frozen --no-sync python bench/scope.py
 	$(UV) run --frozen --no-sync python bench/blast_radius.py
+
+cluster-up: install
+	$(UV) run --frozen --no-sync stanch cluster up
+
+cluster-down: install
+	$(UV) run --frozen --no-sync stanch cluster down
 
 clean:
 	rm -rf .venv .stanch .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,9 @@ slack_app_cli = typer.Typer(help="The Slack app: /stanch slash command and appro
 app.add_typer(timeline_app, name="timeline")
 app.add_typer(slack_app_cli, name="slack")
 app.add_typer(sandbox_app, name="sandbox")
+cluster_app = typer.Typer(help="A local cluster: Prefect server on PostgreSQL, workers, Slack app, sandbox.",
+                          no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
 from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
@@ -574,12 +577,59 @@ def slack_serve(
         raise _fail(str(exc)) from None
 
 
+@cluster_app.command("up")
+def cluster_up(
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    postgres: Annotated[str, typer.Option(envvar="STANCH_CLUSTER_POSTGRES", help="PostgreSQL server URL "
+                                          "(no database).")] = "postgresql://postgres@127.0.0.1:5432",
+    prefect_port: Annotated[int, typer.Option(help="Prefect API/UI port.")] = 4200,
+    slack: Annotated[bool, typer.Option(help="Start the Slack app (HTTP, deployment launcher).")] = True,
+    slack_port: Annotated[int, typer.Option(help="Slack app port (POST /slack/events).")] = 3000,
+    sandbox: Annotated[bool, typer.Option(help="Start the sandbox and point every process at it.")] = True,
+) -> None:
+    """Start a Prefect server on PostgreSQL, workers with run leases, the Slack app and the
+    sandbox on loopback (state and logs in $STANCH_HOME/cluster). The store is $STANCH_STORE."""
+    from flows.entrypoints.cluster import ClusterConfig, up
+
+    try:
+        state = up(ClusterConfig(home=_settings().home, workers=workers, postgres=postgres,
+                                 prefect_port=prefect_port, slack=slack, slack_port=slack_port, sandbox=sandbox))
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"cluster up: Prefect UI {state.prefect_ui_url} · {workers} worker(s) · store {state.store}"
+                  + (f" · Slack app {state.slack_url}" if state.slack_url else "") + f" · logs {state.logs}")
+    console.print("clients: " + " ".join(f"{k}={v}" for k, v in state.environment().items()), soft_wrap=True)
+
+
+@cluster_app.command("down")
+def cluster_down() -> None:
+    """Stop the local cluster (workers finish or hand over their runs) and the sandbox."""
+    from flows.entrypoints.cluster import down
+
+    console.print("cluster down" if down(_settings().home) else "no cluster was running")
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """The local cluster's processes, URLs and health (JSON)."""
+    from flows.entrypoints.cluster import status
+
+    console.print_json(json.dumps(status(_settings().home), default=str))
+
+
 @app.command()
 def worker(
     max_concurrent: Annotated[int, typer.Option(help="Runs executed at once (threads).")] = 4,
     poll: Annotated[float, typer.Option(help="Seconds between polls for scheduled runs.")] = 0.3,
     grace: Annotated[float, typer.Option(help="On SIGTERM, seconds to let running runs finish.")] = 60.0,
     no_warm_up: Annotated[bool, typer.Option("--no-warm-up", help="Skip pre-importing the engine.")] = False,
+    leases: Annotated[str, typer.Option(envvar="STANCH_WORKER_LEASES", help="postgresql://… for run leases: a "
+                                        "dead worker's incidents are taken over by another worker.")] = "",
+    lease_ttl: Annotated[float, typer.Option(envvar="STANCH_WORKER_LEASE_TTL",
+                                             help="Seconds without renewal before a take-over.")] = 10.0,
+    renew: Annotated[float, typer.Option(envvar="STANCH_WORKER_LEASE_RENEW",
+                                         help="Seconds between lease renewals and take-over scans.")] = 2.0,
+    worker_name: Annotated[str, typer.Option(help="Name in leases and logs (default host:pid).")] = "",
 ) -> None:
     """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
     `run_deployment`) in this warm process: ~1 s from trigger to first action, vs ~4 s for a
@@ -587,7 +637,9 @@ def worker(
     (continue them with `stanch resume`)."""
     from flows.entrypoints.worker import main as worker_main
 
-    args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace)]
+    args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace),
+            "--leases", leases, "--lease-ttl", str(lease_ttl), "--renew", str(renew),
+            *(["--worker-name", worker_name] if worker_name else [])]
     raise typer.Exit(worker_main([*args, *(["--no-warm-up"] if no_warm_up else [])]))
 
 

@@ -17,6 +17,16 @@ subprocess), at most ``max_concurrent`` at a time (runs waiting for an approval 
 graceful stop (SIGTERM/SIGINT: stop polling, let running runs finish for ``grace`` s, then mark
 the rest Crashed — ``stanch resume`` continues them). A ``suspend_flow_run`` resume puts the run
 back to SCHEDULED ("Resuming"), so the next poll picks it up again.
+
+Several workers (any machine) share the deployment. With a lease database (``--leases
+postgresql://…`` / ``STANCH_WORKER_LEASES``; ``flows.entrypoints.leases``) each worker holds a lease
+per run it executes and renews it every ``renew_interval`` s; a worker that stops renewing (killed,
+machine lost) loses its runs after ``lease_ttl`` s: another worker wins the expired lease, marks the
+dead run Crashed in Prefect and creates a take-over run of the same incident with ``resume=True``
+(same parameters and store, run name = incident id, idempotency key ``stanch-takeover:<old run
+id>``), which any worker then executes: finished steps and fan-out items are not repeated
+(``flows.engine.resume``). A worker that finds a lease of its own taken (it stalled past the TTL)
+calls ``on_lease_lost`` (the CLI: exit at once, so a run never executes twice).
 Entry: ``python -m flows.entrypoints.worker`` / ``main(argv)``.
 
 Must not touch: the flow body (``flows.engine.runtime``), how runs are requested (``flows.entrypoints.slack``), the
@@ -26,6 +36,7 @@ Must not touch: the flow body (``flows.engine.runtime``), how runs are requested
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import logging
 import os
@@ -40,8 +51,12 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from prefect.client.schemas.objects import FlowRun
     from prefect.flows import Flow
+
+    from flows.entrypoints.leases import Expired, LeaseStore
 
 NAME = "stanch"
 FLOW_NAME = "stanch-runbook"
@@ -90,7 +105,8 @@ class Worker:
 
     def __init__(self, *, name: str = NAME, max_concurrent: int = 4, poll_interval: float = 0.3,
                  flow: Flow[..., Any] | None = None, worker_name: str | None = None,
-                 clock_tolerance: float = 1.0) -> None:
+                 clock_tolerance: float = 1.0, leases: LeaseStore | None = None, renew_interval: float = 2.0,
+                 on_lease_lost: Callable[[set[UUID]], None] | None = None) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.name = name
@@ -106,6 +122,12 @@ class Worker:
         self._stop = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._loop_thread: threading.Thread | None = None
+        self.leases = leases
+        self.renew_interval = renew_interval
+        self.on_lease_lost = on_lease_lost
+        self.takeovers: list[tuple[UUID, UUID]] = []  # (dead run, take-over run) started by this worker
+        self._lease_thread: threading.Thread | None = None
+        self._halted = threading.Event()
 
     # -- deployment ---------------------------------------------------------------------------
     @property
@@ -192,7 +214,12 @@ class Worker:
             with self._lock:
                 if run.id in self._active:  # ours already (e.g. an in-process flow retry)
                     continue
+            incident = str((run.parameters or {}).get("incident_id") or run.name)
+            if self.leases is not None and not self.leases.acquire(run.id, incident, self.worker_name):
+                continue  # another worker holds it
             if not self.claim(run.id):
+                if self.leases is not None:
+                    self.leases.release(run.id, self.worker_name)
                 continue
             self._start_run(run)
             started.append(run.id)
@@ -232,9 +259,14 @@ class Worker:
             log.exception("flow run %s: engine failed", record.name)
             self.mark_crashed(flow_run_id, f"stanch worker: {record.error}")
         finally:
-            with self._idle:
+            with self._idle:  # first no longer active, then no lease: a renewal never mistakes it for lost
                 self._active.pop(flow_run_id, None)
                 self._idle.notify_all()
+            if self.leases is not None:
+                try:  # finished, suspended or crashed here: nobody should take it over
+                    self.leases.release(flow_run_id, self.worker_name)
+                except Exception:
+                    log.exception("could not release the lease of %s (it expires by itself)", flow_run_id)
 
     def mark_crashed(self, flow_run_id: UUID, message: str) -> None:
         """Propose Crashed unless the run already reached a final state (best effort)."""
@@ -249,11 +281,86 @@ class Worker:
         except Exception:
             log.exception("could not mark flow run %s crashed", flow_run_id)
 
+    # -- leases and take-over -----------------------------------------------------------------
+    def lease_round(self) -> list[UUID]:
+        """Renew this worker's leases (fencing if one was lost), then take over the runs of dead
+        workers; the ids of the take-over runs created."""
+        assert self.leases is not None
+        lost = self.leases.renew(self.worker_name, self.active)
+        lost &= set(self.active)  # a run that finished meanwhile released its lease: not lost
+        if lost:
+            log.critical("leases of %s were taken over by another worker (this worker stalled longer than the "
+                         "lease TTL)", ", ".join(map(str, sorted(lost))))
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(lost)
+        if self._stop.is_set():
+            return []
+        created = []
+        for expired in self.leases.take_expired(self.worker_name):
+            new_id = self.take_over(expired)
+            if new_id is not None:
+                created.append(new_id)
+        return created
+
+    def take_over(self, expired: Expired) -> UUID | None:
+        """The dead worker's run: mark it Crashed, create its take-over run (resume=True), drop the
+        lease; the new run is executed by whichever worker polls first. None if nothing to do."""
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+        from prefect.states import Crashed
+
+        assert self.leases is not None
+        try:
+            with get_client(sync_client=True) as client:
+                try:
+                    run = client.read_flow_run(expired.flow_run_id)
+                except ObjectNotFound:
+                    run = None
+                if run is None or run.deployment_id is None or (
+                        run.state is not None and run.state.is_final() and not run.state.is_crashed()):
+                    self.leases.release(expired.flow_run_id, self.worker_name)
+                    return None
+                if run.state is None or not run.state.is_crashed():
+                    client.set_flow_run_state(run.id, Crashed(
+                        message=f"worker {expired.previous_worker} stopped renewing its lease (expired "
+                                f"{expired.expired_at.isoformat()}); taken over by {self.worker_name}"), force=True)
+                params = {**(run.parameters or {}), "resume": True}
+                new = client.create_flow_run_from_deployment(
+                    run.deployment_id, parameters=params, name=run.name, tags=[*(run.tags or []), "takeover"],
+                    idempotency_key=f"stanch-takeover:{run.id}")
+        except Exception:
+            log.exception("take-over of %s (%s) failed; the lease expires again and is retried",
+                          expired.incident_id, expired.flow_run_id)
+            return None
+        self.leases.release(expired.flow_run_id, self.worker_name)
+        self.takeovers.append((expired.flow_run_id, new.id))
+        log.warning("incident %s: worker %s lost; run %s marked Crashed, take-over run %s created",
+                    expired.incident_id, expired.previous_worker, expired.flow_run_id, new.id)
+        return new.id
+
+    def _lease_loop(self) -> None:
+        """Until the worker has halted (through the shutdown grace period too): renew, take over."""
+        while not self._halted.wait(self.renew_interval):
+            try:
+                self.lease_round()
+            except Exception:
+                log.exception("lease round failed; retrying")
+
+    def _start_lease_thread(self) -> None:
+        if self.leases is None or self._lease_thread is not None:
+            return
+        self.leases.ensure_schema()
+        ctx = contextvars.copy_context()
+        self._lease_thread = threading.Thread(target=ctx.run, args=(self._lease_loop,), name="stanch-worker-lease",
+                                              daemon=True)
+        self._lease_thread.start()
+
     # -- loop and lifecycle -------------------------------------------------------------------
     def run(self) -> None:
         """Register, then poll until ``stop()``; a failed poll is logged and retried."""
         if self.deployment_id is None:
             self.register()
+        self._start_lease_thread()
         log.info("worker %s polling %s every %.2f s (max %d concurrent runs)", self.worker_name, FULL_NAME,
                  self.poll_interval, self.max_concurrent)
         while not self._stop.is_set():
@@ -305,7 +412,12 @@ class Worker:
         for flow_run_id in leftover:
             log.warning("flow run %s still running at shutdown: marking it Crashed", flow_run_id)
             self.mark_crashed(flow_run_id, "stanch worker stopped while the run was in progress; "
-                                           "`stanch resume` continues it")
+                                           + ("another worker takes it over" if self.leases is not None
+                                              else "`stanch resume` continues it"))
+        self._halted.set()
+        if self.leases is not None and leftover:
+            with contextlib.suppress(Exception):  # hand them over now rather than after the TTL
+                self.leases.expire(self.worker_name, leftover)
         return leftover
 
 
@@ -318,6 +430,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=60.0,
                         help="On SIGTERM/SIGINT, seconds to let running runs finish before marking them Crashed.")
     parser.add_argument("--no-warm-up", action="store_true", help="Do not pre-import the action registry/boto3.")
+    parser.add_argument("--leases", default=os.environ.get("STANCH_WORKER_LEASES", ""),
+                        help="postgresql://… database for run leases (dead-worker take-over); "
+                             "default $STANCH_WORKER_LEASES; empty: no take-over.")
+    parser.add_argument("--lease-ttl", type=float, default=float(os.environ.get("STANCH_WORKER_LEASE_TTL", "10")),
+                        help="Seconds without renewal after which another worker takes a run over.")
+    parser.add_argument("--renew", type=float, default=float(os.environ.get("STANCH_WORKER_LEASE_RENEW", "2")),
+                        help="Seconds between lease renewals / take-over scans.")
+    parser.add_argument("--worker-name", default=None, help="Name in leases and logs (default host:pid).")
+    parser.add_argument("--register-timeout", type=float, default=120.0,
+                        help="Seconds to keep retrying the deployment registration while the API is not up.")
     args = parser.parse_args(argv)
     import prefect  # noqa: F401  (configures logging: its root handler prints ours too)
 
@@ -329,7 +451,21 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         warm_up()
         log.info("warm-up done in %.2f s", time.perf_counter() - t0)
-    worker = Worker(name=args.name, max_concurrent=args.max_concurrent, poll_interval=args.poll)
+    leases = None
+    if args.leases:
+        from flows.entrypoints.leases import LeaseStore
+
+        if args.renew * 2 > args.lease_ttl:
+            parser.error("--renew must be at most half of --lease-ttl")
+        leases = LeaseStore(args.leases, ttl=args.lease_ttl)
+
+    def fence(lost: set[UUID]) -> None:  # another worker runs these now: never execute them twice
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(75)
+
+    worker = Worker(name=args.name, max_concurrent=args.max_concurrent, poll_interval=args.poll, leases=leases,
+                    renew_interval=args.renew, on_lease_lost=fence, worker_name=args.worker_name)
     signals = {"count": 0}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -343,14 +479,30 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.register()
-    print(f"stanch worker: executing {FULL_NAME} in-process; start runs with "
+    deadline = time.monotonic() + args.register_timeout
+    while True:  # the server may still be starting (systemd starts both; `stanch cluster up` too)
+        try:
+            worker.register()
+            break
+        except Exception as exc:
+            if worker._stop.is_set() or time.monotonic() > deadline:
+                raise
+            log.info("Prefect API not ready (%s); retrying", type(exc).__name__)
+            time.sleep(0.5)
+    with_leases = f" with leases (ttl {args.lease_ttl:.0f} s)" if leases else ""
+    print(f"stanch worker {worker.worker_name}: executing {FULL_NAME} in-process{with_leases}; start runs with "
           f"run_deployment({FULL_NAME!r}, …). Ctrl-C to stop.", flush=True)
-    try:
-        worker.run()
-        leftover = worker.stop(grace=args.grace)
-    except KeyboardInterrupt:
-        leftover = worker.stop(grace=0)
+    from prefect.settings import temporary_settings
+
+    # With leases, liveness is the lease: Prefect's flow heartbeat thread only adds ~1 s per run.
+    heartbeats = temporary_settings(updates={"flows.heartbeat_frequency": None}) if leases is not None \
+        else contextlib.nullcontext()
+    with heartbeats:
+        try:
+            worker.run()
+            leftover = worker.stop(grace=args.grace)
+        except KeyboardInterrupt:
+            leftover = worker.stop(grace=0)
     return 1 if leftover else 0
 
 
