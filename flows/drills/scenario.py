@@ -28,7 +28,7 @@ from flows.engine.spec.loader import JsonPath, SourceMap, load_yaml, read_runboo
 from flows.engine.spec.shape import _dotted, _resolve
 from integrations.errors import ConfigurationError, InputError, RunbookError
 from integrations.probes import default_probes
-from integrations.sandbox.fleet import ACCOUNTS, VARIANTS
+from integrations.sandbox.fleet import ACCOUNTS
 
 __all__ = [
     "DRILL_CODES",
@@ -95,6 +95,7 @@ def _dr(d: Diagnostic) -> ScenarioDiagnostic:
 # ------------------------------------------------------------------ durations
 
 _DURATION_RX = r"^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*$"
+_DURATION_OR_RUN = r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h)\s*|run)$"
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -192,7 +193,7 @@ class SlackOutage(_Inject):
 
     kind: Literal["slack_outage"]
     from_: Duration | None = Field(default=None, alias="from")
-    for_: Annotated[str, Field(pattern=_DURATION_RX[:-1] + "|^run$")] = Field(default="run", alias="for")
+    for_: Annotated[str, Field(pattern=_DURATION_OR_RUN)] = Field(default="run", alias="for")
 
 
 class KillAndResume(_Inject):
@@ -339,82 +340,98 @@ def _runbook_path(ref: str, base_dir: Path | None) -> Path:
 
 
 def _services(variant: str) -> set[str]:
+    """Services ``integrations.sandbox.fleet.seed_fleet`` creates for ``variant``."""
     names = {"desktop-app", "web-dashboard", "billing-api"}
     return names | ({"legacy-desktop"} if variant == "two-lines" else set())
 
 
-def _steps_named(sc: Scenario) -> Iterator[tuple[JsonPath, str]]:
-    for i, inj in enumerate(sc.injects):
-        if inj.on is not None and inj.on.step_started is not None:
-            yield ("injects", i, "on", "step_started"), inj.on.step_started
-        if isinstance(inj, KillAndResume | LateDiscovery) and inj.at_step is not None:
-            yield ("injects", i, "at_step"), inj.at_step
+def _d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def _check(sc: Scenario, smap: SourceMap, file: str, base_dir: Path | None) -> list[ScenarioDiagnostic]:
+def _l(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _steps_named(data: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
+    for i, inj in enumerate(_l(data.get("injects"))):
+        step = _d(_d(inj).get("on")).get("step_started")
+        if isinstance(step, str):
+            yield ("injects", i, "on", "step_started"), step
+        if isinstance(_d(inj).get("at_step"), str):
+            yield ("injects", i, "at_step"), _d(inj)["at_step"]
+
+
+def _check(data: dict[str, Any], smap: SourceMap, file: str, base_dir: Path | None) -> list[ScenarioDiagnostic]:
+    """Meaning checks on the raw data, so they run even when the shape has errors (all at once)."""
     out: list[ScenarioDiagnostic] = []
 
     def err(path: JsonPath, code: str, message: str, *, value: bool = True) -> None:
         line, col = smap.position(path, value=value)
         out.append(ScenarioDiagnostic(file, line, col, code, message))
 
+    def close(word: str, names: list[str]) -> str:
+        found = difflib.get_close_matches(word, names, n=1)
+        return f" (did you mean {found[0]!r}?)" if found else ""
+
     # runbook, its inputs and steps
-    steps: set[str] | None = None
-    try:
-        loaded = load_runbook(_runbook_path(sc.runbook, base_dir))
-    except (InputError, ConfigurationError) as exc:
-        err(("runbook",), "DR101", f"runbook: {exc}")
-    except RunbookError as exc:
-        n = sum(1 for d in exc.diagnostics if d.is_error)
-        err(("runbook",), "DR101", f"runbook {sc.runbook!r} does not validate ({n} errors): "
-            f"run `stanch validate {sc.runbook}`")
-    else:
-        steps = {s.id for s in loaded.runbook.steps}
-        declared = set(loaded.runbook.inputs)
-        for key in sc.inputs:
-            if key not in declared:
-                close = difflib.get_close_matches(str(key), sorted(declared), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                err(("inputs", key), "DR102", f"runbook {loaded.runbook.name!r} has no input {key!r}{hint}",
-                    value=False)
-    if steps is not None:
-        for path, step in _steps_named(sc):
-            if step not in steps:
-                close = difflib.get_close_matches(step, sorted(steps), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                err(path, "DR103", f"runbook {sc.runbook!r} has no step {step!r}{hint}")
+    ref = data.get("runbook")
+    if isinstance(ref, str):
+        try:
+            loaded = load_runbook(_runbook_path(ref, base_dir))
+        except (InputError, ConfigurationError) as exc:
+            err(("runbook",), "DR101", f"runbook: {exc}")
+        except RunbookError as exc:
+            n = sum(1 for d in exc.diagnostics if d.is_error)
+            err(("runbook",), "DR101", f"runbook {ref!r} does not validate ({n} errors): run `stanch validate {ref}`")
+        else:
+            steps = sorted(s.id for s in loaded.runbook.steps)
+            declared = sorted(loaded.runbook.inputs)
+            for key in _d(data.get("inputs")):
+                if key not in declared:
+                    err(("inputs", key), "DR102", f"runbook {loaded.runbook.name!r} has no input {key!r}"
+                        f"{lookalike_note(str(key))}{close(str(key), declared)}", value=False)
+            for path, step in _steps_named(data):
+                if step not in steps:
+                    err(path, "DR103",
+                        f"runbook {ref!r} has no step {step!r}{lookalike_note(step)}{close(step, steps)}")
     # probes
     registry = default_probes()
     known = registry.names()
+    probes = _d(data.get("probes"))
     for phase in ("before", "after", "continuous"):
-        for i, use in enumerate(getattr(sc.probes, phase)):
-            if use.probe not in known:
-                close = difflib.get_close_matches(use.probe, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                err(("probes", phase, i, "probe"), "DR104", f"unknown probe {use.probe!r}{hint}")
+        for i, use in enumerate(_l(probes.get(phase))):
+            name, params = _d(use).get("probe"), _d(use).get("with", {})
+            if not isinstance(name, str):
+                continue
+            if name not in known:
+                err(("probes", phase, i, "probe"), "DR104", f"unknown probe {name!r}{close(name, known)}")
                 continue
             try:
-                registry.check_params(use.probe, use.with_)
+                registry.check_params(name, _d(params))
             except ConfigurationError as exc:
-                err(("probes", phase, i, "with") if use.with_ else ("probes", phase, i), "DR107", str(exc))
-    # fleet, accounts
-    services = _services(sc.fleet.variant)
-    if sc.fleet.accounts != len(ACCOUNTS):
-        err(("fleet", "accounts"), "DR106", f"the sandbox fleet has {len(ACCOUNTS)} accounts, not {sc.fleet.accounts}")
-    if sc.fleet.services_per_account != 1:
+                err(("probes", phase, i, "with") if "with" in _d(use) else ("probes", phase, i), "DR107", str(exc))
+    # fleet, accounts, services
+    fleet = _d(data.get("fleet"))
+    variant = fleet.get("variant", "default")
+    services = sorted(_services(variant if isinstance(variant, str) else "default"))
+    accounts = fleet.get("accounts", len(ACCOUNTS))
+    if isinstance(accounts, int) and accounts != len(ACCOUNTS):
+        err(("fleet", "accounts"), "DR106", f"the sandbox fleet has {len(ACCOUNTS)} accounts, not {accounts}")
+    per = fleet.get("services_per_account", 1)
+    if isinstance(per, int) and per != 1:
         err(("fleet", "services_per_account"), "DR106", "the sandbox fleet has 1 service per account")
-    if isinstance(sc.fleet.affected, list):
-        for i, name in enumerate(sc.fleet.affected):
-            if name not in services:
-                err(("fleet", "affected", i), "DR106",
-                    f"no service {name!r} in fleet {sc.fleet.variant!r} (known: {', '.join(sorted(services))})")
-    for i, inj in enumerate(sc.injects):
-        if isinstance(inj, AwsFault) and inj.account is not None and inj.account not in ACCOUNTS.values():
+    for i, name in enumerate(_l(fleet.get("affected"))):
+        if isinstance(name, str) and name not in services:
+            err(("fleet", "affected", i), "DR106",
+                f"no service {name!r} in fleet {variant!r} (known: {', '.join(services)})")
+    for i, inj in enumerate(_l(data.get("injects"))):
+        account, service = _d(inj).get("account"), _d(inj).get("service")
+        if _d(inj).get("kind") == "aws_fault" and isinstance(account, str) and account not in ACCOUNTS.values():
             err(("injects", i, "account"), "DR106",
-                f"no account {inj.account} in the sandbox (known: {', '.join(sorted(ACCOUNTS.values()))})")
-        if isinstance(inj, LateDiscovery) and inj.service not in services:
-            err(("injects", i, "service"), "DR106", f"no service {inj.service!r} in fleet {sc.fleet.variant!r}")
-    assert set(VARIANTS) == {"default", "two-lines"}  # FleetSpec.variant mirrors the sandbox's variants
+                f"no account {account} in the sandbox (known: {', '.join(sorted(ACCOUNTS.values()))})")
+        if _d(inj).get("kind") == "late_discovery" and isinstance(service, str) and service not in services:
+            err(("injects", i, "service"), "DR106", f"no service {service!r} in fleet {variant!r}")
     return out
 
 
@@ -428,11 +445,12 @@ def _analyse(text: str, filename: str, base_dir: Path | None) -> tuple[Scenario 
         line, col = doc.source_map.position(())
         return None, [ScenarioDiagnostic(filename, line, col, "DR003",
                                          f"a scenario is a mapping (name, title, runbook, ...), not {kind}")]
+    scenario: Scenario | None = None
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
-        return None, diagnostics + _shape_diagnostics(exc, doc.data, doc.source_map, filename)
-    diagnostics += _check(scenario, doc.source_map, filename, base_dir)
+        diagnostics += _shape_diagnostics(exc, doc.data, doc.source_map, filename)
+    diagnostics += _check(doc.data, doc.source_map, filename, base_dir)
     return (scenario if not diagnostics else None), diagnostics
 
 
