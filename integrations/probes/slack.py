@@ -1,13 +1,17 @@
 """Slack probe: the incident thread has one report per step (by the reports' message metadata).
 
+Every step of the runbook gets a report, whatever its status (succeeded, failed, skipped).
+
 Reads the thread with slack_sdk ``conversations.replies`` (the stand-in in drills). The thread is
 ``ctx.incident["slack"]`` (``{channel, ts}`` of the header). Must not touch: any posting API.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
 from slack_sdk import WebClient
 
 from integrations.probes.base import Probe, ProbeContext, ProbeParams, ProbeResult
@@ -15,8 +19,20 @@ from integrations.slack import REPORT_EVENT
 
 
 class ReportParams(ProbeParams):
-    #: step ids that must each have a report (default: ``ctx.incident["steps"]`` when known)
+    #: step ids that must each have a report (default: ``ctx.incident["steps"]``, else every step
+    #: of the runbook at ``ctx.incident["runbook_path"]``)
     steps: list[str] | None = None
+
+
+def runbook_steps(ctx: ProbeContext) -> list[str]:
+    """The step ids the incident's runbook declares (plain YAML read; the spec lives in flows)."""
+    if ctx.incident.get("steps"):
+        return [str(s) for s in ctx.incident["steps"]]
+    path = ctx.incident.get("runbook_path")
+    if not path or not Path(path).is_file():
+        return []
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return [str(s["id"]) for s in data.get("steps") or [] if isinstance(s, dict) and "id" in s]
 
 
 def thread_reports(ctx: ProbeContext) -> dict[str, list[str]]:
@@ -43,7 +59,7 @@ def thread_reports(ctx: ProbeContext) -> dict[str, list[str]]:
 
 def report_per_step(params: Any, ctx: ProbeContext, name: str) -> ProbeResult:
     reports = thread_reports(ctx)
-    steps = params.steps if params.steps is not None else list(ctx.incident.get("steps") or [])
+    steps = params.steps if params.steps is not None else runbook_steps(ctx)
     bad = [f"{s}: no report" for s in steps if s not in reports]
     bad += [f"{s}: {len(v)} reports with the same status" for s, v in sorted(reports.items()) if len(set(v)) != len(v)]
     if not steps and not reports:

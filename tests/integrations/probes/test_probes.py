@@ -192,5 +192,10 @@ def test_slack_report_probe(registry: ProbeRegistry, ctx: ProbeContext, world: A
     report("scope")  # a resumed run that posted twice
     r = registry.run("slack.report_per_step", params, inc)
     assert not r.passed and "scope: 2 reports" in r.detail
+    # Default: every step of the incident's runbook (incident.json's runbook_path).
+    runbook = Path(__file__).parents[3] / "runbooks" / "compromised-dependency.yaml"
+    r = registry.run("slack.report_per_step", {}, replace(inc, incident={**inc.incident, "runbook_path": str(runbook)}))
+    assert r.detail == ("rotate-signing-cert: no report; publish-update: no report; notify-users-email: no report; "
+                        "notify-users-slack: no report; scope: 2 reports with the same status")
     # No thread recorded (Slack was down at the start): a failed result, not an exception.
     assert not registry.run("slack.report_per_step", params, ctx).passed
