@@ -124,3 +124,19 @@ def test_docs_example_is_a_valid_scenario() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
     example = doc.split("## Writing a scenario", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     assert validate_scenario_text(example, "example.yaml") == []
+
+
+def test_hostile_files_are_refused_located(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8))
+    codes = [d.code for d in validate_scenario_text(bomb, "bomb.yaml")]
+    assert codes == ["DR004"]
+    binary = tmp_path / "drills" / "bin.yaml"
+    binary.parent.mkdir()
+    binary.write_bytes(b"name: x\ntitle: \xff\xfe\n")
+    assert [d.format(hint=False) for d in validate_scenario_file(binary)] == [
+        f"{binary}:2:8: error[DR001]: not UTF-8: byte 0xff cannot be decoded (invalid start byte)"]
+    with pytest.raises(RunbookError):
+        load_scenario(binary)
