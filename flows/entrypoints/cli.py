@@ -86,7 +86,9 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook fi
     registry = default_registry()
     total = 0
     for t in targets:
-        diags = validate_file(t, registry)
+        from flows.drills.scenario import validate_scenario_file  # a runbooks/drills/*.yaml is a drill scenario
+
+        diags = validate_scenario_file(t) if t.resolve().parent.name == "drills" else validate_file(t, registry)
         errors = [d for d in diags if d.severity == "error"]
         total += len(errors)
         _print_diagnostics(diags)
