@@ -52,6 +52,7 @@ class DrillResult:
     scorecard: Any
     exit_code: int
     injects: list[InjectRecord] = field(default_factory=list)
+    slack: str = ""  # "ts <ts> in <channel>" of the posted scorecard, or why it was not posted
 
 
 def _events(folder: Path) -> list[dict[str, Any]]:
@@ -89,8 +90,11 @@ class _Approvers:
         for e in events:
             if e["kind"] != "approval.requested":
                 continue
+            asked = [str(a) for a in (e.get("data") or {}).get("approvers", [])]
             for b in self.behaviours:
                 key = (str(e["step"]), b.user)
+                if b.user not in asked and not any(a.startswith("@") for a in asked):
+                    continue  # not an approver of this step
                 if b.decision == "silent" or key in self.done:
                     continue
                 self.done.add(key)
@@ -144,17 +148,24 @@ def _inputs(scenario: Any, sb: DrillSandbox) -> list[str]:
     return pairs
 
 
-def _accepts_inventory(runbook: str) -> bool:
+def _runbook_path(scenario: Any, scenario_path: Path) -> Path:
+    """The scenario's runbook: a path relative to the scenario file, else a runbook name/path."""
     from flows.engine.runbooks import resolve_runbook
+
+    beside = scenario_path.parent / scenario.runbook
+    return (beside if beside.is_file() else resolve_runbook(scenario.runbook)).resolve()
+
+
+def _accepts_inventory(runbook: Path) -> bool:
     from flows.engine.spec import load_runbook
     from integrations.base import default_registry
 
-    loaded = load_runbook(resolve_runbook(runbook), default_registry())
+    loaded = load_runbook(runbook, default_registry())
     return "inventory" in loaded.runbook.inputs
 
 
-def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str) -> str | None:
-    """Post the scorecard in the incident's thread; the problem as text when that failed."""
+def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) -> tuple[bool, str]:
+    """Post the scorecard in the incident's thread: (posted, "ts … in …" or the problem)."""
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
@@ -162,16 +173,18 @@ def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str) -> str | None:
 
     assert sb.state is not None
     header = next((e.get("data") or {} for e in reversed(_events(folder)) if e["kind"] == "slack.header"), None)
-    if not header or not sb.state.slack_url or not sb.state.slack_token:
-        return "no Slack thread for this incident"
+    if not sb.state.slack_url or not sb.state.slack_token:
+        return False, "the drill sandbox has no Slack"
+    where: dict[str, Any] = ({"channel": header["channel"], "thread_ts": header["ts"]} if header
+                             else {"channel": channel})  # Slack was down at the start: no thread
     url = sb.state.slack_url if sb.state.slack_url.endswith("/") else sb.state.slack_url + "/"
     client = WebClient(token=sb.state.slack_token, base_url=url)
     try:
-        client.chat_postMessage(channel=header["channel"], thread_ts=header["ts"], text="Drill scorecard",
-                                blocks=text_blocks(markdown_to_mrkdwn(markdown))[:50])
+        resp = client.chat_postMessage(**where, text="Drill scorecard",
+                                       blocks=text_blocks(markdown_to_mrkdwn(markdown))[:50])
     except (SlackApiError, OSError) as exc:
-        return str(exc)
-    return None
+        return False, str(exc)
+    return True, f"ts {resp.get('ts')} in {resp.get('channel')} (thread {where.get('thread_ts', 'none')})"
 
 
 def _artifact(incident_id: str, markdown: str) -> None:
@@ -207,11 +220,10 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             env["PREFECT_API_URL"] = api
         elif scenario.approvers:
             raise ConfigurationError("a drill with approvers needs a Prefect server (set PREFECT_API_URL)")
-        inputs = _inputs(scenario, sb) if _accepts_inventory(scenario.runbook) else [
+        runbook = _runbook_path(scenario, Path(scenario_path))
+        inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [
             a for pair in (["-i", f"{k}={v}"] for k, v in scenario.inputs.items()) for a in pair]
-        from flows.engine.runbooks import resolve_runbook
-
-        runbook_path = str(resolve_runbook(scenario.runbook).resolve())
+        runbook_path = str(runbook)
         cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
         injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root)
         approvers = _Approvers(list(scenario.approvers), store, inc)
@@ -260,14 +272,14 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         (folder / "scorecard.json").write_text(
             json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
         (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
-        problem = _post_to_slack(sb, folder, markdown)
-        if problem:
-            (folder / "scorecard.slack-error.txt").write_text(problem + "\n", encoding="utf-8")
+        posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
+        if not posted:
+            (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")
         _artifact(inc, markdown)
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
     return DrillResult(incident_id=inc, folder=folder, scorecard=card, exit_code=0 if card.passed else 1,
-                       injects=records)
+                       injects=records, slack=slack_note)
 
 
 @flow(name="stanch-drill", log_prints=True)
