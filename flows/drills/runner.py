@@ -40,7 +40,7 @@ from flows.drills import contract
 from flows.drills.injects import Injector, InjectRecord
 from flows.drills.isolation import REPO, DrillSandbox
 from flows.engine.incident import new_incident_id
-from integrations.errors import ConfigurationError, StanchError
+from integrations.errors import StanchError
 
 _CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
 
@@ -68,11 +68,17 @@ def _events(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _prefect_api_url() -> str | None:
+def _prefect_api_url() -> str:
+    """The Prefect API this process uses; without PREFECT_API_URL, the temporary local server
+    Prefect starts for this process, so the run (a child) and the approvers share one server."""
+    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
     value = PREFECT_API_URL.value()
-    return str(value) if value else None
+    if value:
+        return str(value)
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 class _Approvers:
@@ -215,11 +221,7 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
                "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
         env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
-        api = _prefect_api_url()
-        if api:
-            env["PREFECT_API_URL"] = api
-        elif scenario.approvers:
-            raise ConfigurationError("a drill with approvers needs a Prefect server (set PREFECT_API_URL)")
+        env["PREFECT_API_URL"] = _prefect_api_url()
         runbook = _runbook_path(scenario, Path(scenario_path))
         inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [
             a for pair in (["-i", f"{k}={v}"] for k, v in scenario.inputs.items()) for a in pair]
@@ -283,13 +285,15 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
 
 
 @flow(name="stanch-drill", log_prints=True)
-def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False) -> dict[str, Any]:
+def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False, echo: bool = False) -> dict[str, Any]:
     """A scheduled or manual drill (drill-ops schedules it): ``scenario`` is a name in
     runbooks/drills or a path; ``store`` defaults to STANCH_STORE / <STANCH_HOME>/incidents. Every
-    call gets a new incident id. Returns the scorecard as JSON plus ``exit_code``."""
+    call gets a new incident id; ``echo`` shows the run's progress on stdout. Returns the scorecard
+    as JSON plus ``exit_code`` (1: a probe or target failed). The flow run completes either way
+    (a failed drill is a result, not a crash); it fails only when the drill could not run."""
     from integrations.settings import StanchSettings
 
     target = Path(store) if store else StanchSettings().store_dir
-    result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep)
+    result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo)
     return {"incident_id": result.incident_id, "folder": str(result.folder), "exit_code": result.exit_code,
             "scorecard": result.scorecard.model_dump(mode="json")}

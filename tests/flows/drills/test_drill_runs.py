@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from typer.testing import CliRunner
 
 from flows.drills.runner import DrillResult, run_drill
+from flows.entrypoints.cli import app
 
 HERE = Path(__file__).parent / "scenarios"
 
@@ -40,23 +44,41 @@ def _events(result: DrillResult) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (result.folder / "timeline.jsonl").read_text().splitlines()]
 
 
+def _artifacts(key: str) -> list[str]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return [str(a.data) for a in found]
+
+
 def _after(card: dict[str, Any], probe: str) -> dict[str, Any]:
     return next(p for p in card["probes"] if p["phase"] == "after" and p["name"] == probe)
 
 
+def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["drill", "run", str(HERE / f"{scenario}.yaml"), "--store", str(store)])
+    return result.exit_code, result.output
+
+
 def test_clean_passes_while_access_denied_fails_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
-    runs = _together(store, INC_DRILL_CLEAN="clean", INC_DRILL_ACM="acm-access-denied")
-    clean, acm = runs["INC_DRILL_CLEAN"], runs["INC_DRILL_ACM"]
+    """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill."""
+    with ThreadPoolExecutor(2) as pool:
+        cli = pool.submit(_cli_drill, "clean", store / "cli")
+        acm = run_drill(HERE / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
+        code, output = cli.result()
+    assert code == 0, output
+    assert "Drill clean: PASSED" in output and "score 100/100" in output and "time to contain" in output
+    folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
+    clean = DrillResult(incident_id=folder.name, folder=folder, scorecard=None, exit_code=code)
+    artifacts = _artifacts(f"drill-{folder.name.lower()}")
+    assert len(artifacts) == 1 and "Drill scorecard: clean" in artifacts[0]
 
     card = _card(clean)
-    assert clean.exit_code == 0, (clean.folder / "scorecard.md").read_text()
     assert card["passed"] and card["score"] == 100 and card["outcome"] == "succeeded" and card["drill"]
     assert all(p["passed"] for p in card["probes"]) and len(card["probes"]) == 5
     assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
     assert "scorecard" in (clean.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
-    header = next(e["data"] for e in _events(clean) if e["kind"] == "slack.header")
-    assert clean.slack.endswith(f"(thread {header['ts']})"), clean.slack
+    assert not (folder / "scorecard.slack-error.txt").exists()
 
     card = _card(acm)
     assert acm.exit_code == 1 and not card["passed"] and card["score"] < 100
@@ -67,6 +89,8 @@ def test_clean_passes_while_access_denied_fails_in_its_own_sandbox(prefect_serve
                                 "description": "AccessDenied on acm:ImportCertificate in account 222222222222 "
                                                "(every call)"}]
     assert "acm.certificate_reissued" in (acm.folder / "scorecard.md").read_text()
+    header = next(e["data"] for e in _events(acm) if e["kind"] == "slack.header")
+    assert acm.slack.endswith(f"(thread {header['ts']})"), acm.slack  # posted in the incident's thread
 
 
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
