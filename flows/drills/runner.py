@@ -227,7 +227,9 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             a for pair in (["-i", f"{k}={v}"] for k, v in scenario.inputs.items()) for a in pair]
         runbook_path = str(runbook)
         cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
-        injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root)
+        injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
+                            inventory=sb.state.inventory_path)
+        injector.prepare()
         approvers = _Approvers(list(scenario.approvers), store, inc)
         continuous: list[Any] = []
         interval = contract.seconds(getattr(scenario.probes, "interval", None) or "2s") or 2.0

@@ -59,12 +59,16 @@ def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_clean_passes_while_access_denied_fails_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
-    """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill."""
+def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
+    """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill
+    and a throttled drill whose second affected service turns up mid-run."""
     with ThreadPoolExecutor(2) as pool:
         cli = pool.submit(_cli_drill, "clean", store / "cli")
+        late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
+                             incident_id="INC-DRILL-LATE")
         acm = run_drill(HERE / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
         code, output = cli.result()
+        late = late_f.result()
     assert code == 0, output
     assert "Drill clean: PASSED" in output and "score 100/100" in output and "time to contain" in output
     folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
@@ -92,6 +96,13 @@ def test_clean_passes_while_access_denied_fails_in_its_own_sandbox(prefect_serve
     header = next(e["data"] for e in _events(acm) if e["kind"] == "slack.header")
     assert acm.slack.endswith(f"(thread {header['ts']})"), acm.slack  # posted in the incident's thread
 
+    # throttled twice (retried: survived); legacy-desktop appeared after the scope: not contained
+    card = _card(late)
+    assert late.exit_code == 1 and card["outcome"] == "succeeded"
+    throttle, found = card["injects"]
+    assert throttle["fired"] == 2 and found["fired"] == 1 and "legacy-desktop" in found["description"]
+    keys = _after(card, "iam.ci_keys_inactive")
+    assert not keys["passed"] and keys["detail"].startswith("legacy-desktop") and "desktop-app:" not in keys["detail"]
 
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
     runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",
@@ -121,3 +132,4 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
     assert ("approval.expired", "second-approval") in approvals
     assert card["time_to_first_decision_s"] is not None and card["time_to_first_decision_s"] < 60
     assert not _after(card, "iam.ci_keys_inactive")["passed"] and _after(card, "iam.keys_untouched")["passed"]
+
