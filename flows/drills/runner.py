@@ -238,27 +238,33 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         resumes = 0
         out = None if echo else subprocess.DEVNULL
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=str(home))
-        while True:
-            events = _events(folder)
-            started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
-            killed = injector.tick(started_steps, proc.pid if proc.poll() is None else None)
-            approvers.tick(events)
-            if scenario.probes.continuous and time.monotonic() >= next_probe:
-                continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, folder, before_obs))
-                next_probe = time.monotonic() + interval
-            code = proc.poll()
-            if code is not None:
-                killed = killed or code == -9 or injector.kill_points_fired() > 0
-                if killed and resumes < 3:
-                    resumes += 1
-                    proc = subprocess.Popen([*_CLI, "resume", inc], env=env, stdout=out, stderr=out, cwd=str(home))
-                    continue
-                break
-            if time.monotonic() > deadline:
+        try:
+            while True:
+                events = _events(folder)
+                started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
+                killed = injector.tick(started_steps, proc.pid if proc.poll() is None else None)
+                approvers.tick(events)
+                if scenario.probes.continuous and time.monotonic() >= next_probe:
+                    continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, folder, before_obs))
+                    next_probe = time.monotonic() + interval
+                code = proc.poll()
+                if code is not None:
+                    killed = killed or code == -9 or injector.kill_points_fired() > 0
+                    if killed and resumes < 3:
+                        resumes += 1
+                        proc = subprocess.Popen([*_CLI, "resume", inc], env=env, stdout=out, stderr=out, cwd=str(home))
+                        continue
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    break
+                time.sleep(tick)
+        except BaseException:  # never leave a run of ours behind (Ctrl-C, a probe error, …)
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-                break
-            time.sleep(tick)
+            raise
         for t in approvers.threads:
             t.join(timeout=35)
         events = _events(folder)
