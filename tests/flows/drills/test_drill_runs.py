@@ -78,7 +78,9 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
 
     card = _card(clean)
     assert card["passed"] and card["score"] == 100 and card["outcome"] == "succeeded" and card["drill"]
-    assert all(p["passed"] for p in card["probes"]) and len(card["probes"]) == 5
+    assert all(p["passed"] for p in card["probes"])
+    phases = [p["phase"] for p in card["probes"]]
+    assert phases.count("before") == 1 and phases.count("after") == 4 and phases.count("continuous") >= 1
     assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
     assert "scorecard" in (clean.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
