@@ -1,28 +1,14 @@
 """The drill-spec side of DRILL-INTERFACE.md as the runner sees it: scenarios, probes, scorecard.
 
-Owns: one place that picks drill-spec's modules (``flows.drills.scenario``, ``integrations.probes``,
-``flows.drills.scorecard``) when they exist and the temporary stand-in ``flows.drills.interim``
-otherwise. Once drill-spec is merged, point these names at their modules and delete interim.
+Owns: nothing but the names the runner imports (one place to see what it depends on).
 Must not touch: anything else.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from flows.drills.scenario import load_scenario, resolve_scenario, seconds
+from flows.drills.scorecard import build_scorecard, render_markdown
+from integrations.probes import ProbeContext, default_probes
 
-
-def _pick(real: str, attr: str) -> Any:
-    try:
-        return getattr(importlib.import_module(real), attr)
-    except (ImportError, AttributeError):
-        return getattr(importlib.import_module("flows.drills.interim"), attr)
-
-
-load_scenario: Any = _pick("flows.drills.scenario", "load_scenario")
-resolve_scenario: Any = _pick("flows.drills.scenario", "resolve_scenario")
-default_probes: Any = _pick("integrations.probes", "default_probes")
-ProbeContext: Any = _pick("integrations.probes", "ProbeContext")
-build_scorecard: Any = _pick("flows.drills.scorecard", "build_scorecard")
-render_markdown: Any = _pick("flows.drills.scorecard", "render_markdown")
-seconds: Any = _pick("flows.drills.scenario", "seconds")
+__all__ = ["ProbeContext", "build_scorecard", "default_probes", "load_scenario", "render_markdown",
+           "resolve_scenario", "seconds"]

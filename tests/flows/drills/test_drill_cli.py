@@ -30,7 +30,7 @@ def test_unknown_scenario_name_exits_2(tmp_path: Path) -> None:
 def test_injects_never_leave_loopback() -> None:
     with pytest.raises(ConfigurationError, match="non-loopback"):
         _call("POST", "http://10.0.0.1:5000/_fault", {})
-    scenario = contract.load_scenario(Path(__file__).parent / "scenarios" / "acm-access-denied.yaml")
+    scenario = contract.load_scenario(Path(__file__).parents[3] / "runbooks" / "drills" / "acm-access-denied.yaml")
     injector = Injector(list(scenario.injects), "http://127.0.0.1:1", None)
     assert injector.records[0].description == ("AccessDenied on acm:ImportCertificate in account "
                                                "222222222222 (every call)")

@@ -21,6 +21,7 @@ from flows.drills.runner import DrillResult, run_drill
 from flows.entrypoints.cli import app
 
 HERE = Path(__file__).parent / "scenarios"
+BUNDLED = Path(__file__).parents[3] / "runbooks" / "drills"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def _after(card: dict[str, Any], probe: str) -> dict[str, Any]:
 
 
 def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["drill", "run", str(HERE / f"{scenario}.yaml"), "--store", str(store)])
+    """By name: the bundled ready scenario (runbooks/drills/<name>.yaml)."""
+    result = CliRunner().invoke(app, ["drill", "run", scenario, "--store", str(store)])
     return result.exit_code, result.output
 
 
@@ -66,7 +68,7 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
         cli = pool.submit(_cli_drill, "clean", store / "cli")
         late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
                              incident_id="INC-DRILL-LATE")
-        acm = run_drill(HERE / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
+        acm = run_drill(BUNDLED / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
         code, output = cli.result()
         late = late_f.result()
     assert code == 0, output
@@ -74,13 +76,13 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
     folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
     clean = DrillResult(incident_id=folder.name, folder=folder, scorecard=None, exit_code=code)
     artifacts = _artifacts(f"drill-{folder.name.lower()}")
-    assert len(artifacts) == 1 and "Drill scorecard: clean" in artifacts[0]
+    assert len(artifacts) == 1 and "DRILL scorecard" in artifacts[0] and "100/100" in artifacts[0]
 
     card = _card(clean)
     assert card["passed"] and card["score"] == 100 and card["outcome"] == "succeeded" and card["drill"]
     assert all(p["passed"] for p in card["probes"])
     phases = [p["phase"] for p in card["probes"]]
-    assert phases.count("before") == 1 and phases.count("after") == 4 and phases.count("continuous") >= 1
+    assert phases.count("before") >= 1 and phases.count("after") >= 5
     assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
     assert "scorecard" in (clean.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
