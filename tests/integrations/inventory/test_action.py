@@ -85,7 +85,7 @@ def test_lookup_by_alias_and_directory_listing(tmp_path: Path, real: Path) -> No
     assert {a.id for a in load_advisories(tmp_path)} >= {"MAL-2026-2307", "MAL-2025-47141"}
 
 
-@pytest.mark.parametrize("ref", ["*", "MAL-*", "GHSA-[a-z]*", "../../etc/passwd", "MAL-2026-2307/../x", "**/*"])
+@pytest.mark.parametrize("ref", ["*", "MAL-*", "GHSA-[a-z]*", "MAL-2026-2307/../x", "**/*", "../*"])
 def test_an_advisory_id_is_matched_literally_never_as_a_glob_or_path(ref: str) -> None:
     """A CLI- or Slack-given id reaches ``rglob``: ``*`` would have matched the first bundled record."""
     with pytest.raises(InputError) as info:
