@@ -1,6 +1,8 @@
 """runbooks/leaked-access-key.yaml end to end on the ``leaked-key`` sandbox fleet: real Prefect flow,
 boto3 over HTTP to moto, slack_sdk to the stand-in, an approval decided the way Slack sends it.
-Assertions read IAM, Secrets Manager and Slack back and compare them with what the runbook meant."""
+A first run whose clean-up is declined (on_deny: skip) still ends contained, with the key Inactive
+but not deleted; a second, approved run cleans up. Assertions read IAM, Secrets Manager and Slack
+(the when: always close-out in #security) back and compare them with what the runbook meant."""
 
 from __future__ import annotations
 
