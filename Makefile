@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - install from uv.lock, start a sandbox, run compromised-dependency end to end"
 	@echo "make test   - lint, layering contract, types, and the test suite"
 	@echo "make lint   - ruff + import-linter + mypy"
-	@echo "make docs   - regenerate runbooks/schema.json and docs/actions.md"
+	@echo "make docs   - regenerate runbooks/schema.json, runbooks/drills/schema.json and docs/actions.md"
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make cluster-up / cluster-down - Prefect server on PostgreSQL + 2 workers + Slack app + sandbox (docs/operations.md)"
 
@@ -46,6 +46,7 @@ test: lint
 
 docs: install
 	$(UV) run --frozen --no-sync python -m flows.engine.spec.schema
+	$(UV) run --frozen --no-sync python -m flows.drills.schema
 	$(UV) run --frozen --no-sync stanch actions --markdown > docs/actions.md
 
 bench: install

@@ -43,6 +43,9 @@ app.add_typer(sandbox_app, name="sandbox")
 cluster_app = typer.Typer(help="A local cluster: Prefect server on PostgreSQL, workers, Slack app, sandbox.",
                           no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+from flows.entrypoints.drill_cli import drill_app  # noqa: E402
+
+app.add_typer(drill_app, name="drill")
 
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
 from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
@@ -86,7 +89,9 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook fi
     registry = default_registry()
     total = 0
     for t in targets:
-        diags = validate_file(t, registry)
+        from flows.drills.scenario import validate_scenario_file  # a runbooks/drills/*.yaml is a drill scenario
+
+        diags = validate_scenario_file(t) if t.resolve().parent.name == "drills" else validate_file(t, registry)
         errors = [d for d in diags if d.severity == "error"]
         total += len(errors)
         _print_diagnostics(diags)

@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slack-factory", default=None, help="module:callable returning a started Slack stand-in, or none"
     )
+    parser.add_argument("--fleet-variant", default="default", help="Fleet to seed (serve only): default, two-lines")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.home, args.slack_factory)
+        serve(args.home, args.slack_factory, args.fleet_variant)
         return 0
     if args.command == "up":
         state = up(args.home)

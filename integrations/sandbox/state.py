@@ -266,11 +266,11 @@ def load_factory(spec: str | None) -> Callable[[], SlackService] | None:
     return factory
 
 
-def serve(home: str | Path, slack: str | None = None) -> None:
+def serve(home: str | Path, slack: str | None = None, fleet_variant: str = "default") -> None:
     """Run the sandbox in the foreground until SIGTERM/SIGINT; writes/removes ``sandbox.json``.
 
     ``slack``: ``module:callable`` of a Slack stand-in factory, ``"none"`` for no Slack, or None
-    for ``$STANCH_SANDBOX_SLACK_FACTORY`` / the built-in stand-in.
+    for ``$STANCH_SANDBOX_SLACK_FACTORY`` / the built-in stand-in. ``fleet_variant``: see ``fleet``.
     """
     slack_factory = load_factory(slack or os.environ.get("STANCH_SANDBOX_SLACK_FACTORY"))
     stop = threading.Event()
@@ -280,7 +280,7 @@ def serve(home: str | Path, slack: str | None = None) -> None:
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with Sandbox(home, slack_factory=slack_factory, write_state=True) as sb:
+        with Sandbox(home, slack_factory=slack_factory, write_state=True, fleet_variant=fleet_variant) as sb:
             print(f"stanch sandbox: moto at {sb.url}; state in {state_path(sb.home)}", flush=True)
             while not stop.wait(0.5):
                 pass

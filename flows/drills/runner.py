@@ -1,0 +1,307 @@
+"""Running one drill: a fresh sandbox, the runbook in drill mode, injects, probes, a scorecard.
+
+Owns: ``run_drill`` (DRILL-INTERFACE.md), ``DrillResult`` and the Prefect flow ``run_drill_flow``.
+
+How a drill runs (each step is the real thing, nothing is mocked):
+1. ``DrillSandbox``: the drill's own moto + Slack stand-in in a child process (loopback only),
+   seeded with the scenario's fleet; the drill's own state dir ``<store>/.drills/<incident>``.
+2. Before-probes (steady state) against that sandbox.
+3. The runbook runs as ``stanch run RUNBOOK --drill`` in a child process pointed at the sandbox
+   (so two drills never share environment or AWS state, and a kill inject can SIGKILL it). The
+   runner watches the incident's timeline: it arms injects on their triggers, answers approvals
+   as each scenario approver (``submit_decision`` with ``slack:U…``, the path Slack clicks take;
+   ``silent`` never answers, so the approval expires), runs continuous probes at the interval.
+   After a kill, the run is continued with ``stanch resume INCIDENT`` (same child-process way).
+4. After-probes, ``build_scorecard``; ``scorecard.json``/``scorecard.md`` into the incident
+   folder, the scorecard posted in the incident's Slack thread (``slack.header`` event), a Prefect
+   markdown artifact. ``exit_code`` 0 when everything passed, 1 otherwise.
+
+Must not touch: any endpoint that is not loopback, any sandbox but the drill's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flows.drills import contract
+from flows.drills.injects import Injector, InjectRecord
+from flows.drills.isolation import REPO, DrillSandbox
+from flows.engine.incident import new_incident_id
+from integrations.errors import StanchError
+
+_CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
+
+
+@dataclass
+class DrillResult:
+    incident_id: str
+    folder: Path
+    scorecard: Any
+    exit_code: int
+    injects: list[InjectRecord] = field(default_factory=list)
+    slack: str = ""  # "ts <ts> in <channel>" of the posted scorecard, or why it was not posted
+
+
+def _events(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "timeline.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break  # a half-written last line (the run was killed mid-write)
+    return out
+
+
+def _prefect_api_url() -> str:
+    """The Prefect API this process uses; without PREFECT_API_URL, the temporary local server
+    Prefect starts for this process, so the run (a child) and the approvers share one server."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    value = PREFECT_API_URL.value()
+    if value:
+        return str(value)
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
+
+
+class _Approvers:
+    """Answers each ``approval.requested`` as the scenario says (once per step and approver)."""
+
+    def __init__(self, behaviours: list[Any], store: Path, incident_id: str) -> None:
+        self.behaviours = behaviours
+        self.store = store
+        self.incident_id = incident_id
+        self.done: set[tuple[str, str]] = set()
+        self.threads: list[threading.Thread] = []
+        self.errors: list[str] = []
+
+    def tick(self, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            if e["kind"] != "approval.requested":
+                continue
+            asked = [str(a) for a in (e.get("data") or {}).get("approvers", [])]
+            for b in self.behaviours:
+                key = (str(e["step"]), b.user)
+                if b.user not in asked and not any(a.startswith("@") for a in asked):
+                    continue  # not an approver of this step
+                if b.decision == "silent" or key in self.done:
+                    continue
+                self.done.add(key)
+                t = threading.Thread(target=self._decide, args=(b, str(e["step"])), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _decide(self, b: Any, step: str) -> None:
+        from flows.engine.approvals import submit_decision
+
+        time.sleep(contract.seconds(b.after) or 0.0)
+        try:
+            submit_decision(self.store, self.incident_id, step, f"slack:{b.user}", b.decision == "approve",
+                            "drill approver", wait=30.0, nonce=uuid.uuid4().hex)
+        except StanchError as exc:
+            self.errors.append(f"{b.user} on {step}: {exc}")
+
+
+def _probe_context(sb: DrillSandbox, folder: Path, before: dict[str, Any]) -> Any:
+    assert sb.state is not None
+    meta: dict[str, Any] = {}
+    if (folder / "incident.json").exists():
+        meta = json.loads((folder / "incident.json").read_text(encoding="utf-8"))
+    header = next((e.get("data") or {} for e in reversed(_events(folder)) if e["kind"] == "slack.header"), {})
+    meta = {**meta, "fleet": sb.fleet(), "slack": header}
+    return contract.ProbeContext(aws=sb.moto_url, slack_base_url=sb.state.slack_url, slack_token=sb.state.slack_token,
+                                 inventory_path=sb.state.inventory_path, incident=meta, before=before)
+
+
+def _run_probes(uses: list[Any], ctx: Any) -> list[Any]:
+    registry = contract.default_probes()
+    results = []
+    for use in uses:
+        r = registry.run(use.probe, dict(use.with_), ctx)
+        if getattr(use, "name", None) and hasattr(r, "__dataclass_fields__"):
+            import dataclasses
+
+            r = dataclasses.replace(r, name=use.name)
+        results.append(r)
+    return results
+
+
+def _inputs(scenario: Any, sb: DrillSandbox) -> list[str]:
+    assert sb.state is not None
+    values = {str(k): str(v).replace("{sandbox.inventory}", str(sb.state.inventory_path))
+              for k, v in scenario.inputs.items()}
+    values.setdefault("inventory", str(sb.state.inventory_path))
+    pairs = []
+    for k, v in values.items():
+        pairs += ["-i", f"{k}={v}"]
+    return pairs
+
+
+def _runbook_path(scenario: Any, scenario_path: Path) -> Path:
+    """The scenario's runbook: a path relative to the scenario file, else a runbook name/path."""
+    from flows.engine.runbooks import resolve_runbook
+
+    beside = scenario_path.parent / scenario.runbook
+    return (beside if beside.is_file() else resolve_runbook(scenario.runbook)).resolve()
+
+
+def _accepts_inventory(runbook: Path) -> bool:
+    from flows.engine.spec import load_runbook
+    from integrations.base import default_registry
+
+    loaded = load_runbook(runbook, default_registry())
+    return "inventory" in loaded.runbook.inputs
+
+
+def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) -> tuple[bool, str]:
+    """Post the scorecard in the incident's thread: (posted, "ts … in …" or the problem)."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    from integrations.slack.blocks import markdown_to_mrkdwn, text_blocks
+
+    assert sb.state is not None
+    header = next((e.get("data") or {} for e in reversed(_events(folder)) if e["kind"] == "slack.header"), None)
+    if not sb.state.slack_url or not sb.state.slack_token:
+        return False, "the drill sandbox has no Slack"
+    where: dict[str, Any] = ({"channel": header["channel"], "thread_ts": header["ts"]} if header
+                             else {"channel": channel})  # Slack was down at the start: no thread
+    url = sb.state.slack_url if sb.state.slack_url.endswith("/") else sb.state.slack_url + "/"
+    client = WebClient(token=sb.state.slack_token, base_url=url)
+    try:
+        resp = client.chat_postMessage(**where, text="Drill scorecard",
+                                       blocks=text_blocks(markdown_to_mrkdwn(markdown))[:50])
+    except (SlackApiError, OSError) as exc:
+        return False, str(exc)
+    return True, f"ts {resp.get('ts')} in {resp.get('channel')} (thread {where.get('thread_ts', 'none')})"
+
+
+def _artifact(incident_id: str, markdown: str) -> None:
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return  # outside a flow run (plain CLI call): scorecard.md is the record
+    create_markdown_artifact(markdown=markdown, key=f"drill-{incident_id.lower()}"[:64].replace("_", "-"),
+                             description=f"Drill scorecard for {incident_id}")
+
+
+def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = None, keep: bool = False,
+              echo: bool = False, timeout: float = 600.0, tick: float = 0.1) -> DrillResult:
+    """Run one drill (module docstring). ``keep`` keeps the drill's sandbox dir; ``echo`` passes
+    the run's live progress through to this process's stdout."""
+    scenario = contract.load_scenario(Path(scenario_path))
+    inc = incident_id or new_incident_id()
+    store = store.resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    home = store / ".drills" / inc
+    folder = store / inc
+    started = datetime.now(UTC)
+    with DrillSandbox(home / "sandbox", scenario.fleet.variant) as sb:
+        assert sb.state is not None
+        before_results = _run_probes(scenario.probes.before, _probe_context(sb, folder, {}))
+        before_obs = {r.name: r.observed for r in before_results}
+        env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
+               "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
+        env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
+        env["PREFECT_API_URL"] = _prefect_api_url()
+        runbook = _runbook_path(scenario, Path(scenario_path))
+        inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [
+            a for pair in (["-i", f"{k}={v}"] for k, v in scenario.inputs.items()) for a in pair]
+        runbook_path = str(runbook)
+        cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
+        injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
+                            inventory=sb.state.inventory_path)
+        injector.prepare()
+        approvers = _Approvers(list(scenario.approvers), store, inc)
+        continuous: list[Any] = []
+        interval = contract.seconds(getattr(scenario.probes, "interval", None) or "2s") or 2.0
+        next_probe = time.monotonic() + interval
+        deadline = time.monotonic() + timeout
+        resumes = 0
+        out = None if echo else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=str(home))
+        try:
+            while True:
+                events = _events(folder)
+                started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
+                killed = injector.tick(started_steps, proc.pid if proc.poll() is None else None)
+                approvers.tick(events)
+                if scenario.probes.continuous and time.monotonic() >= next_probe:
+                    continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, folder, before_obs))
+                    next_probe = time.monotonic() + interval
+                code = proc.poll()
+                if code is not None:
+                    killed = killed or code == -9 or injector.kill_points_fired() > 0
+                    if killed and resumes < 3:
+                        resumes += 1
+                        proc = subprocess.Popen([*_CLI, "resume", inc], env=env, stdout=out, stderr=out, cwd=str(home))
+                        continue
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    break
+                time.sleep(tick)
+        except BaseException:  # never leave a run of ours behind (Ctrl-C, a probe error, …)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise
+        for t in approvers.threads:
+            t.join(timeout=35)
+        events = _events(folder)
+        outcome = next(((e.get("data") or {}).get("outcome") for e in reversed(events)
+                        if e["kind"] == "run.finished"), None)
+        records = injector.finish(survived=outcome == "succeeded")
+        after_results = _run_probes(scenario.probes.after, _probe_context(sb, folder, before_obs))
+        finished = datetime.now(UTC)
+        card = contract.build_scorecard(
+            scenario, incident_id=inc, timeline=events,
+            probe_results={"before": before_results, "after": after_results, "continuous": continuous},
+            injects=records, started_at=started, finished_at=finished)
+        markdown = contract.render_markdown(card)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "scorecard.json").write_text(
+            json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+        (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
+        posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
+        if not posted:
+            (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")
+        _artifact(inc, markdown)
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return DrillResult(incident_id=inc, folder=folder, scorecard=card, exit_code=0 if card.passed else 1,
+                       injects=records, slack=slack_note)
+
+
+@flow(name="stanch-drill", log_prints=True)
+def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False, echo: bool = False) -> dict[str, Any]:
+    """A scheduled or manual drill (drill-ops schedules it): ``scenario`` is a name in
+    runbooks/drills or a path; ``store`` defaults to STANCH_STORE / <STANCH_HOME>/incidents. Every
+    call gets a new incident id; ``echo`` shows the run's progress on stdout. Returns the scorecard
+    as JSON plus ``exit_code`` (1: a probe or target failed). The flow run completes either way
+    (a failed drill is a result, not a crash); it fails only when the drill could not run."""
+    from integrations.settings import StanchSettings
+
+    target = Path(store) if store else StanchSettings().store_dir
+    result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo)
+    return {"incident_id": result.incident_id, "folder": str(result.folder), "exit_code": result.exit_code,
+            "scorecard": result.scorecard.model_dump(mode="json")}

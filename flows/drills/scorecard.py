@@ -1,0 +1,258 @@
+"""The drill scorecard: what a drill measured, a 0-100 score, ``scorecard.json`` and ``scorecard.md``.
+
+Owns: ``Scorecard`` (its JSON is the stable record drill-ops reads for history and trends: see
+DRILL-INTERFACE.md), ``build_scorecard`` (timeline + probe results + inject records -> Scorecard),
+``render_markdown`` and the score's ``WEIGHTS`` (documented in docs/drills.md).
+Measures, from the incident's timeline: time to contain = first ``run.started`` -> last
+``run.finished`` with outcome ``succeeded`` (None when the run never succeeded); time to first
+decision = first ``approval.requested`` -> first ``approval.approved``/``approval.denied``;
+per-approver response times; retries (``item.retrying``).
+Must not touch: files, Slack, Prefect, boto3 — the runner writes and posts what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from flows.drills.scenario import Scenario, seconds
+
+__all__ = ["WEIGHTS", "ApproverLine", "InjectLine", "ProbeLine", "Scorecard", "build_scorecard", "render_markdown"]
+
+#: points out of 100 (docs/drills.md "The score"): each component scores its share of passes.
+WEIGHTS: dict[str, int] = {
+    "probes": 50,  # share of probes (before, continuous, after) that passed
+    "targets": 25,  # share of the set targets (time to contain, time to first decision) met
+    "faults_survived": 15,  # share of injects the run survived
+    "approver_response": 10,  # share of approver requests answered before the approval expired
+}
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProbeLine(_M):
+    phase: str
+    name: str
+    probe: str
+    passed: bool
+    observed: Any
+    expected: str
+    detail: str
+
+
+class ApproverLine(_M):
+    user: str
+    step: str
+    requested_at: str
+    decided_at: str | None
+    response_s: float | None
+    decision: str  # approve | deny | none (never answered)
+
+
+class InjectLine(_M):
+    kind: str
+    description: str
+    fired: int
+    survived: bool
+
+
+class Scorecard(_M):
+    scenario: str
+    title: str = ""
+    runbook: str
+    incident_id: str
+    drill: bool = True
+    started_at: str
+    finished_at: str
+    outcome: str
+    score: int
+    passed: bool
+    time_to_contain_s: float | None
+    target_time_to_contain_s: float | None
+    time_to_first_decision_s: float | None
+    target_time_to_first_decision_s: float | None
+    probes: list[ProbeLine]
+    approvers: list[ApproverLine]
+    injects: list[InjectLine]
+    retries: int
+    weights: dict[str, int]
+    components: dict[str, float]  # component -> achieved share 0..1
+
+    @property
+    def failed_probes(self) -> list[ProbeLine]:
+        return [p for p in self.probes if not p.passed]
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _first(timeline: list[dict[str, Any]], *kinds: str) -> dict[str, Any] | None:
+    return next((e for e in timeline if e.get("kind") in kinds), None)
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _user(actor: str | None) -> str:
+    return (actor or "").removeprefix("slack:")
+
+
+def _approvers(timeline: list[dict[str, Any]]) -> list[ApproverLine]:
+    """One line per (approval request, approver named in it)."""
+    lines: list[ApproverLine] = []
+    for i, e in enumerate(timeline):
+        if e.get("kind") != "approval.requested":
+            continue
+        step = str(e.get("step"))
+        closes = ("approval.granted", "approval.denied", "approval.expired")
+        later = timeline[i + 1:]
+        end = next((j for j, x in enumerate(later) if x.get("kind") in closes and x.get("step") == step), len(later))
+        window = later[: end + 1]
+        for user in (e.get("data") or {}).get("approvers") or []:
+            decided = next((x for x in window if x.get("step") == step and _user(x.get("actor")) == user
+                            and x.get("kind") in ("approval.approved", "approval.denied")), None)
+            lines.append(ApproverLine(
+                user=str(user), step=step, requested_at=str(e["ts"]),
+                decided_at=str(decided["ts"]) if decided else None,
+                response_s=round((_ts(decided["ts"]) - _ts(e["ts"])).total_seconds(), 3) if decided else None,
+                decision={"approval.approved": "approve", "approval.denied": "deny"}[decided["kind"]]
+                if decided else "none"))
+    return lines
+
+
+def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict[str, Any]],
+                    probe_results: dict[str, list[Any]], injects: list[Any], started_at: datetime,
+                    finished_at: datetime) -> Scorecard:
+    """Score one drill. ``probe_results[phase]`` are ``ProbeResult``s in the order of
+    ``scenario.probes.<phase>`` (continuous: repeated rounds of that list); ``injects`` are the
+    runner's ``InjectRecord``s (or dicts with kind, description, fired, survived)."""
+    probes: list[ProbeLine] = []
+    for phase in ("before", "continuous", "after"):
+        uses = getattr(scenario.probes, phase)
+        for i, r in enumerate(probe_results.get(phase) or []):
+            use = uses[i % len(uses)] if uses else None
+            probes.append(ProbeLine(phase=phase, name=r.name, probe=use.probe if use else r.name, passed=r.passed,
+                                    observed=r.observed, expected=r.expected, detail=r.detail))
+    started = _first(timeline, "run.started")
+    finishes = [e for e in timeline if e.get("kind") == "run.finished"]
+    outcome = str((finishes[-1].get("data") or {}).get("outcome", "unknown")) if finishes else "unfinished"
+    contained = outcome == "succeeded" and started is not None
+    ttc = round((_ts(finishes[-1]["ts"]) - _ts(started["ts"])).total_seconds(), 3) if contained and started else None
+    requested = _first(timeline, "approval.requested")
+    decided = _first(timeline, "approval.approved", "approval.denied")
+    ttfd = (round((_ts(decided["ts"]) - _ts(requested["ts"])).total_seconds(), 3)
+            if requested is not None and decided is not None else None)
+    target_ttc = seconds(scenario.targets.time_to_contain)
+    target_ttfd = seconds(scenario.targets.time_to_first_decision)
+    targets_met: list[bool] = []
+    if target_ttc is not None:
+        targets_met.append(ttc is not None and ttc <= target_ttc)
+    if target_ttfd is not None and requested is not None:  # no approval asked: nothing to measure
+        targets_met.append(ttfd is not None and ttfd <= target_ttfd)
+    inject_lines = [InjectLine(kind=str(_field(x, "kind")), description=str(_field(x, "description")),
+                               fired=int(_field(x, "fired")), survived=bool(_field(x, "survived"))) for x in injects]
+    approvers = _approvers(timeline)
+
+    def share(flags: list[bool]) -> float:
+        return sum(flags) / len(flags) if flags else 1.0
+
+    components = {
+        "probes": share([p.passed for p in probes]),
+        "targets": share(targets_met),
+        "faults_survived": share([i.survived for i in inject_lines]),
+        "approver_response": share([a.decision != "none" for a in approvers]),
+    }
+    score = round(sum(WEIGHTS[k] * v for k, v in components.items()))
+    return Scorecard(
+        scenario=scenario.name, title=scenario.title, runbook=scenario.runbook, incident_id=incident_id,
+        started_at=started_at.isoformat(), finished_at=finished_at.isoformat(), outcome=outcome, score=score,
+        passed=all(p.passed for p in probes) and all(targets_met),
+        time_to_contain_s=ttc, target_time_to_contain_s=target_ttc,
+        time_to_first_decision_s=ttfd, target_time_to_first_decision_s=target_ttfd,
+        probes=probes, approvers=approvers, injects=inject_lines,
+        retries=sum(1 for e in timeline if e.get("kind") == "item.retrying"),
+        weights=dict(WEIGHTS), components={k: round(v, 4) for k, v in components.items()})
+
+
+# ------------------------------------------------------------------ markdown
+
+
+def _cell(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _secs(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}s"
+
+
+def _met(measured: float | None, target: float | None, applicable: bool = True) -> str:
+    if target is None or not applicable:
+        return "n/a"
+    return "✅ met" if measured is not None and measured <= target else "❌ missed"
+
+
+def render_markdown(sc: Scorecard) -> str:
+    """``scorecard.md``: verdict, targets, probes (failures with what was observed), approvers,
+    injects, retries and how the score was made."""
+    verdict = "PASSED" if sc.passed else "FAILED"
+    out = [
+        f"# DRILL scorecard: {sc.title or sc.scenario}",
+        "",
+        f"**{verdict}** · score **{sc.score}/100** · outcome `{sc.outcome}`",
+        "",
+        f"Scenario `{sc.scenario}` · runbook `{sc.runbook}` · incident `{sc.incident_id}`  ",
+        f"Started {sc.started_at} · finished {sc.finished_at}",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | target | result |",
+        "|---|---|---|---|",
+        f"| time to contain | {_secs(sc.time_to_contain_s)} | {_secs(sc.target_time_to_contain_s)} | "
+        f"{_met(sc.time_to_contain_s, sc.target_time_to_contain_s)} |",
+        f"| time to first decision | {_secs(sc.time_to_first_decision_s)} | "
+        f"{_secs(sc.target_time_to_first_decision_s)} | "
+        f"{_met(sc.time_to_first_decision_s, sc.target_time_to_first_decision_s, bool(sc.approvers))} |",
+        "",
+        "## Probes",
+        "",
+    ]
+    if sc.probes:
+        out += ["| phase | probe | result | detail |", "|---|---|---|---|"]
+        out += [f"| {p.phase} | {_cell(p.name)} | {'✅ pass' if p.passed else '❌ FAIL'} | {_cell(p.detail)} |"
+                for p in sc.probes]
+        failed = sc.failed_probes
+        if failed:
+            out += ["", "Failed probes, with what was observed:", ""]
+            out += [f"- **{p.name}** ({p.phase}): expected {p.expected}; observed `{_cell(p.observed, 400)}`"
+                    for p in failed]
+    else:
+        out.append("No probes.")
+    out += ["", "## Approvers", ""]
+    if sc.approvers:
+        out += ["| approver | step | decision | response |", "|---|---|---|---|"]
+        out += [f"| `{a.user}` | {a.step} | {a.decision if a.decision != 'none' else 'never answered'} | "
+                f"{_secs(a.response_s)} |" for a in sc.approvers]
+    else:
+        out.append("No approval was requested.")
+    out += ["", "## Injects", ""]
+    if sc.injects:
+        out += ["| inject | fired | survived |", "|---|---|---|"]
+        out += [f"| {_cell(i.description)} | {i.fired} | {'yes' if i.survived else 'no'} |" for i in sc.injects]
+    else:
+        out.append("No injects.")
+    out += ["", f"Retries: {sc.retries}", "", "## Score", "",
+            "| component | weight | achieved | points |", "|---|---|---|---|"]
+    for k, w in sc.weights.items():
+        share = sc.components.get(k, 0.0)
+        out.append(f"| {k.replace('_', ' ')} | {w} | {share:.0%} | {w * share:.1f} |")
+    out += [f"| **total** | 100 | | **{sc.score}** |", ""]
+    return "\n".join(out)

@@ -1,0 +1,81 @@
+"""``stanch drill …``: the typer sub-app for tabletop drills (issue 10).
+
+Owns: the ``drill`` sub-app and ``stanch drill run SCENARIO [--keep] [--store DIR]`` (live
+progress of the run, then a scorecard summary table; exit 0 passed, 1 a probe or target failed,
+2 bad scenario or configuration). drill-ops registers its commands (schedule, history, …) on the
+same ``drill_app`` from ``flows.entrypoints.drill_ops_cli``. Work lives in ``flows.drills``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flows.entrypoints.terminal import console, err
+from integrations.errors import RunbookError, StanchError
+
+drill_app = typer.Typer(help="Tabletop drills: run a scenario in its own sandbox and score it.",
+                        no_args_is_help=True)
+
+
+def _summary(card: dict[str, Any]) -> Table:
+    table = Table(title=f"Drill {card['scenario']}: {'PASSED' if card['passed'] else 'FAILED'} "
+                        f"— score {card['score']}/100", title_justify="left")
+    for col in ("check", "result", "observed / detail"):
+        table.add_column(col)
+    for p in card.get("probes", []):
+        table.add_row(f"{p['phase']}: {p['name']}", "[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]",
+                      str(p.get("detail") or ""))
+    target = card.get("target_time_to_contain_s")
+    ttc = card.get("time_to_contain_s")
+    ok = target is None or (ttc is not None and ttc <= target)
+    table.add_row("time to contain", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+                  f"{ttc}s (target {target}s)" if target is not None else f"{ttc}s")
+    if card.get("target_time_to_first_decision_s") is not None:
+        tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
+        ok = tfd is not None and tfd <= tgt
+        table.add_row("time to first decision", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+                      f"{tfd}s (target {tgt}s)")
+    for i in card.get("injects", []):
+        table.add_row(f"inject: {i['kind']}", "survived" if i["survived"] else "[yellow]not survived[/]",
+                      f"{i['description']} (fired {i['fired']} times)")
+    return table
+
+
+@drill_app.command("run")
+def run(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills) or path to its YAML.")],
+    keep: Annotated[bool, typer.Option(help="Keep the drill's sandbox folder (<store>/.drills/INC-…).")] = False,
+    store: Annotated[Path | None, typer.Option(help="Incident store (default: STANCH_STORE or "
+                                                    "<STANCH_HOME>/incidents).")] = None,
+) -> None:
+    """Run a drill: a fresh sandbox of its own, the scenario's injects, the runbook in drill mode,
+    probes before/after, scorecard.md/json in the incident folder (also posted in the incident's
+    Slack thread and kept as a Prefect artifact). Exit 1 when a probe or target failed."""
+    from flows.drills import contract
+    from flows.drills.runner import run_drill_flow
+
+    try:
+        path = contract.resolve_scenario(scenario)
+        contract.load_scenario(path)  # located diagnostics before anything starts
+    except RunbookError as exc:
+        for d in getattr(exc, "diagnostics", None) or []:
+            err.print(d.format(), markup=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except StanchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"drill [bold]{scenario}[/] ({path}) — own sandbox, DRILL mode")
+    try:
+        result = run_drill_flow(scenario=str(path), store=str(store) if store else "", keep=keep, echo=True)
+    except StanchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print()
+    console.print(_summary(result["scorecard"]))
+    console.print(f"scorecard: {Path(result['folder']) / 'scorecard.md'}")
+    raise typer.Exit(int(result["exit_code"]))

@@ -1,0 +1,139 @@
+"""Drills end to end: each drill gets its own sandbox process (real moto over HTTP, the Slack
+stand-in), the runbook runs as a real ``stanch run --drill`` child against the session Prefect
+server, and the scorecard is checked against what the probes read back from moto.
+
+Cost: drills run two or three at a time in threads (that is also the isolation check: a fault
+injected into one drill's sandbox never reaches the other's)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from typer.testing import CliRunner
+
+from flows.drills.runner import DrillResult, run_drill
+from flows.entrypoints.cli import app
+
+HERE = Path(__file__).parent / "scenarios"
+BUNDLED = Path(__file__).parents[3] / "runbooks" / "drills"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("drills")
+
+
+def _together(store: Path, **drills: str) -> dict[str, DrillResult]:
+    with ThreadPoolExecutor(len(drills)) as pool:
+        futures = {inc: pool.submit(run_drill, HERE / f"{name}.yaml", store=store, incident_id=inc.replace("_", "-"))
+                   for inc, name in drills.items()}
+        return {inc: f.result() for inc, f in futures.items()}
+
+
+def _card(result: DrillResult) -> dict[str, Any]:
+    card: dict[str, Any] = json.loads((result.folder / "scorecard.json").read_text())
+    return card
+
+
+def _events(result: DrillResult) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (result.folder / "timeline.jsonl").read_text().splitlines()]
+
+
+def _artifacts(key: str) -> list[str]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return [str(a.data) for a in found]
+
+
+def _after(card: dict[str, Any], probe: str) -> dict[str, Any]:
+    return next(p for p in card["probes"] if p["phase"] == "after" and p["name"] == probe)
+
+
+def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
+    """By name: the bundled ready scenario (runbooks/drills/<name>.yaml)."""
+    result = CliRunner().invoke(app, ["drill", "run", scenario, "--store", str(store)])
+    return result.exit_code, result.output
+
+
+def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
+    """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill
+    and a throttled drill whose second affected service turns up mid-run."""
+    with ThreadPoolExecutor(2) as pool:
+        cli = pool.submit(_cli_drill, "clean", store / "cli")
+        late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
+                             incident_id="INC-DRILL-LATE")
+        acm = run_drill(BUNDLED / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
+        code, output = cli.result()
+        late = late_f.result()
+    assert code == 0, output
+    assert "Drill clean: PASSED" in output and "score 100/100" in output and "time to contain" in output
+    folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
+    clean = DrillResult(incident_id=folder.name, folder=folder, scorecard=None, exit_code=code)
+    artifacts = _artifacts(f"drill-{folder.name.lower()}")
+    assert len(artifacts) == 1 and "DRILL scorecard" in artifacts[0] and "100/100" in artifacts[0]
+
+    card = _card(clean)
+    assert card["passed"] and card["score"] == 100 and card["outcome"] == "succeeded" and card["drill"]
+    assert all(p["passed"] for p in card["probes"])
+    phases = [p["phase"] for p in card["probes"]]
+    assert phases.count("before") >= 1 and phases.count("after") >= 5
+    assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
+    assert "scorecard" in (clean.folder / "scorecard.md").read_text().lower()
+    # posted into the incident's Slack thread (the header the run recorded)
+    assert not (folder / "scorecard.slack-error.txt").exists()
+
+    card = _card(acm)
+    assert acm.exit_code == 1 and not card["passed"] and card["score"] < 100
+    cert = _after(card, "acm.certificate_reissued")
+    assert not cert["passed"] and "222222222222" in cert["detail"] and "desktop-app" in cert["detail"]
+    assert _after(card, "iam.ci_keys_inactive")["passed"]  # containment up to the certificate happened
+    assert card["injects"] == [{"kind": "aws_fault", "fired": 1, "survived": False,
+                                "description": "AccessDenied on acm:ImportCertificate in account 222222222222 "
+                                               "(every call)"}]
+    assert "acm.certificate_reissued" in (acm.folder / "scorecard.md").read_text()
+    header = next(e["data"] for e in _events(acm) if e["kind"] == "slack.header")
+    assert acm.slack.endswith(f"(thread {header['ts']})"), acm.slack  # posted in the incident's thread
+
+    # throttled twice (retried: survived); legacy-desktop appeared after the scope: not contained
+    card = _card(late)
+    assert late.exit_code == 1 and card["outcome"] == "succeeded"
+    throttle, found = card["injects"]
+    assert throttle["fired"] == 2 and found["fired"] == 1 and "legacy-desktop" in found["description"]
+    keys = _after(card, "iam.ci_keys_inactive")
+    assert not keys["passed"] and keys["detail"].startswith("legacy-desktop") and "desktop-app:" not in keys["detail"]
+
+def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
+    runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",
+                     INC_DRILL_APPROVERS="approvers")
+    kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
+
+    # killed right after the first e-mail left, resumed: every address got exactly one (read from moto)
+    card = _card(kill)
+    assert kill.exit_code == 0, (kill.folder / "scorecard.md").read_text()
+    assert card["injects"][0]["fired"] == 1 and card["injects"][0]["survived"]
+    assert sorted(_after(card, "ses.one_email_per_address")["observed"].values()) == [1, 1, 1]
+    assert _after(card, "acm.certificate_reissued")["passed"] and _after(card, "iam.ci_keys_inactive")["passed"]
+    assert [e["kind"] for e in _events(kill)].count("run.resumed") == 1
+
+    # Slack down all run: containment still complete; the scorecard is posted once Slack is back
+    card = _card(slack)
+    assert slack.exit_code == 0 and card["passed"], (slack.folder / "scorecard.md").read_text()
+    kinds = [e["kind"] for e in _events(slack)]
+    assert "slack.unavailable" in kinds and "slack.header" not in kinds
+    assert slack.slack.startswith("ts ") and card["injects"][0]["fired"] == 1
+
+    # U0LEAD1 approves through the real approval path; U0LEAD2 never answers: the gate expires
+    card = _card(gated)
+    assert gated.exit_code == 1 and card["outcome"] == "failed"
+    approvals = [(e["kind"], e["step"]) for e in _events(gated) if e["kind"].startswith("approval.")]
+    assert ("approval.approved", "approve-revoke") in approvals
+    assert ("approval.expired", "second-approval") in approvals
+    assert card["time_to_first_decision_s"] is not None and card["time_to_first_decision_s"] < 60
+    assert not _after(card, "iam.ci_keys_inactive")["passed"] and _after(card, "iam.keys_untouched")["passed"]
+

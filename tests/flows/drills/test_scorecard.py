@@ -1,0 +1,122 @@
+"""The scorecard from a timeline, probe results and inject records: figures, score and the exact
+``scorecard.md`` / ``scorecard.json`` (golden files in golden/; regenerate with
+``STANCH_UPDATE_GOLDEN=1 pytest tests/flows/drills/test_scorecard.py`` and review the diff)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.drills.scenario import load_scenario, resolve_scenario
+from flows.drills.scorecard import WEIGHTS, Scorecard, build_scorecard, render_markdown
+from integrations.probes import ProbeResult
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = datetime(2026, 11, 30, 10, 0, 0, tzinfo=UTC)
+
+
+def _ev(s: float, kind: str, step: str | None = None, actor: str | None = None, **data: Any) -> dict[str, Any]:
+    return {"ts": (T0 + timedelta(seconds=s)).isoformat(), "kind": kind, "step": step, "actor": actor, "data": data}
+
+
+def _ok(name: str, observed: Any = None) -> ProbeResult:
+    return ProbeResult(name, True, observed or {}, "as expected", "ok")
+
+
+def _check_golden(name: str, card: Scorecard) -> None:
+    md, js = render_markdown(card), json.dumps(card.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    if os.environ.get("STANCH_UPDATE_GOLDEN"):
+        (GOLDEN / f"{name}.scorecard.md").write_text(md, encoding="utf-8")
+        (GOLDEN / f"{name}.scorecard.json").write_text(js, encoding="utf-8")
+    assert md == (GOLDEN / f"{name}.scorecard.md").read_text(encoding="utf-8")
+    assert js == (GOLDEN / f"{name}.scorecard.json").read_text(encoding="utf-8")
+
+
+def test_acm_access_denied_fails_and_names_the_probe_and_account() -> None:
+    sc = load_scenario(resolve_scenario("acm-access-denied"))
+    serial = "5a1e0c0ffee"
+    timeline = [
+        _ev(0, "run.started"), _ev(0.5, "step.started", "scope"), _ev(2, "step.succeeded", "revoke-ci-keys"),
+        _ev(3, "item.retrying", "rotate-signing-cert"), _ev(4, "item.retrying", "rotate-signing-cert"),
+        _ev(6, "item.retrying", "rotate-signing-cert"), _ev(9, "step.failed", "rotate-signing-cert"),
+        _ev(9.5, "run.finished", outcome="failed", failed_steps=["rotate-signing-cert"]),
+    ]
+    after = [
+        _ok("iam.ci_keys_inactive"), _ok("iam.keys_untouched"),
+        ProbeResult("acm.certificate_reissued", False,
+                    {"desktop-app": {"account": "222222222222", "serial": serial, "before": serial}},
+                    "a new certificate serial at the same ARN for every affected service",
+                    f"desktop-app in account 222222222222: serial unchanged ({serial}) at arn:aws:acm:…/desktop"),
+        _ok("secretsmanager.secret_matches_certificate"),
+        ProbeResult("s3.manifest_pins_safe_version", False, {"desktop-app": {"pinned": {"axios": "^1.6.0"}}},
+                    "the release manifest pins the safe versions",
+                    "desktop-app in account 222222222222: axios pinned to '^1.6.0', expected '1.14.0'"),
+        ProbeResult("ses.one_email_per_address", False, {}, "each affected audience address got exactly one e-mail",
+                    "ana@customer-one.example: 0 e-mails"),
+        _ok("slack.report_per_step"),
+    ]
+    card = build_scorecard(
+        sc, incident_id="INC-20261130-0001", timeline=timeline,
+        probe_results={"before": [_ok("iam.keys_untouched"), _ok("acm.certificate_reissued")], "after": after,
+                       "continuous": []},
+        injects=[{"kind": "aws_fault", "description": "AccessDenied on acm:ImportCertificate in account 222222222222",
+                  "fired": 4, "survived": False}],
+        started_at=T0 - timedelta(seconds=3), finished_at=T0 + timedelta(seconds=12))
+    assert not card.passed and card.outcome == "failed" and card.time_to_contain_s is None
+    assert card.retries == 3 and card.target_time_to_contain_s == 300
+    failed = [(p.phase, p.name) for p in card.failed_probes]
+    assert ("after", "acm.certificate_reissued") in failed
+    assert "222222222222" in card.failed_probes[0].detail
+    # probes 6/9, targets 0/1, faults survived 0/1, approvers n/a
+    assert card.score == round(WEIGHTS["probes"] * 6 / 9 + WEIGHTS["approver_response"])
+    _check_golden("acm-access-denied", card)
+
+
+def test_approvers_and_targets() -> None:
+    sc = load_scenario(resolve_scenario("approver-silent"))
+    timeline = [
+        _ev(0, "run.started"),
+        _ev(1, "approval.requested", "approve-revoke", approvers=["U0LEAD1", "U0ONCALL1"], min_approvals=1),
+        _ev(5.5, "approval.approved", "approve-revoke", "slack:U0LEAD1", approver="slack:U0LEAD1"),
+        _ev(5.5, "approval.granted", "approve-revoke"),
+        _ev(6, "approval.requested", "second-approval", approvers=["U0ONCALL1"], min_approvals=1),
+        _ev(36, "approval.expired", "second-approval"),
+        _ev(40, "run.started"),  # a resume: time to contain runs from the first start
+        _ev(42.25, "run.finished", outcome="succeeded"),
+    ]
+    card = build_scorecard(
+        sc, incident_id="INC-20261130-0002", timeline=timeline,
+        probe_results={"before": [], "after": [_ok("iam.ci_keys_inactive", {"desktop-app": "Inactive"})],
+                       "continuous": []},
+        injects=[], started_at=T0, finished_at=T0 + timedelta(seconds=50))
+    assert card.passed and card.time_to_contain_s == 42.25 and card.time_to_first_decision_s == 4.5
+    assert [(a.user, a.step, a.decision, a.response_s) for a in card.approvers] == [
+        ("U0LEAD1", "approve-revoke", "approve", 4.5), ("U0ONCALL1", "approve-revoke", "none", None),
+        ("U0ONCALL1", "second-approval", "none", None)]
+    assert card.components == {"probes": 1.0, "targets": 1.0, "faults_survived": 1.0, "approver_response": 0.3333}
+    assert card.score == 93  # 50 + 25 + 15 + 10 / 3
+    md = render_markdown(card)
+    assert "| `U0ONCALL1` | second-approval | never answered | — |" in md  # no re-paging from the scorecard
+    _check_golden("approvers", card)
+
+
+@pytest.mark.parametrize(("ttc_end", "passed"), [(299, True), (301, False)])
+def test_time_to_contain_target(ttc_end: float, passed: bool) -> None:
+    sc = load_scenario(resolve_scenario("clean"))
+    card = build_scorecard(sc, incident_id="I", timeline=[_ev(0, "run.started"),
+                                                          _ev(ttc_end, "run.finished", outcome="succeeded")],
+                           probe_results={}, injects=[], started_at=T0, finished_at=T0)
+    assert card.passed is passed
+    assert card.score == (100 if passed else 75)
+
+
+def test_weights_sum_to_100() -> None:
+    assert sum(WEIGHTS.values()) == 100
+    doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
+    for k, w in WEIGHTS.items():
+        assert f"| `{k}` | {w} |" in doc
