@@ -78,9 +78,11 @@ def test_each_affected_tenant_rotated_and_told_once_with_its_own_details(tenants
             others = [o for o in fleet.tenants if o != t and o in text]
             assert others == [], (t, others)
     assert len(emails) == len(AFFECTED)
-    summary = [c for c in tenants.slack.calls("chat.postMessage")  # type: ignore[union-attr]
-               if "Rotated 5 tenant API key(s)" in str(c["params"])]
-    assert summary, "no summary in the incident channel"
+    # the when: always summary reached the incident channel with the run's outcome
+    (summary,) = [m["text"] for m in tenants.slack.messages("C0INCIDENT")  # type: ignore[union-attr]
+                  if m["text"].startswith("[DRILL] INC-API-1: API-key rotation ")]
+    assert summary == ("[DRILL] INC-API-1: API-key rotation succeeded. Rotated 5 tenant API key(s); "
+                       "e-mailed 5 tenant(s), SNS notices to 5."), summary
 
     # `stanch resume` of the finished incident: nothing rotated twice, nobody told twice
     versions = {t: observe.secret_value(tenants.url, WEB, fleet.tenants[t].secret_name)["version_id"] for t in AFFECTED}

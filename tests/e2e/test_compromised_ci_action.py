@@ -81,6 +81,10 @@ def test_rotates_only_affected_pipelines_and_posts_pin_instructions(ci: Sandbox,
     for name in AFFECTED:  # contained before the approval: keys off, secrets rotated
         svc = fleet.services[name]
         assert set(observe.access_key_statuses(ci.url, svc.account, svc.ci_user).values()) == {"Inactive"}, name
+    asked = next(json.loads(x) for x in (store / incident / "timeline.jsonl").open()
+                 if json.loads(x)["kind"] == "approval.requested")["data"]["message"]
+    assert asked.startswith("GHSA-mrrh-fwg8-r2c3: the CI keys of ") and "{{" not in asked, asked
+    assert all(fleet.services[n].ci_user in asked for n in AFFECTED), asked
     submit_decision(store, incident, "approve-reissue", "slack:U0LEAD2", True)
     t.join(90)
     assert box["state"].is_completed(), box["state"].message
@@ -106,6 +110,11 @@ def test_rotates_only_affected_pipelines_and_posts_pin_instructions(ci: Sandbox,
     assert "tj-actions/changed-files@v45" in json.dumps(by_repo["desktop-app"][0])
     assert BAD_COMMIT in json.dumps(by_repo["web-dashboard"][0])
     assert "desktop-app" not in json.dumps(by_repo["web-dashboard"][0])   # each repository: its own only
+    # the when: always summary reached the incident channel with the run's outcome
+    (summary,) = [m["text"] for m in ci.slack.messages("C0INCIDENT")  # type: ignore[union-attr]
+                  if m["text"].startswith(f"[DRILL] {incident} (GHSA-mrrh-fwg8-r2c3): run ")]
+    assert "run succeeded. CI keys switched off for 2 pipeline(s)" in summary, summary
+    assert "2 CI user(s) re-keyed." in summary and "FAILED" not in summary, summary
     everything = "".join(p.read_text() for p in (store / incident).rglob("*") if p.is_file())
     for name in AFFECTED:
         new = observe.secret_value(ci.url, fleet.services[name].account, fleet.ci_secrets[name][0])["value"]

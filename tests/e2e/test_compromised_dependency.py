@@ -83,8 +83,10 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
     assert header_ts and slack.calls("chat.update")  # type: ignore[union-attr]
 
     # a report and timeline events for every step; chain verified; no secret anywhere
-    assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted(STEPS)
+    assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted([*STEPS, "containment-failed"])
     events = [json.loads(line) for line in (folder / "timeline.jsonl").open()]
+    skipped = {e["step"]: e["data"]["reason"] for e in events if e["kind"] == "step.skipped"}
+    assert skipped == {"containment-failed": "the run has not failed (when: on_failure)"}
     for step in STEPS:
         assert {"step.started", "step.succeeded", "report.written"} <= {e["kind"] for e in events
                                                                         if e["step"] == step}, step
@@ -138,6 +140,11 @@ def test_failing_step_fails_the_run_with_nonzero_exit(sandbox: Sandbox, tmp_path
                            env={"STANCH_HOME": str(tmp_path / "home")})
     assert result.exit_code == 1, result.output
     assert "run failed" in result.output
+    # the when: on_failure step told the incident channel which step broke (read back from the stand-in)
+    (told,) = [m["text"] for m in sandbox.slack.messages("C0INCIDENT")  # type: ignore[union-attr]
+               if m["text"].startswith("[DRILL] :x: INC-E2E-FAIL — containment FAILED")]
+    assert "MAL-2026-2307 (desktop-app): revoke-ci-keys failed." in told, told
+    assert "CI keys failed, signing certificate skipped" in told, told
     folder = tmp_path / "home" / "incidents" / "INC-E2E-FAIL"
     report = (folder / "reports" / "revoke-ci-keys.md").read_text()
     assert "FAILED" in report and "iam:UpdateAccessKey" in report

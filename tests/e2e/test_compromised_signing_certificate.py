@@ -67,6 +67,8 @@ def test_new_certificate_old_one_retired_release_raised_users_told(signing: Sand
     signer = clients_for(StanchSettings(aws_endpoint_url=signing.url), desk.account, "us-east-1")("signer")
     assert signer.get_signing_profile(profileName=SIGNING_PROFILE)["status"] == "Canceled"
     events = [json.loads(x) for x in (folder / "timeline.jsonl").open()]
+    skipped = {e["step"]: e["data"]["reason"] for e in events if e["kind"] == "step.skipped"}
+    assert skipped == {"containment-failed": "the run has not failed (when: on_failure)"}
     moved = next(e["data"]["output"] for e in events
                  if e["kind"] == "item.succeeded" and e["step"] == "retire-signing-profile")
     new_profile = signer.get_signing_profile(profileName=moved["new_profile_name"])

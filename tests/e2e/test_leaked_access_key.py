@@ -1,6 +1,8 @@
 """runbooks/leaked-access-key.yaml end to end on the ``leaked-key`` sandbox fleet: real Prefect flow,
 boto3 over HTTP to moto, slack_sdk to the stand-in, an approval decided the way Slack sends it.
-Assertions read IAM, Secrets Manager and Slack back and compare them with what the runbook meant."""
+A first run whose clean-up is declined (on_deny: skip) still ends contained, with the key Inactive
+but not deleted; a second, approved run cleans up. Assertions read IAM, Secrets Manager and Slack
+(the when: always close-out in #security) back and compare them with what the runbook meant."""
 
 from __future__ import annotations
 
@@ -71,14 +73,7 @@ def _plan_golden_and_side_effect_free(leaked: Sandbox) -> None:
     assert _iam(leaked).list_user_policies(UserName="svc-reporting")["PolicyNames"] == []
 
 
-def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox, tmp_path: Path) -> None:
-    _plan_golden_and_side_effect_free(leaked)
-    fleet = leaked.fleet
-    assert fleet is not None and fleet.leaked_access_key_id
-    key = fleet.leaked_access_key_id
-    (other,) = [k for k in fleet.users["svc-reporting"].access_key_ids if k != key]
-    iam = _iam(leaked)
-    store, incident = tmp_path / "store", "INC-LEAK-1"
+def _start(key: str, store: Path, incident: str) -> tuple[threading.Thread, dict[str, Any]]:
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -87,10 +82,29 @@ def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox,
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    folder = store / incident
-    _wait_for(folder, "approval.requested")
+    _wait_for(store / incident, "approval.requested")
+    return t, box
 
-    # contained before anyone approved: exactly the leaked key Inactive, its user denied
+
+def _security(sb: Sandbox, incident: str) -> list[str]:
+    """The close-out messages the security channel got about ``incident`` (read back from the Slack
+    stand-in; a drill run prefixes ``[DRILL]``)."""
+    return [m["text"] for m in sb.slack.messages("C0SECURITY")  # type: ignore[union-attr]
+            if m["text"].startswith(f"[DRILL] {incident}:")]
+
+
+def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox, tmp_path: Path) -> None:
+    _plan_golden_and_side_effect_free(leaked)
+    fleet = leaked.fleet
+    assert fleet is not None and fleet.leaked_access_key_id
+    key = fleet.leaked_access_key_id
+    (other,) = [k for k in fleet.users["svc-reporting"].access_key_ids if k != key]
+    iam = _iam(leaked)
+    store = tmp_path / "store"
+
+    # 1. the clean-up is declined (on_deny: skip): the incident is still contained and succeeds
+    t, box = _start(key, store, "INC-LEAK-0")
+    # contained before anyone decided: exactly the leaked key Inactive, its user denied
     assert observe.access_key_statuses(leaked.url, BILLING, "svc-reporting") == {key: "Inactive", other: "Active"}
     doc = iam.get_user_policy(UserName="svc-reporting", PolicyName="StanchDenyAll")["PolicyDocument"]
     (stmt,) = doc["Statement"]
@@ -98,7 +112,24 @@ def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox,
     told = [c["params"] for c in leaked.slack.calls("chat.postMessage")  # type: ignore[union-attr]
             if key in json.dumps(c["params"])]
     assert any("svc-reporting" in json.dumps(p) and "a public gist" in json.dumps(p) for p in told), told
+    # the approval request was rendered with the key and its user (never the literal template)
+    asked = next(e for e in _events(store / "INC-LEAK-0") if e["kind"] == "approval.requested")["data"]["message"]
+    assert f"Leaked key {key} of IAM user svc-reporting (account {BILLING})" in asked and "{{" not in asked
+    submit_decision(store, "INC-LEAK-0", "approve-cleanup", "slack:U0LEAD1", False, "keep it for forensics")
+    t.join(90)
+    assert box["state"].is_completed(), box["state"].message
+    assert box["state"].result()["declined_steps"] == ["approve-cleanup"]
+    # nothing cleaned up: the key is still there (Inactive, not deleted), the other key untouched
+    assert observe.access_key_statuses(leaked.url, BILLING, "svc-reporting") == {key: "Inactive", other: "Active"}
+    assert iam.list_user_policies(UserName="svc-reporting")["PolicyNames"] == ["StanchDenyAll"]
+    (closing,) = _security(leaked, "INC-LEAK-0")
+    assert f"INC-LEAK-0: leaked key {key} — run succeeded." in closing
+    assert "Clean-up declined: the key stays Inactive and is not deleted" in closing
 
+    # 2. the same key again, approved this time: the key is deleted, the other key rotated
+    incident = "INC-LEAK-1"
+    t, box = _start(key, store, incident)
+    folder = store / incident
     submit_decision(store, incident, "approve-cleanup", "slack:U0LEAD1", True, "checked CloudTrail")
     t.join(90)
     assert box["state"].is_completed(), box["state"].message
@@ -120,6 +151,8 @@ def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox,
     assert iam.list_user_policies(UserName="svc-etl")["PolicyNames"] == []
     for svc in fleet.services.values():
         assert set(observe.access_key_statuses(leaked.url, svc.account, svc.ci_user).values()) == {"Active"}
-    closing = json.dumps(leaked.slack.calls("chat.postMessage")[-5:])  # type: ignore[union-attr]
-    assert "rotated 1 other key(s)" in closing
+    # the when: always close-out reached the security channel with the run's outcome
+    (closing,) = _security(leaked, incident)
+    assert f"{incident}: leaked key {key} — run succeeded." in closing
+    assert f"Clean-up: deleted {key}; rotated 1 other key(s) into Secrets Manager." in closing
 

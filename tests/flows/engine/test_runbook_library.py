@@ -24,6 +24,7 @@ def _section(name: str) -> str:
 @pytest.mark.parametrize("path", RUNBOOKS, ids=[p.stem for p in RUNBOOKS])
 def test_runbook_is_clean_and_catalogued(path: Path) -> None:
     assert [d for d in validate_file(path) if d.severity == "error"] == []
+    assert "TODO(language)" not in path.read_text(encoding="utf-8"), f"{path.name}: a TODO(language) is left"
     rb = yaml.safe_load(path.read_text(encoding="utf-8"))
     section = _section(rb["name"])
     for name in rb.get("inputs", {}):

@@ -196,6 +196,7 @@ def test_slack_report_probe(registry: ProbeRegistry, ctx: ProbeContext, world: A
     runbook = Path(__file__).parents[3] / "runbooks" / "compromised-dependency.yaml"
     r = registry.run("slack.report_per_step", {}, replace(inc, incident={**inc.incident, "runbook_path": str(runbook)}))
     assert r.detail == ("rotate-signing-cert: no report; publish-update: no report; notify-users-email: no report; "
-                        "notify-users-slack: no report; scope: 2 reports with the same status")
+                        "notify-users-slack: no report; containment-failed: no report; "
+                        "scope: 2 reports with the same status")
     # No thread recorded (Slack was down at the start): a failed result, not an exception.
     assert not registry.run("slack.report_per_step", params, ctx).passed
