@@ -35,7 +35,9 @@ def _prefect_story(state: Any, *, want: str, timeout: float = 15.0) -> tuple[str
         LogFilter,
         LogFilterFlowRunId,
     )
+    from prefect.logging.handlers import APILogWorker
 
+    APILogWorker.drain_all(timeout=5)  # ship the batched logs now, not at the next interval
     run_id = state.state_details.flow_run_id
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -87,6 +89,11 @@ def test_branches_fan_out_retries_and_tolerated_failure(tmp_path: Path) -> None:
     assert artifacts["inc-test-branches-optional"][0] == "optional"
     assert artifacts["inc-test-branches-right"][0].startswith("right[")
     assert "optional thing broke" in str(artifacts["inc-test-branches-optional"][1])
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        tags = client.read_flow_run(state.state_details.flow_run_id).tags
+    assert {"runbook:branches", "live"} <= set(tags) and any(t.startswith("severity:") for t in tags)
 
 
 def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Path) -> None:
