@@ -45,6 +45,7 @@ class StatusNotifier:
         self.lines: dict[str, str] = {s.id: f"✅ {s.title} — succeeded" if s.id in done else f"⏳ {s.title}"
                                       for s in plan.steps}
         self.header_ts: str | None = None
+        self.run_link: str | None = None  # the flow run in the Prefect UI (set by the runtime)
         self.posted: set[tuple[str, str]] = set(prior.reports_posted) if prior is not None else set()
         self._in_thread: set[tuple[str, str]] | None = None  # reports found by metadata (resume only)
 
@@ -94,7 +95,8 @@ class StatusNotifier:
 
         title = self.plan.runbook.title
         blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
-                               list(self.lines.values()), drill=self.drill)
+                               list(self.lines.values()), drill=self.drill,
+                               links=[("Prefect run", self.run_link)] if self.run_link else ())
         return header_text(self.incident.id, title, self.plan.runbook.severity, status, drill=self.drill), blocks
 
     def start(self) -> str | None:

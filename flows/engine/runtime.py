@@ -67,6 +67,15 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
                   slack_channel=slack_channel)
 
 
+def _ui_link() -> str | None:
+    """This flow run's page in the Prefect UI (None when no UI URL is configured)."""
+    from prefect.runtime import flow_run
+    from prefect.settings import get_current_settings
+
+    run_id, base = flow_run.get_id(), get_current_settings().ui_url
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if run_id and base else None
+
+
 def _tag_flow_run(runbook: str, severity: str, drill: bool) -> None:
     """Tag the running flow run ``runbook:<name>``, ``severity:<sev>``, ``drill`` or ``live`` (kept
     with any tags it already has), so Prefect's runs list can be filtered. Best effort: a tag that
@@ -152,6 +161,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
             "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
+    engine.notifier.run_link = _ui_link()
     problem = engine.notifier.start()
     if problem:
         engine.record("slack.unavailable", data={"error": problem})

@@ -63,7 +63,11 @@ def _thread(slack: SlackStandIn, incident: str) -> list[dict[str, object]]:
 
 def test_drill_approval_request_mentions_approvers(slack: SlackStandIn, tmp_path: Path) -> None:
     notifier = _notifier(slack, tmp_path, drill=True)
+    notifier.run_link = "http://127.0.0.1:4200/runs/flow-run/0b1c"
     assert notifier.start() is None
+    header_msg = next(m for m in slack.messages("C0INCIDENT") if not m.get("thread_ts")
+                      and "INC-SLACK-1" in json.dumps(m))
+    assert "<http://127.0.0.1:4200/runs/flow-run/0b1c|Prefect run>" in json.dumps(header_msg["blocks"])
     step = notifier.plan.step("approve-delete")
     assert step.approval is not None
     problem = notifier.approval_request(step, step.approval, datetime.now(UTC) + timedelta(minutes=5),
