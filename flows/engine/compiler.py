@@ -86,6 +86,7 @@ class Plan:
             "runbook": self.runbook.name,
             "title": self.runbook.title,
             "severity": self.runbook.severity,
+            "owner": self.runbook.owner,
             "source": str(self.source),
             "steps": [
                 {

@@ -45,6 +45,7 @@ class StatusNotifier:
         self.lines: dict[str, str] = {s.id: f"✅ {s.title} — succeeded" if s.id in done else f"⏳ {s.title}"
                                       for s in plan.steps}
         self.header_ts: str | None = None
+        self.run_link: str | None = None  # the flow run in the Prefect UI (set by the runtime)
         self.posted: set[tuple[str, str]] = set(prior.reports_posted) if prior is not None else set()
         self._in_thread: set[tuple[str, str]] | None = None  # reports found by metadata (resume only)
 
@@ -94,7 +95,8 @@ class StatusNotifier:
 
         title = self.plan.runbook.title
         blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
-                               list(self.lines.values()), drill=self.drill)
+                               list(self.lines.values()), drill=self.drill,
+                               links=[("Prefect run", self.run_link)] if self.run_link else ())
         return header_text(self.incident.id, title, self.plan.runbook.severity, status, drill=self.drill), blocks
 
     def start(self) -> str | None:
@@ -184,33 +186,33 @@ class StatusNotifier:
             return None
         import json
 
-        from integrations.slack.blocks import escape
+        from integrations.slack.blocks import approval_blocks
 
         value = json.dumps({"incident": self.incident.id, "step": step.id})
-        who = ", ".join(approval.approvers)
         asked = self.incident.redactor.text(message if message is not None else step.title)
-        declined = " If denied, it and the steps that need it are skipped." if approval.on_deny == "skip" else ""
-        text = (f":lock: *Approval needed* for `{step.id}` — {escape(asked)}\n"
-                f"Needs {approval.min_approvals} approval(s) from {escape(who)}; the initiator cannot approve. "
-                f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).{declined}")
-        blocks = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "actions", "block_id": f"approval:{step.id}", "elements": [
-                {"type": "button", "action_id": "stanch_approve", "style": "primary", "value": value,
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": "stanch_deny", "style": "danger", "value": value,
-                 "text": {"type": "plain_text", "text": "Deny"}},
-            ]},
-        ]
+        text, blocks = approval_blocks(step.id, asked, approval.approvers, approval.min_approvals, expires_at,
+                                       value, drill=self.drill, on_deny=approval.on_deny,
+                                       group_ids=self._group_ids(approval.approvers))
         self.lines[step.id] = f"🔒 {step.title} — waiting for approval"
         try:
             self._ensure_header()
-            self.thread.post_update(f"Approval needed for {step.id}", blocks)
+            self.thread.post_update(text, blocks)
             htext, hblocks = self._header("waiting for approval")
             self.thread.update_header(htext, hblocks)
         except Exception as exc:
             return _problem(exc)
         return None
+
+    def _group_ids(self, approvers: list[str]) -> dict[str, str]:
+        """``@handle`` -> user group id (``S…``) through Slack, so the request pings the group; a
+        Slack problem leaves the handle as plain text (the request is still posted)."""
+        if not any(a.startswith("@") for a in approvers):
+            return {}
+        try:
+            groups = self.thread.client.call("usergroups.list").get("usergroups", [])
+        except Exception:
+            return {}
+        return {str(g.get("handle")): str(g.get("id")) for g in groups if g.get("handle") and g.get("id")}
 
     def witness(self, line: str) -> str | None:
         """Post a signed checkpoint's hash in the incident thread (a witness outside the store)."""

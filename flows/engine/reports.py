@@ -16,7 +16,7 @@ Must not touch: Prefect, boto3, Slack. Values are redacted by the caller before 
 from __future__ import annotations
 
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,102 @@ def _compact(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _scalar(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _detail_value(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        if not value:
+            return f"{key}: none"
+        shown = ", ".join(_scalar(v) if not isinstance(v, dict) else _detail_dict(v) for v in value[:10])
+        more = f", … (+{len(value) - 10})" if len(value) > 10 else ""
+        return f"{key} ({len(value)}): {shown}{more}"
+    if isinstance(value, dict):
+        return f"{key}: {{{_detail_dict(value)}}}"
+    return f"{key}: {_scalar(value)}"
+
+
+def _detail_dict(value: dict[str, Any]) -> str:
+    return "; ".join(_detail_value(k, v) for k, v in value.items() if v is not None)
+
+
+def event_detail(event: dict[str, Any], limit: int = 600) -> str:
+    """The decisive fields of a timeline event, in full (a table cell): who decided an approval and
+    their comment, why something failed or was skipped, and an output's ids and counts (a list shows
+    its length and its first ten entries; nested values are spelled out, never ``{…}``)."""
+    data = event.get("data") or {}
+    kind = event.get("kind", "")
+    parts: list[str] = []
+    if kind.startswith("approval."):
+        if data.get("approver"):
+            parts.append(f"by {data['approver']}")
+        if data.get("approved_by"):
+            parts.append("approved by " + ", ".join(map(str, data["approved_by"])))
+        if data.get("approvers"):
+            parts.append(f"asks {', '.join(map(str, data['approvers']))} "
+                         f"({data.get('min_approvals', 1)} needed) until {data.get('expires_at', '?')}")
+        for key in ("comment", "reason", "message"):
+            if data.get(key):
+                parts.append(f"{key}: {_scalar(data[key])}")
+    else:
+        for key in ("error", "reason", "recipient", "outcome", "title"):
+            if data.get(key):
+                shown = _scalar(data[key])
+                parts.append(shown if key in ("error", "reason", "title") else f"{key}: {shown}")
+                break
+        output = data.get("output")
+        if isinstance(output, dict):
+            parts.append(_detail_dict(output))
+        elif output not in (None, "", [], {}):
+            parts.append(_scalar(output) if not isinstance(output, list) else _detail_value("items", output))
+        if not parts and data.get("message"):
+            parts.append(_scalar(data["message"]))
+    text = " — ".join(p for p in parts if p)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_DUE_DAYS = {"sev0": 7, "sev1": 7, "sev2": 14}
+_DETECTION_KEYS = ("live_from", "published", "published_at", "advisory_published")
+
+
+def _find_times(value: Any, found: dict[str, str], depth: int = 0) -> None:
+    """First ``live_from`` / ``published`` timestamps anywhere in step outputs (depth <= 3)."""
+    if depth > 3:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in _DETECTION_KEYS and isinstance(v, str) and v:
+                found.setdefault("live_from" if k == "live_from" else "published", v)
+            else:
+                _find_times(v, found, depth + 1)
+    elif isinstance(value, list):
+        for v in value[:20]:
+            _find_times(v, found, depth + 1)
+
+
+def _maybe_ts(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
+def _waiting_for_people(events: list[dict[str, Any]]) -> float:
+    """Seconds between each approval request and its last decision (granted/denied/expired)."""
+    asked: dict[str, datetime] = {}
+    total = 0.0
+    for e in events:
+        if e["kind"] == "approval.requested" and e.get("step"):
+            asked[e["step"]] = _parse_ts(e["ts"])
+        elif e["kind"] in ("approval.granted", "approval.denied", "approval.expired") and e.get("step") in asked:
+            total += (_parse_ts(e["ts"]) - asked.pop(e["step"])).total_seconds()
+    return total
+
+
 def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
@@ -122,6 +218,7 @@ def make_environment(search: list[Path]) -> BoundedSandbox:
     )
     env.add_filter("duration", _duration)
     env.add_filter("compact", _compact)
+    env.add_filter("detail", event_detail)
     env.add_filter("utc", _utc_text)
     env.add_filter("tojson", lambda v, indent=2: tojson(v, indent, sort_keys=False, ensure_ascii=True))
     return env
@@ -245,12 +342,53 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     went_badly += [f"{s['title']} ({s['id']}) was skipped: {s['error']}"
                    for s in steps.values() if s["status"] == "skipped" and s["error"]
                    and "if" not in (s["error"] or "")]
+    inputs = (started or {}).get("data", {}).get("inputs", {}) or {}
+    times: dict[str, str] = {}
+    if isinstance(inputs.get("live_from"), str) and inputs["live_from"]:
+        times["live_from"] = inputs["live_from"]
+    for s in steps.values():
+        _find_times(s["output"], times)
+    live_from, published = _maybe_ts(times.get("live_from")), _maybe_ts(times.get("published"))
+    detected_from = live_from or published
+    ttd = (start_ts - detected_from).total_seconds() if (detected_from and start_ts) else None
+    ttc_detect = (last_containment - detected_from).total_seconds() if (detected_from and last_containment) else None
+    waiting = _waiting_for_people(events)
+    total = (end_ts - start_ts).total_seconds() if (start_ts and end_ts) else None
+    severity = str(plan_json.get("severity") or "")
+    due_days = _DUE_DAYS.get(severity.lower(), 30)
+    due = (start_ts + timedelta(days=due_days)).date().isoformat() if start_ts else f"+{due_days} days"
+    owner = plan_json.get("owner") or "unassigned"
+    incident_id = (started or {}).get("data", {}).get("incident_id") or plan_json.get("incident_id", "")
+    action_items = [{"item": f"Finish `{s['id']}` ({s['title']}) by hand or with `stanch resume {incident_id}`: "
+                             f"{s['error']}",
+                     "owner": owner, "due": due} for s in failed]
+    action_items += [{"item": f"Confirm with {n['to']} whether the {n['sink']} notification of `{n['step']}` arrived",
+                      "owner": owner, "due": due} for n in possibly_sent]
+    action_items += [{"item": f"Fix the cause of the retries of `{r['step']}`: {r['error']}", "owner": owner,
+                      "due": due} for r in retries[:3]]
+    action_items.append({"item": f"Hold the blameless post-mortem review ({severity or 'no severity'})",
+                         "owner": owner, "due": due})
+    detection = {
+        "live_from": times.get("live_from"),
+        "published": times.get("published"),
+        "basis": ("exposure start (live_from)" if live_from else
+                  "advisory publication" if published else None),
+        "time_to_detect": _duration(ttd) if ttd is not None else "unknown (no live_from or advisory time)",
+        "time_to_contain": _duration(ttc_detect) if ttc_detect is not None else (
+            "not contained" if last_containment is None else "unknown"),
+        "how": f"{(started or {}).get('actor', 'stanch')} started runbook `{plan_json.get('runbook')}`",
+    }
     return {
+        "detection": detection,
+        "action_items": action_items,
+        "effort": {"people": _duration(waiting) if waiting else "0 ms",
+                   "machines": _duration(max(0.0, total - waiting)) if total is not None else "—"},
         "incident": {
             "id": (started or {}).get("data", {}).get("incident_id") or plan_json.get("incident_id", ""),
             "runbook": plan_json.get("runbook"),
             "title": plan_json.get("title"),
             "severity": plan_json.get("severity"),
+            "owner": owner,
             "drill": (started or {}).get("data", {}).get("drill", False),
             "inputs": (started or {}).get("data", {}).get("inputs", {}),
             "initiator": (started or {}).get("actor", "stanch"),

@@ -9,11 +9,13 @@ The scheduling itself lives in ``flows.engine.scheduler``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow
 from prefect.exceptions import TerminationSignal
@@ -63,6 +65,34 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     incident = Incident(Path(store), incident_id, redactor)
     return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
                   slack_channel=slack_channel)
+
+
+def _ui_link() -> str | None:
+    """This flow run's page in the Prefect UI (None when no UI URL is configured)."""
+    from prefect.runtime import flow_run
+    from prefect.settings import get_current_settings
+
+    run_id, base = flow_run.get_id(), get_current_settings().ui_url
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if run_id and base else None
+
+
+def _tag_flow_run(runbook: str, severity: str, drill: bool) -> None:
+    """Tag the running flow run ``runbook:<name>``, ``severity:<sev>``, ``drill`` or ``live`` (kept
+    with any tags it already has), so Prefect's runs list can be filtered. Best effort: a tag that
+    cannot be set never stops containment."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    wanted = [f"runbook:{runbook}", f"severity:{severity}", "drill" if drill else "live"]
+    try:
+        existing = list(flow_run.get_tags() or [])
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(str(run_id)), tags=existing + [t for t in wanted if t not in existing])
+    except Exception as exc:  # pragma: no cover - the server went away
+        logging.getLogger("stanch").warning("could not tag the flow run: %s", exc)
 
 
 def _abort_reason(exc: BaseException) -> str:
@@ -115,6 +145,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         prior = prior_progress(Incident(Path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
+    _tag_flow_run(plan.name, plan.runbook.severity, drill)
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -130,6 +161,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
             "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
+    engine.notifier.run_link = _ui_link()
     problem = engine.notifier.start()
     if problem:
         engine.record("slack.unavailable", data={"error": problem})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import json
 import logging
 import random
 import re
@@ -22,10 +23,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import MarkdownArtifact, create_markdown_artifact
 from prefect.futures import PrefectFuture
+from prefect.logging.handlers import APILogHandler
+from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import State
 
 from flows.engine.checkpoints import Signer
@@ -106,6 +110,7 @@ class StepRun:
     queue: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
     attempts: int = 1
     fan_out: bool = False
+    task_run_id: UUID | None = None  # the step's (first) task run: its report is attached there
 
 
 Running = dict[Any, tuple[StepRun, str | None, Any]]
@@ -166,6 +171,8 @@ class Engine:
         event = self.incident.timeline.append(kind, step=step, item=item, data=data,
                                               actor=actor or "stanch")
         publish({**event, "incident": self.incident.id})
+        if kind in _LOGGED:
+            _log_event(self.incident.redactor, event)
         return event
 
     def _record_action(self, kind: str, step: str, item: str | None, data: dict[str, Any],
@@ -338,6 +345,8 @@ class Engine:
             call = ItemCall(self, run.step, key, params,
                             batch=[(str(k), p) for k, p in chunk] if size > 1 else None)
             fut: PrefectFuture[Any] = self._make_task(run.step, key, len(chunk) if size > 1 else None).submit(call)
+            if run.task_run_id is None:
+                run.task_run_id = fut.task_run_id
             run.pending += 1
             running[fut.wrapped_future] = (run, key, fut)  # type: ignore[attr-defined]
             for k, p in chunk:
@@ -500,8 +509,8 @@ class Engine:
         path = self.incident.write_report(step.id, markdown)
         markdown = path.read_text(encoding="utf-8")
         try:
-            create_markdown_artifact(markdown=markdown, key=_artifact_key(self.incident.id, step.id),
-                                     description=f"{step.title}: {status}")
+            MarkdownArtifact(markdown=markdown, key=_artifact_key(self.incident.id, step.id),
+                             description=f"{step.title}: {status}", task_run_id=run.task_run_id).create()
         except Exception as exc:  # artifacts are a convenience; the incident folder is the record
             get_run_logger().warning("could not create artifact for %s: %s", step.id, exc)
         self.record("report.written", step=step.id, data={"path": str(path.relative_to(self.incident.folder)),
@@ -612,6 +621,64 @@ def _log_warning(message: str, *args: Any) -> None:
         get_run_logger().warning(message, *args)
     except Exception:  # outside a flow run (tests, rollback helpers)
         logging.getLogger("stanch").warning(message, *args)
+
+
+_LOGGED = frozenset({"step.started", "step.succeeded", "step.failed", "step.skipped", "approval.requested",
+                     "approval.approved", "approval.denied", "approval.refused", "approval.expired",
+                     "run.finished"})
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _log_event(redactor: Redactor, event: dict[str, Any]) -> None:
+    """One line per step start / result / failure cause (and approval decision) through Prefect's
+    run logger, so the flow run's Logs tab tells the story. Redacted again before it leaves."""
+    kind, step, data = event["kind"], event.get("step") or "", event.get("data") or {}
+    level = logging.INFO
+    if kind == "step.started":
+        what = "an approval" if data.get("approval") else f"action {data.get('action')}"
+        items = f", {data['items']} item(s)" if data.get("items") is not None else ""
+        line = f"step {step} started: {data.get('title', step)} ({what}{items})"
+    elif kind == "step.succeeded":
+        line = f"step {step} succeeded in {float(data.get('duration_s') or 0):.1f}s: {_short(data.get('output'))}"
+    elif kind == "step.failed":
+        level = logging.ERROR
+        line = f"step {step} failed: {_short(data.get('error'), 1000)}"
+    elif kind == "step.skipped":
+        line = f"step {step} skipped: {_short(data.get('reason'))}"
+    elif kind == "approval.requested":
+        line = (f"step {step} waits for {data.get('min_approvals')} approval(s) from "
+                f"{', '.join(map(str, data.get('approvers') or []))} until {data.get('expires_at')}")
+    elif kind == "run.finished":
+        level = logging.INFO if data.get("outcome") == "succeeded" else logging.ERROR
+        line = f"run finished: {data.get('outcome')}" + (
+            f"; failed: {', '.join(data['failed_steps'])}" if data.get("failed_steps") else "")
+    else:
+        level = logging.WARNING if kind in ("approval.refused", "approval.expired") else logging.INFO
+        who = data.get("approver") or event.get("actor") or ""
+        why = data.get("reason") or data.get("comment") or ""
+        line = f"step {step} {kind.split('.', 1)[1]}" + (f" by {who}" if who else "") + (f": {why}" if why else "")
+    try:
+        run_extra = dict(getattr(get_run_logger(), "extra", None) or {})  # the run ids the line belongs to
+    except Exception:  # outside a flow run (tests, rollback helpers)
+        logging.getLogger("stanch").log(level, "%s", redactor.text(line))
+        return
+    PrefectLogAdapter(_run_log(), extra=run_extra).log(level, "%s", redactor.text(line))
+
+
+def _run_log() -> logging.Logger:
+    """``stanch.run``: INFO and up straight to the Prefect API (the run's Logs tab), whatever
+    PREFECT_LOGGING_LEVEL quiets on the console (the CLI sets WARNING: its own table is the
+    terminal's view). Not propagated, so nothing is printed into the terminal's live table."""
+    logger = logging.getLogger("stanch.run")
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
 
 
 def _artifact_key(incident_id: str, step_id: str) -> str:

@@ -30,6 +30,7 @@ from integrations.errors import ConfigurationError, InputError
 from integrations.slack.blocks import (
     DRILL_BANNER,
     escape,
+    fit_blocks,
     header_blocks,
     header_text,
     mention,
@@ -100,7 +101,7 @@ class IncidentThread:
         """Post the header message; returns its ``ts`` (the thread id). ``channel`` becomes the id."""
         if self.ts is not None:
             return self.ts
-        self.channel, self.ts = self.client.post(self.channel, header_text, blocks,
+        self.channel, self.ts = self.client.post(self.channel, header_text, _fit(blocks),
                                                  metadata=self.header_metadata)
         if self.incident_id:
             bind_incident_thread(self.incident_id, self.channel, self.ts)
@@ -135,7 +136,7 @@ class IncidentThread:
 
     def post_update(self, text: str, blocks: list[dict[str, Any]] | None = None) -> str:
         """Reply in the thread; returns the reply's ``ts``. ``text`` must already be escaped."""
-        _, ts = self.client.post(self.channel, text, blocks, thread_ts=self._require())
+        _, ts = self.client.post(self.channel, text, _fit(blocks), thread_ts=self._require())
         return ts
 
     def post_report(
@@ -162,12 +163,13 @@ class IncidentThread:
                 meta = {"event_type": REPORT_EVENT,
                         "event_payload": {"incident": self.incident_id or "", "step": step, "status": status,
                                           "part": i}}
-            out.append(self.client.post(self.channel, text, blocks, thread_ts=thread_ts, metadata=meta)[1])
+            out.append(self.client.post(self.channel, text, _fit(blocks), thread_ts=thread_ts, metadata=meta)[1])
         return out
 
     def update_header(self, header_text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Edit the header message in place (``chat.update``)."""
-        self.client.update(self.channel, self._require(), header_text, blocks, metadata=self.header_metadata)
+        self.client.update(self.channel, self._require(), header_text, _fit(blocks),
+                           metadata=self.header_metadata)
 
     def update_status(
         self,
@@ -186,6 +188,12 @@ class IncidentThread:
             self.start(text, blocks)
         else:
             self.update_header(text, blocks)
+
+
+def _fit(blocks: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Every message stanch posts is cut to Block Kit's limits first (``fit_blocks``), with a
+    visible truncation note, so Slack never rejects an incident's report with ``invalid_blocks``."""
+    return None if blocks is None else fit_blocks(blocks)
 
 
 HEADER_EVENT = "stanch_incident"

@@ -37,8 +37,13 @@ __all__ = [
     "MAX_HEADER_TEXT",
     "MAX_MESSAGE_CHARS",
     "MAX_SECTION_TEXT",
+    "TRUNCATED_NOTE",
     "StepLine",
+    "approval_blocks",
+    "approver_mention",
+    "block_problems",
     "escape",
+    "fit_blocks",
     "header_blocks",
     "header_text",
     "link",
@@ -58,6 +63,8 @@ MAX_HEADER_TEXT = 150
 MAX_MESSAGE_CHARS = 12000
 ELLIPSIS = "…"
 DRILL_BANNER = ":test_tube: *DRILL* — sandbox only; nothing real was changed"
+TRUNCATED_NOTE = "(truncated — full report in the incident record)"
+MAX_CONTEXT_ELEMENTS = 10
 
 StepLine = str | tuple[str, str] | tuple[str, str, str]
 """A header step line: preformatted (escaped) text, or ``(step_id, state[, detail])``."""
@@ -164,6 +171,45 @@ def _inline(text: str) -> str:
     return _MD_LINK.sub(lambda mm: f"{mm.group(1)} ({mm.group(2)})", text)
 
 
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def _cells(row: str) -> list[str]:
+    inner = row.strip()[1:-1]
+    cells = re.split(r"(?<!\\)\|", inner)
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def _tables_to_lists(lines: list[str]) -> list[str]:
+    """GitHub-flavoured tables (header row, ``|---|`` rule, rows) as one bullet line per row:
+    two columns -> ``• *first* — second``; more -> ``• *h1*: v1 · *h2*: v2 …``. Slack shows a
+    markdown table as raw ``|`` characters, so none survives into mrkdwn."""
+    out: list[str] = []
+    i = 0
+    in_code = False
+    while i < len(lines):
+        line = lines[i]
+        if _FENCE.match(line):
+            in_code = not in_code
+        if (not in_code and _TABLE_ROW.match(line) and i + 1 < len(lines)
+                and _TABLE_RULE.match(lines[i + 1]) and "|" in lines[i + 1]):
+            head = _cells(line)
+            i += 2
+            while i < len(lines) and _TABLE_ROW.match(lines[i]):
+                cells = _cells(lines[i])
+                if len(head) == 2 and len(cells) >= 2:
+                    out.append(f"- **{cells[0] or '-'}** — {cells[1] or '-'}")
+                else:
+                    pairs = [f"**{h}**: {c}" if h else c for h, c in zip(head, cells, strict=False) if c]
+                    out.append("- " + " · ".join(pairs or ["-"]))
+                i += 1
+            continue
+        out.append(line)
+        i += 1
+    return out
+
+
 def markdown_to_mrkdwn(markdown: str) -> str:
     """Render a (GitHub-flavoured) markdown report as Slack mrkdwn, escaping all of it first.
 
@@ -173,7 +219,7 @@ def markdown_to_mrkdwn(markdown: str) -> str:
     """
     out: list[str] = []
     in_code = False
-    for line in escape(markdown.replace("\r\n", "\n")).split("\n"):
+    for line in _tables_to_lists(escape(markdown.replace("\r\n", "\n")).split("\n")):
         if _FENCE.match(line):
             in_code = not in_code
             out.append(line.strip())
@@ -426,3 +472,141 @@ def header_blocks(
     if footer:
         blocks.append(_context(*footer))
     return blocks
+
+
+# ---------------------------------------------------------------------- Block Kit limits
+def _texts_of(block: dict[str, Any]) -> str:
+    text = block.get("text")
+    return str(text.get("text", "")) if isinstance(text, dict) else ""
+
+
+def block_problems(blocks: Sequence[dict[str, Any]]) -> list[str]:
+    """What in ``blocks`` breaks Slack's Block Kit limits (empty when the message would be accepted):
+    <= 50 blocks, section text <= 3,000 chars, <= 10 fields of <= 2,000 chars, header <= 150 chars
+    of plain text, context 1-10 elements. Each problem names the block's index."""
+    problems: list[str] = []
+    if len(blocks) > MAX_BLOCKS:
+        problems.append(f"{len(blocks)} blocks (at most {MAX_BLOCKS})")
+    for i, block in enumerate(blocks):
+        kind = block.get("type")
+        if kind == "section":
+            if len(_texts_of(block)) > MAX_SECTION_TEXT:
+                problems.append(f"block {i}: section text of {len(_texts_of(block))} chars "
+                                f"(at most {MAX_SECTION_TEXT})")
+            fields = block.get("fields") or []
+            if not block.get("text") and not fields:
+                problems.append(f"block {i}: section without text or fields")
+            if len(fields) > MAX_FIELDS:
+                problems.append(f"block {i}: {len(fields)} fields (at most {MAX_FIELDS})")
+            for j, f in enumerate(fields):
+                if len(str(f.get("text", ""))) > MAX_FIELD_TEXT:
+                    problems.append(f"block {i}: field {j} of {len(str(f.get('text', '')))} chars "
+                                    f"(at most {MAX_FIELD_TEXT})")
+        elif kind == "header":
+            text = block.get("text") or {}
+            if text.get("type") != "plain_text":
+                problems.append(f"block {i}: header text must be plain_text")
+            if len(str(text.get("text", ""))) > MAX_HEADER_TEXT:
+                problems.append(f"block {i}: header of {len(str(text.get('text', '')))} chars "
+                                f"(at most {MAX_HEADER_TEXT})")
+        elif kind == "context":
+            n = len(block.get("elements") or [])
+            if not 1 <= n <= MAX_CONTEXT_ELEMENTS:
+                problems.append(f"block {i}: context with {n} elements (1-{MAX_CONTEXT_ELEMENTS})")
+    return problems
+
+
+def fit_blocks(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``blocks`` cut to Slack's limits, with a visible ``TRUNCATED_NOTE`` when anything was cut:
+    overlong texts, headers and fields are shortened, extra fields and context elements dropped,
+    and beyond 49 blocks the rest is replaced by the note (the full report is in the incident)."""
+    out: list[dict[str, Any]] = []
+    cut = False
+    for block in blocks:
+        b = dict(block)
+        kind = b.get("type")
+        if kind == "section":
+            text = b.get("text")
+            if isinstance(text, dict) and len(str(text.get("text", ""))) > MAX_SECTION_TEXT:
+                b["text"] = {**text, "text": _truncate(str(text["text"]), MAX_SECTION_TEXT)}
+                cut = True
+            fields = list(b.get("fields") or [])
+            if fields:
+                if len(fields) > MAX_FIELDS:
+                    fields, cut = fields[:MAX_FIELDS], True
+                fixed = []
+                for f in fields:
+                    if len(str(f.get("text", ""))) > MAX_FIELD_TEXT:
+                        f, cut = {**f, "text": _truncate(str(f["text"]), MAX_FIELD_TEXT)}, True
+                    fixed.append(f)
+                b["fields"] = fixed
+        elif kind == "header":
+            text = b.get("text") or {}
+            if len(str(text.get("text", ""))) > MAX_HEADER_TEXT:
+                b["text"] = {**text, "text": _truncate(str(text["text"]), MAX_HEADER_TEXT)}
+                cut = True
+        elif kind == "context":
+            elements = list(b.get("elements") or [])
+            if len(elements) > MAX_CONTEXT_ELEMENTS:
+                b["elements"], cut = elements[:MAX_CONTEXT_ELEMENTS], True
+            if not b.get("elements"):
+                continue  # an empty context is rejected by Slack
+        out.append(b)
+    if len(out) > MAX_BLOCKS:
+        out, cut = out[: MAX_BLOCKS - 1], True
+    if cut:
+        note = _context(f"_{TRUNCATED_NOTE}_")
+        if len(out) >= MAX_BLOCKS:
+            out = out[: MAX_BLOCKS - 1]
+        out.append(note)
+    return out
+
+
+# ---------------------------------------------------------------------- approval requests
+def approver_mention(approver: str, group_ids: Mapping[str, str] | None = None) -> str:
+    """How an approver is named so Slack notifies them: ``U…`` -> ``<@U…>``, ``S…`` or an
+    ``@handle`` whose group id is known -> ``<!subteam^S…>``, else the escaped ``@handle``."""
+    who = approver.strip()
+    if _USER_ID.match(who) or _GROUP_ID.match(who):
+        return mention(who)
+    if who.startswith("@"):
+        gid = (group_ids or {}).get(who[1:])
+        if gid and _GROUP_ID.match(gid):
+            return mention(gid)
+    return escape(who)
+
+
+def approval_blocks(
+    step_id: str,
+    asked: str,
+    approvers: Sequence[str],
+    min_approvals: int,
+    expires_at: datetime,
+    value: str,
+    *,
+    drill: bool = False,
+    on_deny: str = "fail",
+    group_ids: Mapping[str, str] | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The approval request: ``(fallback text, blocks)`` with Approve / Deny buttons (``value`` names
+    incident and step). Approvers are mentioned (``approver_mention``) in the text and the
+    fallback, so Slack notifies them; a drill says DRILL in the header, banner and fallback.
+    ``asked`` is the rendered (and redacted) approval message: untrusted, escaped here."""
+    who = ", ".join(approver_mention(a, group_ids) for a in approvers)
+    declined = " If denied, it and the steps that need it are skipped." if on_deny == "skip" else ""
+    text = (f":lock: *Approval needed* for `{escape(step_id)}` — {escape(asked)}\n"
+            f"{who}: needs {min_approvals} approval(s); the initiator cannot approve. "
+            f"Expires {expires_at:%Y-%m-%d %H:%M UTC} (then denied).{declined}")
+    blocks: list[dict[str, Any]] = []
+    if drill:
+        blocks.append(_context(DRILL_BANNER))
+    blocks.append(_header(f"{'DRILL · ' if drill else ''}Approval needed: {step_id}"))
+    blocks.append(_section(_truncate(text, MAX_SECTION_TEXT)))
+    blocks.append({"type": "actions", "block_id": f"approval:{step_id}", "elements": [
+        {"type": "button", "action_id": "stanch_approve", "style": "primary", "value": value,
+         "text": {"type": "plain_text", "text": "Approve"}},
+        {"type": "button", "action_id": "stanch_deny", "style": "danger", "value": value,
+         "text": {"type": "plain_text", "text": "Deny"}},
+    ]})
+    fallback = f"{'[DRILL] ' if drill else ''}Approval needed for {escape(step_id)} from {who}"
+    return fallback, blocks

@@ -95,7 +95,8 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
     assert "PRIVATE KEY-----" not in everything
     pm = (folder / "postmortem.md").read_text()
     for section in ("## Summary", "## Impact", "## Timeline", "## Actions taken per asset",
-                    "Time to contain", "## What went well", "## What went badly", "## Follow-ups"):
+                    "Time to contain", "## What went well", "## What went badly", "## Action items",
+                    "## Detection", "## Lessons learned", "## Where we got lucky"):
         assert section in pm
     assert "desktop-app" in pm and "**exposed**" in pm and "DRILL" in pm
 

@@ -99,6 +99,7 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
     assert _texts(slack, "C0SECURITY", "INC-WHEN-OK") == ["summary INC-WHEN-OK: succeeded"]
     header = [m for m in slack.messages("C0INCIDENT") if not m.get("thread_ts") and "INC-WHEN-OK" in json.dumps(m)]
     assert len(header) == 1 and "declined: gate" in json.dumps(header[0]), header
+    assert "/runs/flow-run/" in json.dumps(header[0]) and "|Prefect run>" in json.dumps(header[0])
 
     # signed checkpoints: one per step and one at the end, the last event of the record
     signed = verify_record(tmp_path / "INC-WHEN-OK" / "timeline.jsonl", {key_id(key.public_key()): key.public_key()})

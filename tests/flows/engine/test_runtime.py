@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,37 @@ def _run(tmp_path: Path, name: str, inputs: dict | None = None):  # type: ignore
     state = run_runbook(str(HERE / name), inputs or {}, f"INC-TEST-{name.split('.')[0]}", str(tmp_path),
                         False, "test", return_state=True)
     return state, tmp_path / f"INC-TEST-{name.split('.')[0]}"
+
+
+def _prefect_story(state: Any, *, want: str, timeout: float = 15.0) -> tuple[str, dict[str, Any]]:
+    """The flow run's log lines (polled until ``want`` arrived: Prefect ships logs in the background)
+    and its markdown artifacts by key, each with the name of the task run it is attached to."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterTaskRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)  # ship the batched logs now, not at the next interval
+    run_id = state.state_details.flow_run_id
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = "\n".join(lg.message for lg in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))))
+            if want in logs or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        tasks = {t.id: t.name for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))}
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            task_run_id=ArtifactFilterTaskRunId(any_=list(tasks))))
+    return logs, {a.key: (tasks.get(a.task_run_id), a.data) for a in arts}  # type: ignore[arg-type]
 
 
 def _kinds(folder: Path) -> list[tuple[str, str | None, str | None]]:
@@ -45,6 +78,22 @@ def test_branches_fan_out_retries_and_tolerated_failure(tmp_path: Path) -> None:
         ["start", "left", "right", "flaky", "optional", "never", "end"])
     assert verify(folder / "timeline.jsonl").ok
     assert "alpha,beta,gamma" in (folder / "reports" / "end.md").read_text()
+    # the Prefect UI tells the story: a log line per step start / result / failure cause, and each
+    # step's report attached to its own task run under a stable key
+    logs, artifacts = _prefect_story(state, want="run finished: succeeded")
+    assert "step start started: start (action core.note)" in logs
+    assert "step optional failed: optional thing broke" in logs
+    assert "step never skipped: condition is false" in logs
+    assert "step right succeeded in" in logs and "run finished: succeeded" in logs
+    assert artifacts["inc-test-branches-end"][0] == "end"
+    assert artifacts["inc-test-branches-optional"][0] == "optional"
+    assert artifacts["inc-test-branches-right"][0].startswith("right[")
+    assert "optional thing broke" in str(artifacts["inc-test-branches-optional"][1])
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        tags = client.read_flow_run(state.state_details.flow_run_id).tags
+    assert {"runbook:branches", "live"} <= set(tags) and any(t.startswith("severity:") for t in tags)
 
 
 def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Path) -> None:
@@ -78,6 +127,9 @@ def test_secret_inputs_never_reach_timeline_reports_or_postmortem(
     for name, text in written.items():
         assert secret not in text, name
     assert "webhook rejected token [redacted]" in written["fail.md"]
+    logs, artifacts = _prefect_story(state, want="run finished: failed")
+    assert "step fail failed:" in logs and "webhook rejected token [redacted]" in logs
+    assert secret not in logs and secret not in json.dumps([a[1] for a in artifacts.values()])
     meta = json.loads(written["incident.json"])
     assert meta["inputs"] == {"token": {"$secret_ref": "token"}}  # only the marker is kept
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,3 +158,39 @@ def test_stand_in_accepts_every_generated_message(standin: SlackStandIn, client:
     ts = thread.post_report("big", ("<!here> & log line\n" * 3000), "failed", {"a": "b"}, drill=True)
     assert len(ts) > 1
     assert all(c["ok"] for c in standin.calls())
+
+
+def test_block_problems_and_fit_blocks_respect_block_kit_limits() -> None:
+    from integrations.slack.blocks import TRUNCATED_NOTE, block_problems, fit_blocks
+
+    too_big = [
+        {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}] * 11},
+        {"type": "context", "elements": []},
+    ] + [{"type": "section", "text": {"type": "mrkdwn", "text": "ok"}}] * 60
+    problems = block_problems(too_big)
+    assert any("64 blocks" in p for p in problems)
+    assert any("block 0: header of 151" in p for p in problems)
+    assert any("block 1: section text of 3001" in p for p in problems)
+    assert any("block 2: 11 fields" in p for p in problems) and any("field 0 of 2001" in p for p in problems)
+    assert any("block 3: context with 0" in p for p in problems)
+    fitted = fit_blocks(too_big)
+    assert block_problems(fitted) == [] and len(fitted) == 50
+    assert TRUNCATED_NOTE in json.dumps(fitted[-1], ensure_ascii=False)
+    ok = [{"type": "section", "text": {"type": "mrkdwn", "text": "fine"}}]
+    assert block_problems(ok) == [] and fit_blocks(ok) == ok
+
+
+def test_markdown_tables_become_lists_and_approvers_are_mentioned() -> None:
+    from integrations.slack.blocks import approver_mention
+
+    md = ("| | |\n|---|---|\n| Step | `a\\|b` |\n\n| k | v | w |\n|:--|--:|---|\n| 1 | 2 | 3 |\n"
+          "```\n| a | b |\n|---|---|\n```")
+    out = markdown_to_mrkdwn(md)
+    assert "• *Step* — `a|b`" in out and "• *k*: 1 · *v*: 2 · *w*: 3" in out
+    assert out.count("|---|") == 1  # only inside the code fence
+    assert approver_mention("U0LEAD1") == "<@U0LEAD1>"
+    assert approver_mention("@leads", {"leads": "S0LEADS"}) == "<!subteam^S0LEADS>"
+    assert approver_mention("@leads") == "@leads"
+    assert approver_mention("<!channel>") == "&lt;!channel&gt;"
