@@ -41,6 +41,10 @@ app.add_typer(timeline_app, name="timeline")
 app.add_typer(slack_app_cli, name="slack")
 app.add_typer(sandbox_app, name="sandbox")
 
+from flows.entrypoints.drill_cli import drill_app  # noqa: E402
+
+app.add_typer(drill_app, name="drill")
+
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
 from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
 

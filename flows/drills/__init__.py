@@ -1,0 +1,1 @@
+"""Tabletop drills (issue 10): scenarios, injects, runner, scorecard, history."""
