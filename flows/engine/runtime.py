@@ -25,6 +25,7 @@ from flows.engine.events import add_listener
 from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
+from flows.engine.run_labels import label_current_run, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -107,6 +108,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         prior = prior_progress(Incident(Path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
+    label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill))
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -149,6 +151,8 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     prior = prior_progress(incident.events())
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
                       bool(meta.get("drill")), initiator, prior, strict=False)
+    label_current_run(run_tags(engine.plan.name, engine.plan.runbook.severity, drill=engine.drill,
+                               extra=["rollback"]))
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)
