@@ -542,9 +542,9 @@ def worker(
     no_warm_up: Annotated[bool, typer.Option("--no-warm-up", help="Skip pre-importing the engine.")] = False,
 ) -> None:
     """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
-    `run_deployment`) in this warm process: ~1 s from trigger to first action, vs ~4 s for a
-    subprocess per run. Needs PREFECT_API_URL. Exit 1 if runs were cut off at shutdown
-    (continue them with `stanch resume`)."""
+    `run_deployment`) and scheduled drills (`stanch drill schedule`) in this warm process: ~1 s
+    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL. Exit 1
+    if runs were cut off at shutdown (continue them with `stanch resume`)."""
     from flows.entrypoints.worker import main as worker_main
 
     args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace)]

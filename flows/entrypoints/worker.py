@@ -1,4 +1,5 @@
-"""A long-lived, in-process executor for the ``stanch-runbook/stanch`` deployment.
+"""A long-lived, in-process executor for the ``stanch-runbook/stanch`` deployment and for scheduled
+drills (runs of any ``stanch-drill/<scenario>`` deployment, ``flows.drills.schedules``).
 
 ``flow.serve`` (``flows.entrypoints.deploy``) starts every flow run in a fresh ``python -m prefect.engine``
 subprocess that re-imports Prefect, boto3 and the action registry: 6-8 s from a Slack command
