@@ -28,6 +28,7 @@ from flows.engine.events import add_listener
 from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
+from flows.engine.run_labels import label_current_run, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -74,25 +75,6 @@ def _ui_link() -> str | None:
 
     run_id, base = flow_run.get_id(), get_current_settings().ui_url
     return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if run_id and base else None
-
-
-def _tag_flow_run(runbook: str, severity: str, drill: bool) -> None:
-    """Tag the running flow run ``runbook:<name>``, ``severity:<sev>``, ``drill`` or ``live`` (kept
-    with any tags it already has), so Prefect's runs list can be filtered. Best effort: a tag that
-    cannot be set never stops containment."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    run_id = flow_run.get_id()
-    if not run_id:
-        return
-    wanted = [f"runbook:{runbook}", f"severity:{severity}", "drill" if drill else "live"]
-    try:
-        existing = list(flow_run.get_tags() or [])
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(UUID(str(run_id)), tags=existing + [t for t in wanted if t not in existing])
-    except Exception as exc:  # pragma: no cover - the server went away
-        logging.getLogger("stanch").warning("could not tag the flow run: %s", exc)
 
 
 def _abort_reason(exc: BaseException) -> str:
@@ -145,7 +127,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         prior = prior_progress(Incident(Path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
-    _tag_flow_run(plan.name, plan.runbook.severity, drill)
+    label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill))
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -189,6 +171,8 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     prior = prior_progress(incident.events())
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
                       bool(meta.get("drill")), initiator, prior, strict=False)
+    label_current_run(run_tags(engine.plan.name, engine.plan.runbook.severity, drill=engine.drill,
+                               extra=["rollback"]))
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)

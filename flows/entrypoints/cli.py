@@ -47,6 +47,10 @@ from flows.entrypoints.drill_cli import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
 
+from flows.entrypoints.drill_cli import drill_app  # noqa: E402
+
+app.add_typer(drill_app, name="drill")
+
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
 from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
 
@@ -637,9 +641,9 @@ def worker(
     worker_name: Annotated[str, typer.Option(help="Name in leases and logs (default host:pid).")] = "",
 ) -> None:
     """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
-    `run_deployment`) in this warm process: ~1 s from trigger to first action, vs ~4 s for a
-    subprocess per run. Needs PREFECT_API_URL. Exit 1 if runs were cut off at shutdown
-    (continue them with `stanch resume`)."""
+    `run_deployment`) and scheduled drills (`stanch drill schedule`) in this warm process: ~1 s
+    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL. Exit 1
+    if runs were cut off at shutdown (continue them with `stanch resume`)."""
     from flows.entrypoints.worker import main as worker_main
 
     args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace),

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from flows.entrypoints.drill_ops_cli import register
 from flows.entrypoints.terminal import console, err
 from integrations.errors import RunbookError, StanchError
 
-drill_app = typer.Typer(help="Tabletop drills: run a scenario in its own sandbox and score it.",
-                        no_args_is_help=True)
+drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.", no_args_is_help=True)
 
 
 def _summary(card: dict[str, Any]) -> Table:
@@ -79,3 +79,6 @@ def run(
     console.print(_summary(result["scorecard"]))
     console.print(f"scorecard: {Path(result['folder']) / 'scorecard.md'}")
     raise typer.Exit(int(result["exit_code"]))
+
+
+register(drill_app)  # schedule, schedules, unschedule, history, report (flows.entrypoints.drill_ops_cli)

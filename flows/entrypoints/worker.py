@@ -1,4 +1,5 @@
-"""A long-lived, in-process executor for the ``stanch-runbook/stanch`` deployment.
+"""A long-lived, in-process executor for the ``stanch-runbook/stanch`` deployment and for scheduled
+drills (runs of any ``stanch-drill/<scenario>`` deployment, ``flows.drills.schedules``).
 
 ``flow.serve`` (``flows.entrypoints.deploy``) starts every flow run in a fresh ``python -m prefect.engine``
 subprocess that re-imports Prefect, boto3 and the action registry: 6-8 s from a Slack command
@@ -73,6 +74,15 @@ def _load_flow() -> Flow[..., Any]:
     return run_runbook
 
 
+def _load_drill_flow() -> Flow[..., Any] | None:
+    """The scheduled-drill flow (``stanch-drill``), or None when the drill runner is not installed."""
+    try:
+        from flows.drills.runner import run_drill_flow  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return cast("Flow[..., Any]", run_drill_flow)
+
+
 def warm_up() -> None:
     """Import what the first run would otherwise import lazily (the action registry and its
     integrations, boto3's loaders), so the first incident starts as fast as the tenth."""
@@ -106,7 +116,8 @@ class Worker:
     def __init__(self, *, name: str = NAME, max_concurrent: int = 4, poll_interval: float = 0.3,
                  flow: Flow[..., Any] | None = None, worker_name: str | None = None,
                  clock_tolerance: float = 1.0, leases: LeaseStore | None = None, renew_interval: float = 2.0,
-                 on_lease_lost: Callable[[set[UUID]], None] | None = None) -> None:
+                 on_lease_lost: Callable[[set[UUID]], None] | None = None, drill_flow: Flow[..., Any] | None = None,
+                 drills: bool = True) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.name = name
@@ -115,6 +126,9 @@ class Worker:
         self.clock_tolerance = clock_tolerance  # runs due up to this many s ahead count as due (clock skew)
         self.worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self._flow = flow
+        # scheduled drills: runs of any deployment of the ``stanch-drill`` flow (``stanch drill schedule``)
+        self.drill_flow = (drill_flow or _load_drill_flow()) if drills else None
+        self._run_flows: dict[UUID, Flow[..., Any]] = {}
         self.deployment_id: UUID | None = None
         self.records: dict[UUID, RunRecord] = {}
         self._active: dict[UUID, threading.Thread] = {}
@@ -153,7 +167,10 @@ class Worker:
         from prefect.client.schemas.filters import (
             DeploymentFilter,
             DeploymentFilterId,
+            FlowFilter,
+            FlowFilterName,
             FlowRunFilter,
+            FlowRunFilterDeploymentId,
             FlowRunFilterNextScheduledStartTime,
             FlowRunFilterState,
             FlowRunFilterStateType,
@@ -162,14 +179,30 @@ class Worker:
         from prefect.client.schemas.sorting import FlowRunSort
 
         assert self.deployment_id is not None, "register() first"
+
+        def due() -> FlowRunFilter:
+            return FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
+                    before_=datetime.now(UTC) + timedelta(seconds=self.clock_tolerance)))
+
         with get_client(sync_client=True) as client:
-            return client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                    next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(
-                        before_=datetime.now(UTC) + timedelta(seconds=self.clock_tolerance))),
+            runs = client.read_flow_runs(
+                flow_run_filter=due(),
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id])),
                 sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=limit)
+            for run in runs:
+                self._run_flows[run.id] = self.flow
+            if self.drill_flow is not None:
+                drills = due()
+                drills.deployment_id = FlowRunFilterDeploymentId(is_null_=False)
+                for run in client.read_flow_runs(
+                        flow_run_filter=drills,
+                        flow_filter=FlowFilter(name=FlowFilterName(any_=[self.drill_flow.name])),
+                        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=limit):
+                    self._run_flows[run.id] = self.drill_flow
+                    runs.append(run)
+        return runs
 
     def claim(self, flow_run_id: UUID) -> bool:
         """Propose Scheduled -> Pending; True only if the server ACCEPTed it (this worker owns the run)."""
@@ -245,7 +278,7 @@ class Worker:
         try:
             with get_client(sync_client=True) as client:
                 flow_run = client.read_flow_run(flow_run_id)  # fresh: state is our Pending
-            state: Any = run_flow(self.flow, flow_run=flow_run, return_type="state")
+            state: Any = run_flow(self._run_flows.pop(flow_run_id, self.flow), flow_run=flow_run, return_type="state")
             record.outcome = str(getattr(getattr(state, "type", None), "value", "unknown")).lower()
             log.info("flow run %s finished: %s", record.name, record.outcome)
         except Pause:  # suspend_flow_run: the server resumes it as Scheduled("Resuming"); a poll picks it up

@@ -156,3 +156,12 @@ def test_batched_fan_out_keeps_per_item_retries_events_and_failures(tmp_path: Pa
             name=FlowRunFilterName(any_=["INC-TEST-batched"])))[0]
         names = sorted(t.name for t in client.read_task_runs() if t.flow_run_id == run.id)
     assert names == ["flaky-batch[a +1]", "flaky-batch[c +1]", "flaky-batch[e]"]
+    # Prefect tags for the UI's filters, read back through the API with a tag filter
+    from prefect.client.schemas.filters import FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["live", f"runbook:{run.tags[0].split(':', 1)[1]}"]),
+            name=FlowRunFilterName(any_=["INC-TEST-batched"])))
+    assert [r.id for r in tagged] == [run.id]
+    assert "live" in run.tags and any(t.startswith("severity:sev") for t in run.tags)

@@ -64,6 +64,13 @@ def test_run_deployment_executes_in_the_worker_process(worker: Worker, tmp_path:
     folder = tmp_path / "INC-W-1"
     assert _started_events(folder) == 1
     assert (folder / "postmortem.md").is_file() and (folder / "reports" / "end.md").is_file()
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    runbook = json.loads((folder / "incident.json").read_text())["runbook"]
+    with get_client(sync_client=True) as client:  # the run is tagged for the Prefect UI's filters
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(
+            all_=["live", "severity:sev2", f"runbook:{runbook}"])))
+    assert run.id in [r.id for r in tagged]
 
 
 def test_same_idempotency_key_starts_one_run(worker: Worker, tmp_path: Path) -> None:

@@ -1,0 +1,177 @@
+"""Drill history and trend: reading scorecards back and rendering the trend chart.
+
+Owns: ``iter_scorecards`` (the one place that reads ``scorecard.json`` documents from the incident
+store — today the folder ``<store>/<incident>/scorecard.json``; switch it to
+``flows.store.open_store(...)`` here only), ``HistoryRow`` (what ``stanch drill history`` shows),
+``trend`` (arrow + sparkline), ``render_chart`` (matplotlib, Agg; returns the plotted points so
+tests check data, not pixels), ``render_table`` (Markdown) and ``write_report``.
+Must not touch: how scorecards are computed (``flows.drills.scorecard``) or written (the runner).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    incident_id: str
+    scenario: str
+    started_at: datetime
+    score: int
+    passed: bool
+    time_to_contain_s: float | None
+    target_time_to_contain_s: float | None
+    failed_probes: list[str]
+
+    @classmethod
+    def of(cls, card: dict[str, Any]) -> HistoryRow:
+        failed = [f"{p.get('phase', '?')}:{p.get('name') or p.get('probe')}" for p in card.get("probes") or []
+                  if not p.get("passed")]
+        ttc = card.get("time_to_contain_s")
+        target = card.get("target_time_to_contain_s")
+        return cls(str(card.get("incident_id", "?")), str(card.get("scenario", "?")),
+                   datetime.fromisoformat(str(card["started_at"])), int(card.get("score") or 0),
+                   bool(card.get("passed")), None if ttc is None else float(ttc),
+                   None if target is None else float(target), failed)
+
+
+def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first.
+    A folder without a scorecard (a live incident) or with an unreadable one is skipped."""
+    cards: list[dict[str, Any]] = []
+    if not store.is_dir():
+        return iter(())
+    for folder in store.iterdir():
+        path = folder / "scorecard.json"
+        if not path.is_file():
+            continue
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(card, dict) or "started_at" not in card:
+            continue
+        if scenario is not None and card.get("scenario") != scenario:
+            continue
+        cards.append(card)
+    cards.sort(key=lambda c: str(c.get("started_at")))
+    return iter(cards)
+
+
+def history(store: Path, scenario: str | None = None) -> list[HistoryRow]:
+    return [HistoryRow.of(c) for c in iter_scorecards(store, scenario)]
+
+
+def trend(scores: list[int]) -> str:
+    """Sparkline of the scores plus an arrow comparing the last score with the one before."""
+    if not scores:
+        return ""
+    spark = "".join(SPARK[min(len(SPARK) - 1, max(0, s) * len(SPARK) // 101)] for s in scores)
+    if len(scores) < 2:
+        return spark
+    arrow = "↑" if scores[-1] > scores[-2] else "↓" if scores[-1] < scores[-2] else "→"
+    return f"{spark} {arrow}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def render_table(rows: list[HistoryRow]) -> str:
+    """Markdown table of the drills, oldest first, with the trend in the last line."""
+    lines = ["| date (UTC) | scenario | incident | score | passed | time to contain | target | failed probes |",
+             "|---|---|---|---:|---|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.started_at:%Y-%m-%d %H:%M} | {r.scenario} | {r.incident_id} | {r.score} | "
+                     f"{'yes' if r.passed else 'no'} | {fmt_seconds(r.time_to_contain_s)} | "
+                     f"{fmt_seconds(r.target_time_to_contain_s)} | {', '.join(r.failed_probes) or '—'} |")
+    if rows:
+        lines += ["", f"Trend (score): {trend([r.score for r in rows])}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(rows: list[HistoryRow], out: Path, title: str = "stanch drills") -> dict[str, Any]:
+    """Write a PNG trend chart (score and time to contain over date, with the time-to-contain
+    target line) and return the data plotted: {"dates": [...ISO], "scores": [...],
+    "time_to_contain_s": [...], "target_time_to_contain_s": float | None}. The same data is
+    embedded in the PNG's text metadata under ``stanch-data``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    data: dict[str, Any] = {
+        "dates": [r.started_at.isoformat() for r in rows],
+        "scores": [r.score for r in rows],
+        "time_to_contain_s": [r.time_to_contain_s for r in rows],
+        "target_time_to_contain_s": next((r.target_time_to_contain_s for r in reversed(rows)
+                                          if r.target_time_to_contain_s is not None), None),
+    }
+    dates = [r.started_at for r in rows]
+    fig, (ax_score, ax_ttc) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    try:
+        ax_score.plot(dates, data["scores"], marker="o", color="tab:blue", label="score")
+        ax_score.set_ylim(0, 105)
+        ax_score.set_ylabel("score (0-100)")
+        ax_score.set_title(title)
+        ax_score.grid(True, alpha=0.3)
+        ttc = [(d, v / 60) for d, v in zip(dates, data["time_to_contain_s"], strict=True) if v is not None]
+        if ttc:
+            ax_ttc.plot([d for d, _ in ttc], [v for _, v in ttc], marker="o", color="tab:orange",
+                        label="time to contain")
+        if data["target_time_to_contain_s"] is not None:
+            ax_ttc.axhline(data["target_time_to_contain_s"] / 60, color="tab:red", linestyle="--",
+                           label="target")
+        ax_ttc.set_ylabel("time to contain (min)")
+        ax_ttc.set_xlabel("drill date (UTC)")
+        ax_ttc.grid(True, alpha=0.3)
+        ax_ttc.legend(loc="upper left")
+        ax_ttc.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M"))
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format="png", dpi=100, metadata={"stanch-data": json.dumps(data)})
+    finally:
+        plt.close(fig)
+    return data
+
+
+def write_report(rows: list[HistoryRow], out_dir: Path,
+                 scenario: str | None = None) -> tuple[Path, Path, dict[str, Any]]:
+    """``trend.png`` and ``history.md`` in ``out_dir``; returns their paths and the plotted data."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"drill trend: {scenario}" if scenario else "drill trend: all scenarios"
+    chart = out_dir / "trend.png"
+    data = render_chart(rows, chart, title)
+    table = out_dir / "history.md"
+    table.write_text(f"# {title}\n\n![trend](trend.png)\n\n{render_table(rows)}", encoding="utf-8")
+    return chart, table, data
+
+
+def publish_artifact(markdown: str, chart: Path, scenario: str | None) -> str | None:
+    """Attach the history table and the chart (inline PNG) as a Prefect markdown artifact when
+    PREFECT_API_URL is set; the artifact key, or None when no Prefect API is configured."""
+    import base64
+
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None
+    image = base64.b64encode(chart.read_bytes()).decode("ascii")
+    markdown = markdown.replace("![trend](trend.png)", f"![trend](data:image/png;base64,{image})")
+    key = "drill-trend-" + "".join(ch if ch.isalnum() else "-" for ch in (scenario or "all")).lower()
+    create_markdown_artifact(markdown=markdown, key=key, description="stanch drill history and trend")
+    return key

@@ -1,0 +1,124 @@
+"""``stanch drill history|report|schedule|schedules|unschedule`` (issue 10, drill-ops).
+
+Owns: the argument parsing and output of these commands; reading lives in
+``flows.drills.history``, Prefect schedules in ``flows.drills.schedules``. Registered on the
+``drill`` sub-app by ``register(app)``. Must not touch: ``stanch drill run`` (drill-run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.entrypoints.terminal import console, err
+
+
+def _store() -> Path:
+    from integrations.settings import StanchSettings
+
+    return StanchSettings().store_dir
+
+
+def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
+                ) -> None:
+    """Past drills, oldest first: date, score, time to contain vs target, failed probes, trend."""
+    from rich.table import Table
+
+    from flows.drills.history import fmt_seconds, history, trend
+
+    rows = history(_store(), scenario)
+    if not rows:
+        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        raise typer.Exit(0)
+    table = Table(box=None, pad_edge=False)
+    for col in ("date (UTC)", "scenario", "score", "contain", "target", "failed probes"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        score = f"[green]{r.score}[/]" if r.passed else f"[red]{r.score}[/]"
+        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M}", r.scenario, score, fmt_seconds(r.time_to_contain_s),
+                      fmt_seconds(r.target_time_to_contain_s), ", ".join(r.failed_probes) or "—")
+    console.print(table)
+    console.print(f"trend: {trend([r.score for r in rows])}  ({len(rows)} drill{'s' if len(rows) != 1 else ''})")
+
+
+def report_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
+               out: Annotated[Path, typer.Option("--out", help="Folder for trend.png and history.md.")] = Path(
+                   "drill-report")) -> None:
+    """Write a trend chart (trend.png) and a Markdown table (history.md); with PREFECT_API_URL
+    set, also attach them as a Prefect artifact."""
+    from flows.drills.history import history, publish_artifact, write_report
+
+    rows = history(_store(), scenario)
+    if not rows:
+        err.print(f"error: no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        raise typer.Exit(1)
+    chart, table, _ = write_report(rows, out, scenario)
+    console.print(f"chart: {chart}\ntable: {table}")
+    key = publish_artifact(table.read_text(encoding="utf-8"), chart, scenario)
+    if key:
+        console.print(f"Prefect artifact: {key}")
+
+
+def _need_api() -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        err.print("error: schedules live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+        raise typer.Exit(2)
+
+
+def schedule_cmd(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills/<name>.yaml).")],
+    cron: Annotated[str | None, typer.Option(help='Cron expression, e.g. "0 10 * * 1" (Mondays 10:00).')] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone of the cron, e.g. Europe/Berlin.")] = None,
+    interval: Annotated[float | None, typer.Option(help="Every N seconds instead of a cron (tests).")] = None,
+) -> None:
+    """Schedule a drill on the Prefect server (one schedule per scenario; replaces an earlier
+    one). `stanch worker` executes the firings; each gets a new incident id."""
+    from flows.drills.schedules import schedule
+    from integrations.errors import StanchError
+
+    _need_api()
+    try:
+        deployment_id = schedule(scenario, cron=cron, interval=interval, timezone=timezone)
+    except StanchError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"scheduled drill {scenario} (deployment stanch-drill/{scenario}, {deployment_id}); "
+                  "run `stanch worker` to execute it")
+
+
+def schedules_cmd() -> None:
+    """Scheduled drills with their next run."""
+    from flows.drills.schedules import list_schedules
+
+    _need_api()
+    rows = list_schedules()
+    if not rows:
+        console.print("no drills scheduled")
+        return
+    for r in rows:
+        nxt = f"{r.next_run:%Y-%m-%d %H:%M:%S %Z}" if r.next_run else "not yet planned"
+        console.print(f"{r.scenario:<28} {r.schedule:<32} next: {nxt}{'' if r.active else '  (paused)'}")
+
+
+def unschedule_cmd(scenario: Annotated[str, typer.Argument(help="Scenario name.")]) -> None:
+    """Remove a scenario's schedule (and its planned runs)."""
+    from flows.drills.schedules import unschedule
+
+    _need_api()
+    if not unschedule(scenario):
+        err.print(f"error: no schedule for drill {scenario!r} (see `stanch drill schedules`)")
+        raise typer.Exit(1)
+    console.print(f"unscheduled drill {scenario}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add drill-ops' commands to the ``stanch drill`` sub-app."""
+    app.command("history")(history_cmd)
+    app.command("report")(report_cmd)
+    app.command("schedule")(schedule_cmd)
+    app.command("schedules")(schedules_cmd)
+    app.command("unschedule")(unschedule_cmd)

@@ -1,0 +1,69 @@
+"""Drill history and report over three scorecards: the chart's plotted data equals the
+scorecards' figures (read back from the PNG's metadata, not pixels); CLI output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from flows.drills.history import history, iter_scorecards, trend
+
+CARDS = [
+    ("INC-A", "clean-run", "2026-11-02T10:00:00+00:00", 72, False, 540.0, ["after"]),
+    ("INC-B", "clean-run", "2026-11-09T10:00:00+00:00", 88, True, 420.5, []),
+    ("INC-C", "clean-run", "2026-11-16T10:00:00+00:00", 95, True, 301.0, []),
+]
+
+
+def write_cards(store: Path) -> None:
+    for inc, scenario, started, score, passed, ttc, failed in CARDS:
+        probes = [{"phase": "after", "name": "certificate reissued", "probe": "acm.certificate_reissued",
+                   "passed": not failed, "observed": "old serial", "expected": "new serial", "detail": ""}]
+        card = {"scenario": scenario, "runbook": "compromised-dependency", "incident_id": inc, "drill": True,
+                "started_at": started, "finished_at": started, "outcome": "succeeded", "score": score,
+                "passed": passed, "time_to_contain_s": ttc, "target_time_to_contain_s": 600,
+                "time_to_first_decision_s": None, "target_time_to_first_decision_s": None, "probes": probes,
+                "approvers": [], "injects": [], "retries": 0, "weights": {}}
+        (store / inc).mkdir(parents=True)
+        (store / inc / "scorecard.json").write_text(json.dumps(card))
+    (store / "INC-LIVE").mkdir()  # a live incident: no scorecard, skipped
+    (store / "INC-OTHER").mkdir()
+    (store / "INC-OTHER" / "scorecard.json").write_text(json.dumps(
+        {"scenario": "other", "incident_id": "INC-OTHER", "started_at": "2026-11-20T10:00:00+00:00", "score": 10}))
+
+
+def test_history_and_report_match_the_scorecards(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store = tmp_path / "incidents"
+    write_cards(store)
+    assert [c["incident_id"] for c in iter_scorecards(store, "clean-run")] == ["INC-A", "INC-B", "INC-C"]
+    assert len(list(iter_scorecards(store))) == 4
+    rows = history(store, "clean-run")
+    assert rows[0].failed_probes == ["after:certificate reissued"]
+    assert trend([r.score for r in rows]).endswith("↑")
+
+    from flows.entrypoints.cli import app
+
+    monkeypatch.setenv("STANCH_STORE", str(store))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    runner = CliRunner()
+    out = runner.invoke(app, ["drill", "history", "clean-run"], env={"COLUMNS": "120"})
+    assert out.exit_code == 0, out.output
+    assert "72" in out.output and "95" in out.output and "↑" in out.output
+    assert "INC-OTHER" not in out.output and "certificate reissued" in out.output
+
+    res = runner.invoke(app, ["drill", "report", "clean-run", "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    png = Image.open(tmp_path / "rep" / "trend.png")
+    data = json.loads(png.info["stanch-data"])  # what was plotted
+    assert data["scores"] == [c[3] for c in CARDS]
+    assert data["time_to_contain_s"] == [c[5] for c in CARDS]
+    assert data["dates"] == [c[2] for c in CARDS]
+    assert data["target_time_to_contain_s"] == 600
+    table = (tmp_path / "rep" / "history.md").read_text()
+    assert table.count("| clean-run |") == 3 and "5m01s" in table
+
+    missing = runner.invoke(app, ["drill", "report", "nope", "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and not (tmp_path / "x").exists()
