@@ -25,7 +25,7 @@ ensure-uv:
 
 .venv/.synced: uv.lock pyproject.toml
 	@$(MAKE) --no-print-directory ensure-uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --quiet
 	@touch $@
 
 install: .venv/.synced
