@@ -436,7 +436,9 @@ def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md."
 @app.command()
 def scope(
     advisory: Annotated[str, typer.Argument(help="OSV id (e.g. MAL-2026-2307) or path to an OSV JSON file.")],
-    inventory: Annotated[Path, typer.Option(help="Inventory file (services → lockfiles/SBOMs/workflows).")],
+    inventory: Annotated[Path | None, typer.Option(
+        help="Inventory file (services → lockfiles/SBOMs/workflows; default: STANCH_INVENTORY, "
+             "else the running sandbox's, like `run`).")] = None,
     live_from: Annotated[str | None, typer.Option(
         help="When the bad release went live (ISO 8601, UTC; default: a release time in the advisory, "
              "else 7 days before its earliest timestamp).")] = None,
@@ -451,6 +453,15 @@ def scope(
 
     from integrations.inventory import render_scope_table, scope_notes
     from integrations.inventory import scope as run_scope
+
+    if inventory is None:
+        from integrations.sandbox.state import read_state
+
+        settings = _settings()
+        state = read_state(settings.home)
+        inventory = settings.inventory or (state.inventory_path if state is not None else None)
+        if inventory is None:
+            raise _fail("no inventory: pass --inventory FILE, set STANCH_INVENTORY, or start `stanch sandbox up`")
 
     def ts(v: str | None) -> datetime | None:
         if v is None:
