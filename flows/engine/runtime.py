@@ -9,13 +9,11 @@ The scheduling itself lives in ``flows.engine.scheduler``.
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from prefect import flow
 from prefect.exceptions import TerminationSignal
