@@ -36,6 +36,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.errors import ConfigurationError
+from integrations.sandbox.state import process_alive
 
 STATE_FILE = "cluster.json"
 DEPLOYMENT = "stanch-runbook/stanch"
@@ -297,22 +298,6 @@ def _write(state: ClusterState) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(state.model_dump_json(indent=2))
     tmp.replace(path)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ours(pid: int) -> bool:

@@ -296,7 +296,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)  # reap our own child if it has exited
         if done == pid:
@@ -317,7 +317,7 @@ def _is_our_server(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
-        return _alive(pid)  # no /proc (macOS): trust the state file
+        return process_alive(pid)  # no /proc (macOS): trust the state file
     return b"integrations.sandbox" in cmdline and b"serve" in cmdline
 
 
@@ -326,7 +326,7 @@ def up(home: str | Path, detach: bool = True, timeout: float = 60.0) -> SandboxS
     home_p = Path(home).resolve()
     current = read_state(home_p)
     if current is not None:
-        if _alive(current.pid) and _is_our_server(current.pid) and _answers(current.moto_url):
+        if process_alive(current.pid) and _is_our_server(current.pid) and _answers(current.moto_url):
             return current
         state_path(home_p).unlink(missing_ok=True)  # stale
     if not detach:
@@ -368,13 +368,13 @@ def down(home: str | Path, timeout: float = 10.0) -> bool:
     state = read_state(home_p)
     if state is None:
         return False
-    was_running = _alive(state.pid) and _is_our_server(state.pid)
+    was_running = process_alive(state.pid) and _is_our_server(state.pid)
     if was_running:
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(state.pid) and time.monotonic() < deadline:
+        while process_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(state.pid):
+        if process_alive(state.pid):
             os.kill(state.pid, signal.SIGKILL)
     state_path(home_p).unlink(missing_ok=True)
     return was_running

@@ -10,14 +10,14 @@ import pytest
 from integrations.errors import ConfigurationError
 from integrations.sandbox import Sandbox, down, is_sandbox_endpoint, load_state, read_state, up
 from integrations.sandbox.observe import access_key_statuses
-from integrations.sandbox.state import _alive
+from integrations.sandbox.state import process_alive
 
 
 def test_up_down_detached(tmp_path: Path) -> None:
     home = tmp_path / "home"
     state = up(home, timeout=60)
     try:
-        assert state.pid != os.getpid() and _alive(state.pid)
+        assert state.pid != os.getpid() and process_alive(state.pid)
         assert is_sandbox_endpoint(state.moto_url)
         assert state.inventory.is_file() and (home / "sandbox.json").is_file()
         assert state.slack_url and state.slack_url.endswith("/api/")
@@ -31,7 +31,7 @@ def test_up_down_detached(tmp_path: Path) -> None:
         assert up(home).pid == state.pid  # already running: reused
     finally:
         assert down(home)
-    assert read_state(home) is None and not _alive(state.pid)
+    assert read_state(home) is None and not process_alive(state.pid)
     assert not down(home)
     with pytest.raises(ConfigurationError, match="stanch sandbox up"):
         load_state(home)
