@@ -8,10 +8,10 @@ Must not touch: anything but that file.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from flows.drills.scenario import REPO_DRILLS, scenario_schema
+from flows.engine.spec.schema import write_or_check
 
 __all__ = ["SCHEMA_PATH", "main", "render_schema"]
 
@@ -23,17 +23,7 @@ def render_schema() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    text = render_schema()
-    if "--check" in args:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != text:
-            print(f"{SCHEMA_PATH} is stale: run `python -m flows.drills.schema`", file=sys.stderr)
-            return 1
-        return 0
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
-    return 0
+    return write_or_check(SCHEMA_PATH, render_schema(), "flows.drills.schema", argv)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ recorded real record), validated, cached, and then work offline; errors say why,
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_standin import JSONHandler, serve
 
 from integrations.base import ActionContext
 from integrations.errors import InputError, PermanentActionError
@@ -20,7 +19,7 @@ from integrations.settings import StanchSettings
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "inventory" / "osv-api"
 
 
-class _OSV(http.server.BaseHTTPRequestHandler):
+class _OSV(JSONHandler):
     hits: list[str] = []
 
     def do_GET(self) -> None:
@@ -32,23 +31,13 @@ class _OSV(http.server.BaseHTTPRequestHandler):
             body, status = (RECORDED / f"{name}.json").read_bytes(), 200
         else:
             body, status = b'{"code":5,"message":"Bug not found."}', 404  # what api.osv.dev answers
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(body, status)
 
 
 @pytest.fixture(scope="module")
 def osv_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OSV)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_OSV) as url:
+        yield url
 
 
 def test_fetch_cache_then_offline(osv_url: str, tmp_path: Path, inv_fleet: Path) -> None:

@@ -6,14 +6,13 @@ guess when the registry cannot be reached."""
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from http_standin import JSONHandler, serve
 
 from integrations.base import ActionContext
 from integrations.inventory import MATCH_ADVISORY
@@ -24,7 +23,7 @@ RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "inventory" / "reg
 WINDOW = {"live_from": "2026-03-31T00:21:00Z", "live_until": "2026-03-31T03:15:00Z"}
 
 
-class _Registry(http.server.BaseHTTPRequestHandler):
+class _Registry(JSONHandler):
     deprecate: ClassVar[set[str]] = set()
 
     def do_GET(self) -> None:
@@ -37,23 +36,13 @@ class _Registry(http.server.BaseHTTPRequestHandler):
             for v in _Registry.deprecate:  # an edited copy: the recorded document with one version deprecated
                 doc["versions"][v]["deprecated"] = "test: pretend this release is deprecated"
             body, status = json.dumps(doc).encode(), 200
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(body, status)
 
 
 @pytest.fixture(scope="module")
 def registry_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(_Registry) as url:
+        yield url
 
 
 def _scope(tmp_path: Path, inv: Path, npm: str) -> dict[str, object]:
