@@ -47,10 +47,6 @@ from flows.entrypoints.drill_cli import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
 
-from flows.entrypoints.drill_cli import drill_app  # noqa: E402
-
-app.add_typer(drill_app, name="drill")
-
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
 from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
 
@@ -545,6 +541,42 @@ def postmortem(incident: Annotated[str, typer.Argument(help="Incident id or fold
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(f"wrote {path}")
+
+
+@app.command()
+def incidents(
+    drill: Annotated[bool, typer.Option("--drill", help="Only drills (tabletop and `run --drill`).")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Only live incidents.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+) -> None:
+    """List the incidents in the store, newest first: id, runbook, started (UTC), outcome, drill
+    or live (with the scenario and score for a scored drill). `unfinished` means running, waiting
+    for a person, or crashed: `stanch resume INC-…` continues a crashed one."""
+    from rich.table import Table
+
+    from flows.engine.incident_list import list_incidents
+
+    if drill and live:
+        raise _fail("--drill and --live exclude each other; give neither to list both")
+    store = _settings().store_dir
+    rows = list_incidents(store, "drill" if drill else "live" if live else None)
+    if as_json:
+        for r in rows:
+            print(r.model_dump_json())
+        return
+    if not rows:
+        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {store}")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("incident", "runbook", "started (UTC)", "outcome", "kind"):
+        table.add_column(col, no_wrap=col in ("incident", "started (UTC)"))
+    for r in rows:
+        colour = "green" if r.outcome in ("succeeded", "rolled back", "nothing to undo") else (
+            "yellow" if r.outcome in ("unfinished", "rolling back") else "red")
+        kind = r.kind + (f" {r.scenario} ({r.score})" if r.scenario else "")
+        started = (r.started_at or "?").replace("T", " ")[:16]
+        table.add_row(r.id, r.runbook, started, f"[{colour}]{r.outcome}[/]", kind)
+    console.print(table)
 
 
 def _postmortem_template(inc: Any) -> Path | None:
