@@ -43,6 +43,10 @@ class StanchSettings(BaseSettings):
         default=None, description="Approvers' Ed25519 public keys ('<Slack id> ssh-ed25519 AAAA…' per line): "
         "the run accepts a CLI approve/deny only when signed with the key of the approver it names.")
 
+    run_tags: str = Field(
+        default="", description="Extra Prefect tags (comma-separated) for every flow run this process runs, "
+        "besides runbook:/severity:/drill|live; a drill sets 'scenario:<name>' for the runbook run it starts.")
+
     timeline_key: SecretStr | None = Field(
         default=None, description="Ed25519 private key that signs timeline checkpoints: a path to a PEM/OpenSSH "
         "key file, or the key itself (PEM text, or base64 of the 32-byte seed). Keep it outside the store.")
@@ -50,6 +54,10 @@ class StanchSettings(BaseSettings):
         default=None, description="Public keys trusted for checkpoint signatures: a path to a file, or the keys "
         "themselves; one per line ('ssh-ed25519 AAAA…', or base64 of 32 raw bytes). The public half of "
         "STANCH_TIMELINE_KEY is always trusted.")
+
+    @property
+    def extra_run_tags(self) -> list[str]:
+        return [t.strip() for t in self.run_tags.split(",") if t.strip()]
 
     @property
     def store_dir(self) -> Path:

@@ -221,6 +221,7 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
                "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
         env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
+        env["STANCH_RUN_TAGS"] = f"scenario:{scenario.name}"  # tags the runbook's own flow run
         env["PREFECT_API_URL"] = _prefect_api_url()
         runbook = _runbook_path(scenario, Path(scenario_path))
         inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [

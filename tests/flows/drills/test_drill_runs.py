@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterTags
 from typer.testing import CliRunner
 
 from flows.drills.runner import DrillResult, run_drill
@@ -99,6 +99,13 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
     assert "acm.certificate_reissued" in (acm.folder / "scorecard.md").read_text()
     header = next(e["data"] for e in _events(acm) if e["kind"] == "slack.header")
     assert acm.slack.endswith(f"(thread {header['ts']})"), acm.slack  # posted in the incident's thread
+    # the runbook's own flow run (the drill's child) is filterable by scenario in the Prefect UI
+    with get_client(sync_client=True) as client:
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["scenario:acm-access-denied"])))
+    child = [r for r in tagged if r.parameters.get("incident_id") == "INC-DRILL-ACM"]
+    assert child and {"runbook:compromised-dependency", "drill", "severity:sev1"} <= set(child[0].tags), \
+        [(r.name, r.tags, r.parameters.get("incident_id")) for r in tagged]
 
     # throttled twice (retried: survived); legacy-desktop appeared after the scope: not contained
     card = _card(late)
