@@ -214,7 +214,7 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
     home = store / ".drills" / inc
     folder = store / inc
     started = datetime.now(UTC)
-    with DrillSandbox(home / "sandbox", scenario.fleet.variant) as sb:
+    with DrillSandbox(home / "sandbox", scenario.fleet.sandbox_variant()) as sb:
         assert sb.state is not None
         before_results = _run_probes(scenario.probes.before, _probe_context(sb, folder, {}))
         before_obs = {r.name: r.observed for r in before_results}

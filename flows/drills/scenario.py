@@ -29,6 +29,7 @@ from flows.engine.spec.shape import _dotted, _resolve
 from integrations.errors import ConfigurationError, InputError, RunbookError
 from integrations.probes import default_probes
 from integrations.sandbox.fleet import ACCOUNTS
+from integrations.sandbox.fleet_grid import grid_accounts, grid_services, grid_variant, parse_grid
 
 __all__ = [
     "DRILL_CODES",
@@ -69,6 +70,7 @@ DRILL_CODES: dict[str, str] = {
     "DR105": "invalid duration",
     "DR106": "fleet, service or account the sandbox does not have",
     "DR107": "invalid probe parameters",
+    "DR108": "probe compares with a before-observation the scenario does not take",
 }
 
 
@@ -122,14 +124,24 @@ class _M(BaseModel):
 
 
 class FleetSpec(_M):
-    """The sandbox fleet to seed. The sandbox seeds 3 accounts with one service each
-    (``default``), plus ``legacy-desktop`` in ``two-lines``; ``affected`` names the services the
-    scenario expects the runbook to find affected (or how many)."""
+    """The sandbox fleet to seed. ``default``: 3 accounts with one service each, plus
+    ``legacy-desktop`` in ``two-lines``; ``affected`` names the services the scenario expects the
+    runbook to find affected. ``grid``: a generated fleet of ``accounts`` x ``services_per_account``
+    services (``svc-<account#>-<service#>`` in accounts ``4000000000NN``) of which ``affected`` (a
+    count, spread round-robin over the accounts, or names) carry the malicious lockfile, a signing
+    certificate, a release and an audience (``integrations.sandbox.fleet_grid``)."""
 
-    variant: Literal["default", "two-lines"] = "default"
-    accounts: int = Field(default=3, ge=1, description="accounts in the fleet (the sandbox seeds 3)")
-    services_per_account: int = Field(default=1, ge=1)
+    variant: Literal["default", "two-lines", "grid"] = "default"
+    accounts: int = Field(default=3, ge=1, description="accounts in the fleet (fixed variants: 3; grid: 1-20)")
+    services_per_account: int = Field(default=1, ge=1, description="services per account (fixed variants: 1; "
+                                      "grid: 1-10)")
     affected: list[str] | int = Field(default_factory=lambda: ["desktop-app"])
+
+    def sandbox_variant(self) -> str:
+        """What the drill's sandbox seeds (``--fleet-variant``)."""
+        if self.variant == "grid":
+            return grid_variant(self.accounts, self.services_per_account, self.affected)
+        return self.variant
 
 
 class ApproverBehaviour(_M):
@@ -407,6 +419,10 @@ def _check(data: dict[str, Any], smap: SourceMap, file: str, base_dir: Path | No
             if name not in known:
                 err(("probes", phase, i, "probe"), "DR104", f"unknown probe {name!r}{close(name, known)}")
                 continue
+            before = {_d(u).get("probe") for u in _l(probes.get("before"))}
+            if phase != "before" and registry.get(name).needs_before and name not in before:
+                err(("probes", phase, i, "probe"), "DR108", f"probe {name!r} compares with its before-observation: "
+                    f"add {{probe: {name}}} under probes.before, or it can only record a baseline")
             try:
                 registry.check_params(name, _d(params))
             except ConfigurationError as exc:
@@ -414,22 +430,36 @@ def _check(data: dict[str, Any], smap: SourceMap, file: str, base_dir: Path | No
     # fleet, accounts, services
     fleet = _d(data.get("fleet"))
     variant = fleet.get("variant", "default")
-    services = sorted(_services(variant if isinstance(variant, str) else "default"))
     accounts = fleet.get("accounts", len(ACCOUNTS))
-    if isinstance(accounts, int) and accounts != len(ACCOUNTS):
-        err(("fleet", "accounts"), "DR106", f"the sandbox fleet has {len(ACCOUNTS)} accounts, not {accounts}")
     per = fleet.get("services_per_account", 1)
-    if isinstance(per, int) and per != 1:
-        err(("fleet", "services_per_account"), "DR106", "the sandbox fleet has 1 service per account")
-    for i, name in enumerate(_l(fleet.get("affected"))):
-        if isinstance(name, str) and name not in services:
-            err(("fleet", "affected", i), "DR106",
-                f"no service {name!r} in fleet {variant!r} (known: {', '.join(services)})")
+    known_accounts = sorted(ACCOUNTS.values())
+    if variant == "grid":
+        n = accounts if isinstance(accounts, int) else 1
+        m = per if isinstance(per, int) else 1
+        services, known_accounts = grid_services(n, m), grid_accounts(n)
+        affected = fleet.get("affected", 1)
+        if isinstance(affected, int) or (isinstance(affected, list) and all(isinstance(a, str) for a in affected)):
+            try:
+                parse_grid(grid_variant(n, m, affected))
+            except ValueError as exc:
+                err(("fleet",), "DR106", str(exc))
+    else:
+        services = sorted(_services(variant if isinstance(variant, str) else "default"))
+        if isinstance(accounts, int) and accounts != len(ACCOUNTS):
+            err(("fleet", "accounts"), "DR106", f"the sandbox fleet has {len(ACCOUNTS)} accounts, not {accounts} "
+                "(variant: grid generates N accounts x M services)")
+        if isinstance(per, int) and per != 1:
+            err(("fleet", "services_per_account"), "DR106", "the sandbox fleet has 1 service per account "
+                "(variant: grid generates N accounts x M services)")
+        for i, name in enumerate(_l(fleet.get("affected"))):
+            if isinstance(name, str) and name not in services:
+                err(("fleet", "affected", i), "DR106",
+                    f"no service {name!r} in fleet {variant!r} (known: {', '.join(services)})")
     for i, inj in enumerate(_l(data.get("injects"))):
         account, service = _d(inj).get("account"), _d(inj).get("service")
-        if _d(inj).get("kind") == "aws_fault" and isinstance(account, str) and account not in ACCOUNTS.values():
-            err(("injects", i, "account"), "DR106",
-                f"no account {account} in the sandbox (known: {', '.join(sorted(ACCOUNTS.values()))})")
+        if _d(inj).get("kind") == "aws_fault" and isinstance(account, str) and account not in known_accounts:
+            shown = ", ".join(known_accounts[:5]) + (" …" if len(known_accounts) > 5 else "")
+            err(("injects", i, "account"), "DR106", f"no account {account} in the sandbox (known: {shown})")
         if _d(inj).get("kind") == "late_discovery" and isinstance(service, str) and service not in services:
             err(("injects", i, "service"), "DR106", f"no service {service!r} in fleet {variant!r}")
     return out

@@ -41,5 +41,5 @@ def certificate_reissued(params: Any, ctx: ProbeContext, name: str) -> ProbeResu
 
 PROBES = [
     Probe("acm.certificate_reissued", "a new certificate serial at the same ARN for every affected service "
-          "(compares with its before-observation)", ServicesParams, certificate_reissued),
+          "(compares with its before-observation)", ServicesParams, certificate_reissued, needs_before=True),
 ]

@@ -70,6 +70,7 @@ class Probe:
     description: str
     params: type[ProbeParams]
     check: Check
+    needs_before: bool = False  # compares with its own before-observation: meaningless without one
 
 
 class ProbeRegistry:

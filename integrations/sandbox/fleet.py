@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from integrations.aws import certs
 from integrations.aws.session import AccountClients, clients_for
 from integrations.inventory.model import Audience, DeployTarget, InstallRecord, Inventory, Service
+from integrations.sandbox.fleet_grid import parse_grid, seed_grid
 from integrations.sandbox.fleet_library import LIBRARY_VARIANTS, SandboxTenant, SandboxUser, seed_variant
 from integrations.settings import StanchSettings
 
@@ -185,15 +186,36 @@ AUDIENCES = {
 }
 
 
+def _write_inventory(work: Path, inventory: Inventory, endpoint_url: str) -> Path:
+    inv_path = work / "inventory.yaml"
+    seeded = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    header = f"# stanch sandbox inventory, seeded {seeded} (moto at {endpoint_url})\n"
+    inv_path.write_text(
+        header + yaml.safe_dump(inventory.model_dump(mode="json", exclude_none=True), sort_keys=False),
+        encoding="utf-8",
+    )
+    return inv_path
+
+
 def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default") -> SandboxFleet:
     """Create the fleet in the moto at ``endpoint_url`` and write ``workdir/inventory.yaml``.
     ``variant``: ``default`` (three services), ``two-lines`` (plus ``legacy-desktop`` on axios 0.x),
-    or one of ``fleet_library.LIBRARY_VARIANTS``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown sandbox fleet variant {variant!r} (known: {', '.join(VARIANTS)})")
+    one of ``fleet_library.LIBRARY_VARIANTS``, or a generated ``grid:<N>x<M>:<affected>``
+    (``fleet_grid``)."""
+    grid = parse_grid(variant)
+    if variant not in VARIANTS and grid is None:
+        raise ValueError(f"unknown sandbox fleet variant {variant!r} (known: {', '.join(VARIANTS)}, "
+                         "grid:<accounts>x<services>:<affected>)")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     settings = StanchSettings(aws_endpoint_url=endpoint_url, aws_region=REGION, home=work)
+    if grid is not None:
+        g = seed_grid(grid, lambda account: clients_for(settings, account, REGION), work, REGION)
+        return SandboxFleet(endpoint_url=endpoint_url, region=REGION, accounts=g["accounts"],
+                            inventory_path=_write_inventory(work, g["inventory"], endpoint_url),
+                            services={k: SandboxService(**v) for k, v in g["services"].items()},
+                            audiences=g["audiences"], ca_secret=CA_SECRET, ca_account=g["ca_account"],
+                            variant=variant)
     web, desk, bill = (clients_for(settings, ACCOUNTS[k], REGION) for k in ("web", "desktop", "billing"))
 
     # desktop-app (affected)
@@ -304,13 +326,7 @@ def seed_fleet(endpoint_url: str, workdir: str | Path, variant: str = "default")
         audiences=AUDIENCES,
     )
     extras = seed_variant(variant, {"web": web, "desktop": desk, "billing": bill}, inventory, work)
-    inv_path = work / "inventory.yaml"
-    seeded = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
-    header = f"# stanch sandbox inventory, seeded {seeded} (moto at {endpoint_url})\n"
-    inv_path.write_text(
-        header + yaml.safe_dump(inventory.model_dump(mode="json", exclude_none=True), sort_keys=False),
-        encoding="utf-8",
-    )
+    inv_path = _write_inventory(work, inventory, endpoint_url)
 
     return SandboxFleet(
         endpoint_url=endpoint_url,

@@ -64,13 +64,15 @@ def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
 def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
     """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill
     and a throttled drill whose second affected service turns up mid-run."""
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         cli = pool.submit(_cli_drill, "clean", store / "cli")
         late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
                              incident_id="INC-DRILL-LATE")
+        grid_f = pool.submit(run_drill, BUNDLED / "fleet-grid.yaml", store=store, incident_id="INC-DRILL-GRID")
         acm = run_drill(BUNDLED / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
         code, output = cli.result()
         late = late_f.result()
+        grid = grid_f.result()
     assert code == 0, output
     assert "Drill clean: PASSED" in output and "score 100/100" in output and "time to contain" in output
     folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
@@ -114,6 +116,19 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
     assert throttle["fired"] == 2 and found["fired"] == 1 and "legacy-desktop" in found["description"]
     keys = _after(card, "iam.ci_keys_inactive")
     assert not keys["passed"] and keys["detail"].startswith("legacy-desktop") and "desktop-app:" not in keys["detail"]
+
+    # a generated 4 x 3 fleet, 3 affected in 3 accounts: what the probes read back from moto
+    card = _card(grid)
+    assert grid.exit_code == 0 and card["score"] == 100, (grid.folder / "scorecard.md").read_text()
+    inactive = _after(card, "iam.ci_keys_inactive")["observed"]
+    assert sorted(inactive) == ["svc-01-01", "svc-02-01", "svc-03-01"]
+    assert sorted({v["account"] for v in inactive.values()}) == ["400000000001", "400000000002", "400000000003"]
+    assert all(set(v["keys"].values()) == {"Inactive"} for v in inactive.values())
+    untouched = _after(card, "iam.keys_untouched")["observed"]
+    assert len(untouched) == 9 and all(set(v["keys"].values()) == {"Active"} for v in untouched.values())
+    certs = _after(card, "acm.certificate_reissued")["observed"]
+    assert len(certs) == 3 and all(c["before"] and c["serial"] != c["before"] for c in certs.values()), certs
+    assert len(_after(card, "ses.one_email_per_address")["observed"]) == 6
 
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
     runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",

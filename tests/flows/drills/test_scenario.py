@@ -27,7 +27,8 @@ from integrations.sandbox.fleet import VARIANTS
 
 HERE = Path(__file__).parent
 BAD = HERE / "scenarios" / "drills" / "everything-wrong.yaml"
-READY = ["acm-access-denied", "approver-silent", "clean", "iam-throttling-30pct", "killed-mid-fanout", "slack-down"]
+READY = ["acm-access-denied", "approver-silent", "clean", "fleet-grid", "iam-throttling-30pct", "killed-mid-fanout",
+         "slack-down"]
 
 EXPECTED = [
     "7:3: error[DR102]: runbook 'compromised-dependency' has no input 'advisroy' (did you mean 'advisory'?)",
@@ -99,8 +100,8 @@ def test_schema_is_current_and_models_mirror_the_sandbox() -> None:
     assert schema.main(["--check"]) == 0, "run `make docs` (python -m flows.drills.schema)"
     # Drills seed the flagship's fleets; the runbook-library variants (leaked-key, tenants, …) seed other
     # services and have no drill scenarios yet — every drill variant must still be one the sandbox knows.
-    assert set(typing.get_args(FleetSpec.model_fields["variant"].annotation)) == {"default", "two-lines"}
-    assert {"default", "two-lines"} <= set(VARIANTS)
+    assert set(typing.get_args(FleetSpec.model_fields["variant"].annotation)) == {"default", "two-lines", "grid"}
+    assert {"default", "two-lines"} <= set(VARIANTS)  # grid is generated: integrations.sandbox.fleet_grid
     assert all(code.startswith("DR") for code in DRILL_CODES)
     doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
     for code, title in DRILL_CODES.items():
@@ -143,3 +144,30 @@ def test_hostile_files_are_refused_located(tmp_path: Path) -> None:
         f"{binary}:2:8: error[DR001]: not UTF-8: byte 0xff cannot be decoded (invalid start byte)"]
     with pytest.raises(RunbookError):
         load_scenario(binary)
+
+
+GRID = """name: g
+title: grid
+runbook: compromised-dependency
+inputs: {advisory: MAL-2026-2307}
+fleet: {variant: grid, accounts: %s, services_per_account: 2, affected: %s}
+probes:
+  after:
+    - {probe: acm.certificate_reissued}
+injects:
+  - {kind: aws_fault, service: iam, operation: UpdateAccessKey, account: "%s", error: Throttling}
+"""
+
+
+def test_grid_fleet_is_checked_against_what_it_generates() -> None:
+    """A grid scenario names generated services and accounts; the fixed fleet's are refused, and
+    a probe that compares with a before-observation it never takes is flagged (it would pass)."""
+    got = [d.format() for d in validate_scenario_text(GRID % (3, "[svc-03-02]", "400000000003"), "g.yaml")]
+    assert got == ["g.yaml:8:15: error[DR108]: probe 'acm.certificate_reissued' compares with its "
+                   "before-observation: add {probe: acm.certificate_reissued} under probes.before, or it can "
+                   "only record a baseline"]
+    got = [d.format() for d in validate_scenario_text(GRID % (21, 50, "222222222222"), "g.yaml")]
+    assert any("DR106" in g and "1 to 20 accounts" in g for g in got), got
+    assert any("DR106" in g and "no account 222222222222" in g and "400000000001" in g for g in got), got
+    got = [d.format() for d in validate_scenario_text(GRID % (2, "[desktop-app]", "400000000001"), "g.yaml")]
+    assert any("DR106" in g and "no service desktop-app" in g for g in got), got
