@@ -43,6 +43,10 @@ class StanchSettings(BaseSettings):
         default=None, description="Approvers' Ed25519 public keys ('<Slack id> ssh-ed25519 AAAA…' per line): "
         "the run accepts a CLI approve/deny only when signed with the key of the approver it names.")
 
+    drill_approval_expires: float | None = Field(
+        default=None, gt=0, description="Drills only: every approval expires after at most this many seconds "
+        "(time compression for tabletop drills; a live run ignores it). Set by `stanch drill run` from the "
+        "scenario's approval_expires.")
     run_tags: str = Field(
         default="", description="Extra Prefect tags (comma-separated) for every flow run this process runs, "
         "besides runbook:/severity:/drill|live; a drill sets 'scenario:<name>' for the runbook run it starts.")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,8 +146,12 @@ def _run_probes(uses: list[Any], ctx: Any) -> list[Any]:
 
 def _inputs(scenario: Any, sb: DrillSandbox) -> list[str]:
     assert sb.state is not None
-    values = {str(k): str(v).replace("{sandbox.inventory}", str(sb.state.inventory_path))
-              for k, v in scenario.inputs.items()}
+    fleet = sb.fleet()
+
+    def fill(value: str) -> str:  # {sandbox.inventory}, {fleet.<field>} (e.g. {fleet.leaked_access_key_id})
+        value = value.replace("{sandbox.inventory}", str(sb.state.inventory_path) if sb.state else "")
+        return re.sub(r"\{fleet\.([a-z_]+)\}", lambda m: str(fleet.get(m.group(1), m.group(0))), value)
+    values = {str(k): fill(str(v)) for k, v in scenario.inputs.items()}
     values.setdefault("inventory", str(sb.state.inventory_path))
     pairs = []
     for k, v in values.items():
@@ -222,6 +227,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
                "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
         env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
         env["STANCH_RUN_TAGS"] = f"scenario:{scenario.name}"  # tags the runbook's own flow run
+        if scenario.approval_expires:
+            env["STANCH_DRILL_APPROVAL_EXPIRES"] = str(contract.seconds(scenario.approval_expires))
         env["PREFECT_API_URL"] = _prefect_api_url()
         runbook = _runbook_path(scenario, Path(scenario_path))
         inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [

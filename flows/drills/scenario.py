@@ -126,12 +126,14 @@ class _M(BaseModel):
 class FleetSpec(_M):
     """The sandbox fleet to seed. ``default``: 3 accounts with one service each, plus
     ``legacy-desktop`` in ``two-lines``; ``affected`` names the services the scenario expects the
-    runbook to find affected. ``grid``: a generated fleet of ``accounts`` x ``services_per_account``
-    services (``svc-<account#>-<service#>`` in accounts ``4000000000NN``) of which ``affected`` (a
-    count, spread round-robin over the accounts, or names) carry the malicious lockfile, a signing
+    runbook to find affected. ``leaked-key``, ``tenants``, ``ci-action``, ``signing``: the default
+    fleet plus what the runbook library acts on (``integrations.sandbox.fleet_library``).
+    ``grid``: a generated fleet of ``accounts`` x ``services_per_account`` services
+    (``svc-<account#>-<service#>`` in accounts ``4000000000NN``) of which ``affected`` (a count,
+    spread round-robin over the accounts, or names) carry the malicious lockfile, a signing
     certificate, a release and an audience (``integrations.sandbox.fleet_grid``)."""
 
-    variant: Literal["default", "two-lines", "grid"] = "default"
+    variant: Literal["default", "two-lines", "grid", "leaked-key", "tenants", "ci-action", "signing"] = "default"
     accounts: int = Field(default=3, ge=1, description="accounts in the fleet (fixed variants: 3; grid: 1-20)")
     services_per_account: int = Field(default=1, ge=1, description="services per account (fixed variants: 1; "
                                       "grid: 1-10)")
@@ -266,6 +268,10 @@ class Scenario(_M):
     injects: list[Inject] = Field(default_factory=list)
     probes: ProbeSets = Field(default_factory=ProbeSets)
     targets: Targets = Field(default_factory=Targets)
+    approval_expires: Duration | None = Field(
+        default=None, description="drill time compression: every approval of the run expires after at most "
+        "this long (a runbook's 2h gate would otherwise hold a silent-approver drill for 2h); the runbook's "
+        "own expiry is recorded beside it in the timeline")
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -283,7 +289,8 @@ def scenario_schema() -> dict[str, Any]:
 
 # ------------------------------------------------------------------ shape -> diagnostics
 
-_DURATION_FIELDS = {"at", "after", "from", "for", "interval", "time_to_contain", "time_to_first_decision"}
+_DURATION_FIELDS = {"at", "after", "from", "for", "interval", "time_to_contain", "time_to_first_decision",
+                    "approval_expires"}
 _OWNERS: dict[tuple[str, ...], type[BaseModel]] = {
     (): Scenario, ("fleet",): FleetSpec, ("targets",): Targets, ("probes",): ProbeSets,
     ("approvers", "#"): ApproverBehaviour, ("probes", "*", "#"): ProbeUse, ("injects", "#", "on"): Trigger,

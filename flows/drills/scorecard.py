@@ -13,6 +13,7 @@ Must not touch: files, Slack, Prefect, boto3 — the runner writes and posts wha
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -104,8 +105,10 @@ def _user(actor: str | None) -> str:
     return (actor or "").removeprefix("slack:")
 
 
-def _approvers(timeline: list[dict[str, Any]]) -> list[ApproverLine]:
-    """One line per (approval request, approver named in it)."""
+def _approvers(timeline: list[dict[str, Any]], people: Sequence[str] = ()) -> list[ApproverLine]:
+    """One line per (approval request, approver named in it). A ``@group`` approver is expanded
+    to the scenario's people (``people``: the users its ``approvers:`` list), each shown as
+    ``U… via @group``, so every person's response time is on the scorecard."""
     lines: list[ApproverLine] = []
     for i, e in enumerate(timeline):
         if e.get("kind") != "approval.requested":
@@ -115,15 +118,18 @@ def _approvers(timeline: list[dict[str, Any]]) -> list[ApproverLine]:
         later = timeline[i + 1:]
         end = next((j for j, x in enumerate(later) if x.get("kind") in closes and x.get("step") == step), len(later))
         window = later[: end + 1]
-        for user in (e.get("data") or {}).get("approvers") or []:
-            decided = next((x for x in window if x.get("step") == step and _user(x.get("actor")) == user
-                            and x.get("kind") in ("approval.approved", "approval.denied")), None)
-            lines.append(ApproverLine(
-                user=str(user), step=step, requested_at=str(e["ts"]),
-                decided_at=str(decided["ts"]) if decided else None,
-                response_s=round((_ts(decided["ts"]) - _ts(e["ts"])).total_seconds(), 3) if decided else None,
-                decision={"approval.approved": "approve", "approval.denied": "deny"}[decided["kind"]]
-                if decided else "none"))
+        for named in (e.get("data") or {}).get("approvers") or []:
+            named = str(named)
+            for user, shown in ([(p, f"{p} via {named}") for p in people] if named.startswith("@") and people
+                                else [(named, named)]):
+                decided = next((x for x in window if x.get("step") == step and _user(x.get("actor")) == user
+                                and x.get("kind") in ("approval.approved", "approval.denied")), None)
+                lines.append(ApproverLine(
+                    user=shown, step=step, requested_at=str(e["ts"]),
+                    decided_at=str(decided["ts"]) if decided else None,
+                    response_s=round((_ts(decided["ts"]) - _ts(e["ts"])).total_seconds(), 3) if decided else None,
+                    decision={"approval.approved": "approve", "approval.denied": "deny"}[decided["kind"]]
+                    if decided else "none"))
     return lines
 
 
@@ -158,7 +164,7 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
         targets_met.append(ttfd is not None and ttfd <= target_ttfd)
     inject_lines = [InjectLine(kind=str(_field(x, "kind")), description=str(_field(x, "description")),
                                fired=int(_field(x, "fired")), survived=bool(_field(x, "survived"))) for x in injects]
-    approvers = _approvers(timeline)
+    approvers = _approvers(timeline, [str(_field(b, 'user')) for b in scenario.approvers])
 
     def share(flags: list[bool]) -> float:
         return sum(flags) / len(flags) if flags else 1.0

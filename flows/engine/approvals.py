@@ -195,10 +195,15 @@ def await_approval(engine: Any, step: PlannedStep, message: str | None = None
     approval = step.approval
     assert approval is not None
     message = message if message is not None else step.title
-    expires_at = datetime.now(UTC) + timedelta(seconds=approval.expires)
+    expires = approval.expires
+    squeeze = engine.settings.drill_approval_expires if engine.drill else None
+    compressed = {"runbook_expires_s": approval.expires} if squeeze is not None and squeeze < expires else {}
+    if compressed:
+        expires = float(squeeze)  # drill time compression (scenario approval_expires)
+    expires_at = datetime.now(UTC) + timedelta(seconds=expires)
     engine.record("approval.requested", step=step.id, data={
         "approvers": approval.approvers, "min_approvals": approval.min_approvals,
-        "expires_at": expires_at.isoformat(), "message": message, "on_deny": approval.on_deny})
+        "expires_at": expires_at.isoformat(), "message": message, "on_deny": approval.on_deny, **compressed})
     slack_problem = engine.notifier.approval_request(step, approval, expires_at, message)
     if slack_problem:
         engine.record("slack.unavailable", step=step.id, data={"error": slack_problem})
@@ -206,21 +211,21 @@ def await_approval(engine: Any, step: PlannedStep, message: str | None = None
     done = threading.Event()
     flow_run_id = flow_run.get_id()
     if flow_run_id:
-        _expire_later(UUID(str(flow_run_id)), step.id, approval.expires, done)
+        _expire_later(UUID(str(flow_run_id)), step.id, expires, done)
     n = 0
     seen_nonces: set[str] = set()
     try:
         while not tally.decided:
             n += 1
-            decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(approval.expires) + 120,
+            decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(expires) + 120,
                                       poll_interval=1, key=f"{step.id}-{n}")
             if decision is None:  # pragma: no cover - only without wait_for_input
                 continue
             if decision.approver == "expiry":
                 engine.record("approval.expired", step=step.id, data={
-                    "reason": f"nobody decided within {approval.expires:.0f}s: denied"})
+                    "reason": f"nobody decided within {expires:.0f}s: denied"})
                 return False, {"approved_by": tally.approvals, "expired": True}, (
-                    f"approval expired after {approval.expires:.0f}s with {len(tally.approvals)} of "
+                    f"approval expired after {expires:.0f}s with {len(tally.approvals)} of "
                     f"{approval.min_approvals} approvals: denied")
             reason = _decision_refusal(engine, step, approval, decision, tally, seen_nonces)
             seen_nonces.add(decision.nonce)

@@ -38,7 +38,11 @@ def _summary(card: dict[str, Any]) -> Table:
         tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
         ok = tfd is not None and tfd <= tgt
         table.add_row("time to first decision", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
-                      f"{tfd}s (target {tgt}s)")
+                      f"{tfd if tfd is not None else 'no decision'}{'s' if tfd is not None else ''} (target {tgt}s)")
+    for a in card.get("approvers", []):
+        answered = a.get("response_s") is not None
+        table.add_row(f"approver {a['user']}", a["decision"] if answered else "[yellow]never answered[/]",
+                      f"{a['step']}: {a['response_s']}s" if answered else f"{a['step']}: no response")
     for i in card.get("injects", []):
         table.add_row(f"inject: {i['kind']}", "survived" if i["survived"] else "[yellow]not survived[/]",
                       f"{i['description']} (fired {i['fired']} times)")

@@ -130,9 +130,13 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
     assert len(certs) == 3 and all(c["before"] and c["serial"] != c["before"] for c in certs.values()), certs
     assert len(_after(card, "ses.one_email_per_address")["observed"]) == 6
 
+
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
-    runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",
-                     INC_DRILL_APPROVERS="approvers")
+    with ThreadPoolExecutor(1) as pool:
+        silent_f = pool.submit(run_drill, BUNDLED / "approver-silent.yaml", store=store, incident_id="INC-DRILL-SILENT")
+        runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",
+                         INC_DRILL_APPROVERS="approvers")
+        silent = silent_f.result()
     kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
 
     # killed right after the first e-mail left, resumed: every address got exactly one (read from moto)
@@ -158,4 +162,16 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
     assert ("approval.expired", "second-approval") in approvals
     assert card["time_to_first_decision_s"] is not None and card["time_to_first_decision_s"] < 60
     assert not _after(card, "iam.ci_keys_inactive")["passed"] and _after(card, "iam.keys_untouched")["passed"]
+
+    # the bundled approver-silent: leaked-access-key's 2 h gate compressed to 3 s, @security-leads silent
+    card = _card(silent)
+    assert silent.exit_code == 1 and card["outcome"] == "succeeded", (silent.folder / "scorecard.md").read_text()
+    requested = next(e["data"] for e in _events(silent) if e["kind"] == "approval.requested")
+    assert requested["approvers"] == ["@security-leads"] and requested["runbook_expires_s"] == 7200
+    assert [(a["user"], a["decision"]) for a in card["approvers"]] == [
+        ("U0LEAD1 via @security-leads", "none"), ("U0LEAD2 via @security-leads", "none")]
+    leaked = _after(card, "iam.leaked_key_contained")  # read back from moto: switched off, nothing rotated
+    assert leaked["passed"] and leaked["observed"]["leaked"]["status"] == "Inactive", leaked
+    others = leaked["observed"]["users"]["svc-reporting"]["keys"]
+    assert sorted(others.values()) == ["Active", "Inactive"]  # the other key neither deleted nor rotated
 

@@ -52,8 +52,12 @@ def test_ready_scenarios_validate_and_resolve() -> None:
         assert path == REPO_DRILLS / f"{name}.yaml"
         assert validate_scenario_file(path) == []
         sc = load_scenario(path)
-        assert sc.name == name and sc.runbook == "compromised-dependency"
-        assert [u.probe for u in sc.probes.before] == ["iam.keys_untouched", "acm.certificate_reissued"]
+        assert sc.name == name
+        if name != "approver-silent":  # the flagship; approver-silent drills leaked-access-key's 2h gate
+            assert sc.runbook == "compromised-dependency"
+            assert [u.probe for u in sc.probes.before] == ["iam.keys_untouched", "acm.certificate_reissued"]
+    silent = load_scenario(resolve_scenario("approver-silent"))
+    assert (silent.runbook, silent.fleet.variant, silent.approval_expires) == ("leaked-access-key", "leaked-key", "3s")
     acm = load_scenario(resolve_scenario("acm-access-denied")).injects[0]
     assert (acm.kind, acm.service, acm.operation, acm.account, acm.error) == (  # type: ignore[union-attr]
         "aws_fault", "acm", "ImportCertificate", "222222222222", "AccessDenied")
@@ -100,8 +104,8 @@ def test_schema_is_current_and_models_mirror_the_sandbox() -> None:
     assert schema.main(["--check"]) == 0, "run `make docs` (python -m flows.drills.schema)"
     # Drills seed the flagship's fleets; the runbook-library variants (leaked-key, tenants, …) seed other
     # services and have no drill scenarios yet — every drill variant must still be one the sandbox knows.
-    assert set(typing.get_args(FleetSpec.model_fields["variant"].annotation)) == {"default", "two-lines", "grid"}
-    assert {"default", "two-lines"} <= set(VARIANTS)  # grid is generated: integrations.sandbox.fleet_grid
+    drill_variants = set(typing.get_args(FleetSpec.model_fields["variant"].annotation))
+    assert drill_variants - {"grid"} == set(VARIANTS)  # grid is generated: integrations.sandbox.fleet_grid
     assert all(code.startswith("DR") for code in DRILL_CODES)
     doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
     for code, title in DRILL_CODES.items():

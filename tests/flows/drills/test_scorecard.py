@@ -91,7 +91,7 @@ def test_approvers_and_targets() -> None:
     ]
     card = build_scorecard(
         sc, incident_id="INC-20261130-0002", timeline=timeline,
-        probe_results={"before": [], "after": [_ok("iam.ci_keys_inactive", {"desktop-app": "Inactive"})],
+        probe_results={"before": [], "after": [_ok("iam.leaked_key_contained", {"leaked": "Inactive"})],
                        "continuous": []},
         injects=[], started_at=T0, finished_at=T0 + timedelta(seconds=50))
     assert card.passed and card.time_to_contain_s == 42.25 and card.time_to_first_decision_s == 4.5
@@ -103,6 +103,19 @@ def test_approvers_and_targets() -> None:
     md = render_markdown(card)
     assert "| `U0ONCALL1` | second-approval | never answered | — |" in md  # no re-paging from the scorecard
     _check_golden("approvers", card)
+
+
+def test_group_approval_is_expanded_to_each_person_of_the_scenario() -> None:
+    """``approvers: ["@security-leads"]`` in the runbook: the scorecard shows each paged person."""
+    sc = load_scenario(resolve_scenario("approver-silent"))  # U0LEAD1 and U0LEAD2, both silent
+    timeline = [_ev(0, "run.started"),
+                _ev(1, "approval.requested", "approve-cleanup", approvers=["@security-leads"], min_approvals=1),
+                _ev(2.5, "approval.approved", "approve-cleanup", "slack:U0LEAD2", approver="slack:U0LEAD2"),
+                _ev(2.5, "approval.granted", "approve-cleanup"), _ev(3, "run.finished", outcome="succeeded")]
+    card = build_scorecard(sc, incident_id="I", timeline=timeline, probe_results={}, injects=[],
+                           started_at=T0, finished_at=T0)
+    assert [(a.user, a.decision, a.response_s) for a in card.approvers] == [
+        ("U0LEAD1 via @security-leads", "none", None), ("U0LEAD2 via @security-leads", "approve", 1.5)]
 
 
 @pytest.mark.parametrize(("ttc_end", "passed"), [(299, True), (301, False)])
