@@ -196,10 +196,10 @@ def await_approval(engine: Any, step: PlannedStep, message: str | None = None
     assert approval is not None
     message = message if message is not None else step.title
     expires = approval.expires
-    squeeze = engine.settings.drill_approval_expires if engine.drill else None
+    squeeze: float | None = engine.settings.drill_approval_expires if engine.drill else None
     compressed = {"runbook_expires_s": approval.expires} if squeeze is not None and squeeze < expires else {}
-    if compressed:
-        expires = float(squeeze)  # drill time compression (scenario approval_expires)
+    if squeeze is not None and compressed:
+        expires = squeeze  # drill time compression (scenario approval_expires)
     expires_at = datetime.now(UTC) + timedelta(seconds=expires)
     engine.record("approval.requested", step=step.id, data={
         "approvers": approval.approvers, "min_approvals": approval.min_approvals,
