@@ -3,9 +3,10 @@ real Prefect scheduler service and `stanch worker` (``flows.entrypoints.worker.W
 two scorecards and a history of two; `stanch drill schedules` lists it, `unschedule` removes it.
 
 The session's Prefect test harness is an *ephemeral* server (no scheduler service), so this
-module starts one real Prefect server with its services (UI off). The drill flow here is a
-trivial stand-in named ``stanch-drill`` that writes a scorecard.json (the real runner,
-``flows.drills.runner.run_drill_flow``, is drill-run's and is not on this branch)."""
+module starts one real Prefect server with its services (UI off). What fires is the real drill
+flow (``flows.drills.runner.run_drill_flow``): each firing seeds its own sandbox, runs a small
+real runbook (scope, revoke CI keys) as a ``stanch run --drill`` child, and probes moto — the
+scenario ``smoke`` is found in ``./runbooks/drills`` of the test's working directory."""
 
 from __future__ import annotations
 
@@ -16,29 +17,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from prefect import flow
 from typer.testing import CliRunner
 
-from flows.engine.incident import new_incident_id
-
-
-@flow(name="stanch-drill")
-def fake_drill(scenario: str = "clean", store: str = "") -> dict[str, Any]:
-    incident_id = new_incident_id()
-    folder = Path(store or os.environ["STANCH_STORE"]) / incident_id  # like the runner: STANCH_STORE by default
-    folder.mkdir(parents=True)
-    now = datetime.now(UTC).isoformat()
-    card = {"scenario": scenario, "runbook": "compromised-dependency", "incident_id": incident_id, "drill": True,
-            "started_at": now, "finished_at": now, "outcome": "succeeded", "score": 90, "passed": True,
-            "time_to_contain_s": 12.5, "target_time_to_contain_s": 600, "probes": []}
-    (folder / "scorecard.json").write_text(json.dumps(card))
-    return card
+RUNBOOK = Path(__file__).parent / "scenarios" / "revoke.runbook.yaml"
+SMOKE = f"""name: smoke
+title: Scheduled smoke drill
+runbook: {RUNBOOK}
+inputs: {{advisory: MAL-2026-2307, live_from: "2026-03-31T00:21:00Z", live_until: "2026-03-31T03:15:00Z"}}
+probes:
+  before: [{{probe: iam.keys_untouched}}]
+  after: [{{probe: iam.ci_keys_inactive}}, {{probe: iam.keys_untouched}}]
+targets: {{time_to_contain: 2m}}
+"""
 
 
 def _free_port() -> int:
@@ -87,35 +81,41 @@ def scheduling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 def test_an_interval_schedule_fires_twice_through_the_scheduler_and_the_worker(
         scheduling_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.drills.schedules as schedules
     from flows.drills.history import history
     from flows.entrypoints.cli import app
     from flows.entrypoints.worker import Worker
 
+    (tmp_path / "runbooks" / "drills").mkdir(parents=True)
+    (tmp_path / "runbooks" / "drills" / "smoke.yaml").write_text(SMOKE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
     store = tmp_path / "incidents"
-    monkeypatch.setattr(schedules, "drill_flow", lambda: fake_drill)
     monkeypatch.setenv("STANCH_STORE", str(store))
     runner = CliRunner()
-    worker = Worker(name="test-sched", poll_interval=0.2, drill_flow=fake_drill)
+    worker = Worker(name="test-sched", poll_interval=0.2, max_concurrent=2)
     worker.start()
     try:
-        bad = runner.invoke(app, ["drill", "schedule", "clean", "--cron", "not a cron"])
+        bad = runner.invoke(app, ["drill", "schedule", "smoke", "--cron", "not a cron"])
         assert bad.exit_code == 2 and "not a valid cron" in bad.output
-        res = runner.invoke(app, ["drill", "schedule", "clean", "--interval", "2"])
+        res = runner.invoke(app, ["drill", "schedule", "smoke", "--interval", "3"])
         assert res.exit_code == 0, res.output
-        deadline = time.monotonic() + 45
-        while len(history(store, "clean")) < 2:
-            assert time.monotonic() < deadline, f"fired {len(history(store, 'clean'))} time(s) in 45 s"
+        deadline = time.monotonic() + 120
+        while len(history(store, "smoke")) < 2:
+            assert time.monotonic() < deadline, f"fired {len(history(store, 'smoke'))} time(s) in 120 s"
             time.sleep(0.3)
         listed = runner.invoke(app, ["drill", "schedules"])
-        assert listed.exit_code == 0 and "clean" in listed.output and "every 2 s" in listed.output, listed.output
-        gone = runner.invoke(app, ["drill", "unschedule", "clean"])
+        assert listed.exit_code == 0 and "smoke" in listed.output and "every 3 s" in listed.output, listed.output
+        gone = runner.invoke(app, ["drill", "unschedule", "smoke"])
         assert gone.exit_code == 0, gone.output
-        assert runner.invoke(app, ["drill", "unschedule", "clean"]).exit_code == 1
+        assert runner.invoke(app, ["drill", "unschedule", "smoke"]).exit_code == 1
     finally:
-        worker.stop(grace=20)
-    rows = history(store, "clean")
+        worker.stop(grace=60)
+    rows = history(store, "smoke")
     assert len(rows) >= 2 and len({r.incident_id for r in rows}) == len(rows)  # a new incident per firing
+    for r in rows:  # real drills: probes read moto in each firing's own sandbox
+        card = json.loads((store / r.incident_id / "scorecard.json").read_text())
+        inactive = next(p for p in card["probes"] if p["phase"] == "after" and p["name"] == "iam.ci_keys_inactive")
+        assert card["passed"] and inactive["passed"], card
+        assert set(inactive["observed"]["desktop-app"]["keys"].values()) == {"Inactive"}
     assert [r.outcome for r in worker.records.values()].count("completed") >= 2
-    out = runner.invoke(app, ["drill", "history", "clean"], env={"COLUMNS": "120"})
-    assert out.exit_code == 0 and out.output.count("clean") >= 2
+    out = runner.invoke(app, ["drill", "history", "smoke"], env={"COLUMNS": "120"})
+    assert out.exit_code == 0 and out.output.count("smoke") >= 2
