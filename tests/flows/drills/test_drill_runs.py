@@ -29,9 +29,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("drills")
 
 
-def _together(store: Path, **drills: str) -> dict[str, DrillResult]:
+def _together(store: Path, **drills: str | Path) -> dict[str, DrillResult]:
+    """Run drills at once: a name is a test scenario (scenarios/<name>.yaml), a Path any scenario."""
     with ThreadPoolExecutor(len(drills)) as pool:
-        futures = {inc: pool.submit(run_drill, HERE / f"{name}.yaml", store=store, incident_id=inc.replace("_", "-"))
+        futures = {inc: pool.submit(run_drill, name if isinstance(name, Path) else HERE / f"{name}.yaml",
+                                    store=store, incident_id=inc.replace("_", "-"))
                    for inc, name in drills.items()}
         return {inc: f.result() for inc, f in futures.items()}
 
@@ -134,8 +136,8 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
     with ThreadPoolExecutor(1) as pool:
         silent_f = pool.submit(run_drill, BUNDLED / "approver-silent.yaml", store=store, incident_id="INC-DRILL-SILENT")
-        runs = _together(store, INC_DRILL_KILL="killed-mid-fan-out", INC_DRILL_SLACK="slack-down",
-                         INC_DRILL_APPROVERS="approvers")
+        runs = _together(store, INC_DRILL_KILL=BUNDLED / "killed-mid-fanout.yaml",
+                         INC_DRILL_SLACK=BUNDLED / "slack-down.yaml", INC_DRILL_APPROVERS="approvers")
         silent = silent_f.result()
     kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
 
