@@ -18,7 +18,9 @@ class StanchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STANCH_", extra="forbid")
 
     home: Path = Field(default=Path(".stanch"), description="State directory (sandbox state, default store).")
-    store: Path | None = Field(default=None, description="Incident store; defaults to <home>/incidents.")
+    store: str | Path | None = Field(
+        default=None, description="Incident store: a folder (default <home>/incidents), or postgresql://… for the "
+        "PostgreSQL store (the record lives in the database; <home>/incidents is then a local working copy).")
     aws_endpoint_url: str | None = Field(default=None, description="Override AWS endpoint (sandbox/moto).")
     aws_region: str = "us-east-1"
     aws_max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts per AWS call inside botocore "
@@ -64,8 +66,17 @@ class StanchSettings(BaseSettings):
         return [t.strip() for t in self.run_tags.split(",") if t.strip()]
 
     @property
+    def store_url(self) -> str | None:
+        """The PostgreSQL store's URL, or None for the folder store."""
+        url = str(self.store or "")
+        return url if url.startswith(("postgresql://", "postgres://")) else None
+
+    @property
     def store_dir(self) -> Path:
-        return self.store if self.store is not None else self.home / "incidents"
+        """The incident folders: the store itself, or the PostgreSQL store's local working copy."""
+        if self.store and not self.store_url:
+            return Path(self.store)
+        return self.home / "incidents"
 
 
 def load_settings() -> StanchSettings:

@@ -32,3 +32,37 @@ def prefect_server():  # type: ignore[no-untyped-def]
     with prefect_test_harness(server_startup_timeout=240), \
             temporary_settings(updates={"flows.heartbeat_frequency": None}):
         yield
+
+
+# --------------------------------------------------------------- PostgreSQL (the store, issue 11)
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own per test module (``stanch_test_<hex>``), dropped afterwards;
+    skips with the reason only when no PostgreSQL answers at 127.0.0.1:5432 (on this project's
+    machines one always does, so CI runs these)."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc})")
+    name = f"stanch_test_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_store(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``STANCH_STORE`` pointing at the module's database."""
+    monkeypatch.setenv("STANCH_STORE", pg_url)
+    return pg_url

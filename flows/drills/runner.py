@@ -41,6 +41,7 @@ from flows.drills import contract
 from flows.drills.injects import Injector, InjectRecord
 from flows.drills.isolation import REPO, DrillSandbox
 from flows.engine.incident import new_incident_id
+from flows.store import mirror
 from integrations.errors import StanchError
 
 _CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
@@ -290,6 +291,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         (folder / "scorecard.json").write_text(
             json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
         (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
+        for name in ("scorecard.json", "scorecard.md"):
+            mirror(folder, folder / name)  # the PostgreSQL store keeps the scorecard too
         posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
         if not posted:
             (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")

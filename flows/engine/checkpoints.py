@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from flows.engine.timeline import HEAD, Timeline, VerifyResult, read_events, verify
+from flows.store import mirror
 from integrations.errors import ConfigurationError
 from integrations.settings import StanchSettings
 
@@ -158,6 +159,7 @@ class Signer:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        mirror(self.timeline.folder, target)  # the PostgreSQL store keeps the signed head too
         return {"seq": event["seq"], "hash": event["hash"], "label": label}
 
 

@@ -1,5 +1,8 @@
 """The incident record on disk: ``<store>/<incident-id>/``.
 
+With the PostgreSQL store (``flows.store``) the folder is the local working copy of the record
+in the database: every write goes to both, and opening an incident brings the copy up to date.
+
 Owns: incident ids, the folder layout (``timeline.jsonl``, ``reports/<step>.md``, ``plan.json``,
 ``incident.json``, ``postmortem.md``), the redactor shared by everything written there, and
 re-rendering the post-mortem from the timeline.
@@ -18,7 +21,8 @@ from typing import Any
 
 from flows.engine import reports
 from flows.engine.redaction import Redactor
-from flows.engine.timeline import Timeline, read_events
+from flows.engine.timeline import Timeline
+from flows.store import current, materialize, mirror
 from integrations.errors import ConfigurationError
 
 
@@ -27,11 +31,15 @@ def new_incident_id(now: datetime | None = None) -> str:
     return f"INC-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str, folder: Path | None = None) -> None:
+    """Write ``path`` atomically; with the PostgreSQL store, into the database too (``folder``:
+    the incident folder ``path`` belongs to)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+    if folder is not None:
+        mirror(folder, path)
 
 
 class Incident:
@@ -41,12 +49,18 @@ class Incident:
         self.id = incident_id
         self.folder = store / incident_id
         self.redactor = redactor or Redactor()
-        self.timeline = Timeline(self.folder, redact=self.redactor)
+        self.remote = current()  # the PostgreSQL store (STANCH_STORE=postgresql://…), else None
+        self.timeline = Timeline(self.folder, redact=self.redactor, remote=self.remote)
         self.last_postmortem_problem: str | None = None
 
     @classmethod
     def open_existing(cls, store: Path, ref: str) -> Incident:
-        """``ref`` is an incident id in the store or a path to an incident folder."""
+        """``ref`` is an incident id in the store or a path to an incident folder. With the
+        PostgreSQL store, the local working copy is first brought up to the database."""
+        remote = current()
+        if remote is not None and "/" not in ref and remote.exists(ref):
+            materialize(remote, ref, store / ref)
+            return cls(store, ref)
         p = Path(ref)
         if (p / "timeline.jsonl").exists():
             return cls(p.parent, p.name)
@@ -67,7 +81,8 @@ class Incident:
         return self.folder / "postmortem.md"
 
     def write_plan(self, plan_json: dict[str, Any]) -> None:
-        _atomic_write(self.plan_path, json.dumps(self.redactor(plan_json), indent=2, default=str) + "\n")
+        _atomic_write(self.plan_path, json.dumps(self.redactor(plan_json), indent=2, default=str) + "\n",
+                      self.folder)
 
     def read_plan(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.plan_path.read_text(encoding="utf-8"))
@@ -77,7 +92,8 @@ class Incident:
         """``incident.json``: what resume/rollback start from. The caller passes inputs as
         ``flows.engine.secret_inputs.public_inputs`` gives them (non-secret verbatim, secret as a marker);
         the redactor here is a safety net (secret-looking material), not the way secrets are kept out."""
-        _atomic_write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n")
+        _atomic_write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n",
+                      self.folder)
 
     def read_meta(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.folder / "incident.json").read_text(encoding="utf-8"))
@@ -85,16 +101,16 @@ class Incident:
 
     def write_report(self, step_id: str, markdown: str) -> Path:
         path = self.reports_dir / f"{step_id}.md"
-        _atomic_write(path, self.redactor.text(markdown))
+        _atomic_write(path, self.redactor.text(markdown), self.folder)
         return path
 
     def events(self) -> list[dict[str, Any]]:
-        return list(read_events(self.timeline.path))
+        return self.timeline.events()
 
     def render_postmortem(self, template: Path | None = None) -> Path:
         """Re-render ``postmortem.md``; never raises for the template (a failed template gives the
         default post-mortem under a note naming it and the error; see ``last_postmortem_problem``)."""
         text, self.last_postmortem_problem = reports.render_postmortem_safely(
             self.events(), {**self.read_plan(), "incident_id": self.id}, template)
-        _atomic_write(self.postmortem_path, self.redactor.text(text))
+        _atomic_write(self.postmortem_path, self.redactor.text(text), self.folder)
         return self.postmortem_path

@@ -87,8 +87,9 @@ class Timeline:
     process appended (the file size changed).
     """
 
-    def __init__(self, folder: Path, redact: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, folder: Path, redact: Callable[[Any], Any] | None = None, remote: Any = None) -> None:
         self.folder = folder
+        self.remote = remote  # flows.store.postgres.PostgresStore: the chain lives there (the file is a copy)
         self.path = folder / FILENAME
         self._redact = redact or (lambda v: v)
         self._lock = threading.Lock()
@@ -127,6 +128,8 @@ class Timeline:
         clean = self._redact(data or {})  # redaction and the data's JSON stay outside the lock
         data_json = _canonical(clean)
         stamp = isoformat(ts or utcnow())
+        if self.remote is not None:
+            return self._append_remote(kind, step, item, actor, clean, data_json, stamp)
         with self._lock:
             if self._fh is None or self._fh.closed:
                 self._fh = self.path.open("a+b")
@@ -148,11 +151,39 @@ class Timeline:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return event
 
+    def _append_remote(self, kind: str, step: str | None, item: str | None, actor: str, clean: Any,
+                       data_json: bytes, stamp: str) -> dict[str, Any]:
+        """PostgreSQL store: the database assigns the place in the chain (a concurrent writer makes
+        the insert retry on the new head); the local file is then brought up to it."""
+        from flows.store import sync_timeline
+
+        def make(seq: int, prev: str) -> tuple[dict[str, Any], bytes]:
+            event: dict[str, Any] = {"seq": seq, "ts": stamp, "kind": kind, "step": step, "item": item,
+                                     "actor": actor, "data": clean, "prev": prev}
+            event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()
+            return event, _event_json(event, data_json, with_hash=True)
+
+        with self._lock:
+            event = self.remote.append(self.folder.name, make, GENESIS)
+            sync_timeline(self.remote, self.folder.name, self.folder)
+        return event
+
+    def sync(self) -> None:
+        """Bring the local file up to the PostgreSQL store (no-op for the folder store)."""
+        if self.remote is not None:
+            from flows.store import sync_timeline
+
+            with self._lock:
+                sync_timeline(self.remote, self.folder.name, self.folder)
+
     def events(self) -> list[dict[str, Any]]:
+        self.sync()
         return list(read_events(self.path))
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last event (0, GENESIS when empty): what a checkpoint signs."""
+        if self.remote is not None:
+            return self.remote.head(self.folder.name) or (0, GENESIS)
         with self._lock:
             if not self.path.exists():
                 return 0, GENESIS

@@ -499,18 +499,29 @@ def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or
     """Check the hash chain, the head, and the signed checkpoints (STANCH_TIMELINE_PUBKEYS /
     STANCH_TIMELINE_KEY): exit 1 if any line was edited, dropped, inserted or reordered, the head
     is missing or garbage, or the record was rewritten; with a key configured, also if unsigned."""
+    import tempfile
+
     from flows.engine.checkpoints import trusted_keys, verify_record
     from flows.engine.incident import Incident
+    from flows.store import current, materialize
 
     try:
         settings = _settings()
-        inc = Incident.open_existing(settings.store_dir, incident)
         keys = trusted_keys(settings)
+        remote = current()
+        if remote is not None and "/" not in incident and remote.exists(incident):
+            # verify what the database holds, not a working copy: a fresh export of it
+            with tempfile.TemporaryDirectory(prefix="stanch-verify-") as tmp:
+                materialize(remote, incident, Path(tmp) / incident)
+                result = verify_record(Path(tmp) / incident / "timeline.jsonl", keys)
+            where = f" (from {remote.display})"
+        else:
+            inc = Incident.open_existing(settings.store_dir, incident)
+            result, where = verify_record(inc.timeline.path, keys), ""
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    result = verify_record(inc.timeline.path, keys)
     if result.ok:
-        console.print(f"[green]{result}[/]")
+        console.print(f"[green]{result}[/]{where}")
     else:
         err.print(f"[bold red]{result}[/]")
         raise typer.Exit(1)
@@ -558,8 +569,17 @@ def incidents(
 
     if drill and live:
         raise _fail("--drill and --live exclude each other; give neither to list both")
+    from flows.store import current, materialize
+
     store = _settings().store_dir
-    rows = list_incidents(store, "drill" if drill else "live" if live else None)
+    remote = current()
+    if remote is not None:  # the database is the record: list what it holds (working copies refreshed)
+        ids = set(remote.incidents())
+        for iid in ids:
+            materialize(remote, iid, store / iid)
+        rows = [r for r in list_incidents(store, "drill" if drill else "live" if live else None) if r.id in ids]
+    else:
+        rows = list_incidents(store, "drill" if drill else "live" if live else None)
     if as_json:
         for r in rows:
             print(r.model_dump_json())
@@ -569,7 +589,7 @@ def incidents(
         return
     table = Table(box=None, pad_edge=False)
     for col in ("incident", "runbook", "started (UTC)", "outcome", "kind"):
-        table.add_column(col, no_wrap=col in ("incident", "started (UTC)"))
+        table.add_column(col, no_wrap=col in ("incident", "started (UTC)"), overflow="fold")
     for r in rows:
         colour = "green" if r.outcome in ("succeeded", "rolled back", "nothing to undo") else (
             "yellow" if r.outcome in ("unfinished", "rolling back") else "red")
@@ -577,6 +597,40 @@ def incidents(
         started = (r.started_at or "?").replace("T", " ")[:16]
         table.add_row(r.id, r.runbook, started, f"[{colour}]{r.outcome}[/]", kind)
     console.print(table)
+
+
+@app.command()
+def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
+           out: Annotated[Path, typer.Argument(help="Folder to write <incident>/ into.")]) -> None:
+    """Write an incident's record in folder form into OUT/<incident>/ — timeline, head, signed
+    checkpoint, plan, meta, reports, post-mortem, scorecard — byte-compatible with the folder
+    store, so `stanch timeline verify OUT/<incident>` checks it with no database. Works on both
+    stores (STANCH_STORE a folder or postgresql://…). Refuses to write into a non-empty folder."""
+    import shutil
+
+    from flows.engine.incident import Incident
+    from flows.store import current, materialize
+
+    target = out / incident
+    if target.exists() and any(target.iterdir()):
+        raise _fail(f"{target} exists and is not empty: export into a new folder (nothing was written)")
+    try:
+        settings = _settings()
+        remote = current()
+        if remote is not None:
+            if not remote.exists(incident):
+                raise _fail(f"no incident {incident!r} in {remote.display}")
+            count = materialize(remote, incident, target)
+            source = remote.display
+        else:
+            inc = Incident.open_existing(settings.store_dir, incident)
+            shutil.copytree(inc.folder, target, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.tmp", "*.sync"))
+            count, source = len(inc.events()), str(inc.folder)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"exported {incident} ({count} events) from {source} to {target}\n"
+                  f"check it with: stanch timeline verify {target}")
 
 
 def _postmortem_template(inc: Any) -> Path | None:

@@ -62,8 +62,11 @@ def test_cli_filters_drill_and_live(tmp_path: Path) -> None:
     live = runner.invoke(app, ["incidents", "--live"], env=env)
     assert live.exit_code == 0
     assert "INC-A" in live.output and "rolled back" in live.output and "INC-B" not in live.output
+    every = runner.invoke(app, ["incidents", "--json"], env=env)
+    scored = [json.loads(ln) for ln in every.output.splitlines() if json.loads(ln)["id"] == "INC-B"]
+    assert (scored[0]["scenario"], scored[0]["score"]) == ("clean", 100)
     table = runner.invoke(app, ["incidents"], env=env)
-    assert "drill clean (100)" in table.output and "unfinished" in table.output
+    assert "INC-B" in table.output and "unfinished" in table.output and "rolled back" in table.output
 
 
 def test_drill_and_live_together_is_bad_input(tmp_path: Path) -> None:

@@ -1,0 +1,115 @@
+"""Where the incident record lives: a folder (the default) or PostgreSQL.
+
+Owns: choosing the store from ``STANCH_STORE`` (``current()``: None for a folder, a
+``PostgresStore`` for ``postgresql://…``), and the folder form of a record held in the database
+(``materialize``: the byte-identical ``<incident>/`` folder — timeline.jsonl, timeline.head,
+timeline.checkpoint, plan.json, incident.json, reports/, postmortem.md, scorecards — that
+``stanch export`` writes and that the engine works on as its local working copy), plus
+``mirror`` (a file the engine wrote goes to the database too).
+
+With PostgreSQL the database is the record: every timeline append goes through its chain
+(``flows.store.postgres``), every document is written to it, and a process that opens an
+incident first brings its working copy up to date from it — so a run started by a worker on one
+machine is resumed, approved, verified or exported from any other.
+
+Must not touch: Prefect, boto3, Slack, the engine (the engine calls in, never the reverse).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from flows.store.postgres import HEAD_DOC, PostgresStore
+
+__all__ = ["HEAD_DOC", "PostgresStore", "current", "is_url", "materialize", "mirror", "open_store"]
+
+_stores: dict[tuple[str, int], PostgresStore] = {}
+_lock = threading.Lock()
+TIMELINE = "timeline.jsonl"
+
+
+def is_url(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(url: str) -> PostgresStore:
+    """The process's store for ``url`` (one per process: connections never cross a fork)."""
+    key = (url, os.getpid())
+    with _lock:
+        if key not in _stores:
+            _stores[key] = PostgresStore(url)
+        return _stores[key]
+
+
+def current() -> PostgresStore | None:
+    """The PostgreSQL store named by ``STANCH_STORE``, or None when the store is a folder."""
+    url = os.environ.get("STANCH_STORE")
+    return open_store(url) if url and is_url(url) else None
+
+
+def _write(path: Path, body: bytes) -> None:
+    if path.exists() and path.read_bytes() == body:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".sync")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+
+
+def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
+    """Bring ``folder`` (``<dir>/<incident>``) up to the database: missing timeline lines are
+    appended (the database's lines are the record: a local file that disagrees is rewritten) and
+    every document is written. Returns the number of events."""
+    folder.mkdir(parents=True, exist_ok=True)
+    timeline = folder / TIMELINE
+    have = timeline.read_bytes() if timeline.exists() else b""
+    local = have.count(b"\n")
+    new = list(store.lines(incident, after=local))
+    if new and new[0][0] != local + 1:
+        new, local, have = list(store.lines(incident)), 0, b""
+    body = have + b"".join(line + b"\n" for _, line in new)
+    if new or not timeline.exists():
+        _write(timeline, body)
+    for name, doc in store.documents(incident).items():
+        target = (folder / name).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            continue  # a document name never leaves the incident folder
+        _write(target, doc)
+    return local + len(new)
+
+
+def mirror(folder: Path, path: Path) -> None:
+    """Put the file ``path`` (inside the incident ``folder``) into the PostgreSQL store, if any."""
+    store = current()
+    if store is None or not path.is_file():
+        return
+    store.put(folder.name, path.relative_to(folder).as_posix(), path.read_bytes())
+
+
+def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
+    """Append the database's timeline lines the local ``timeline.jsonl`` lacks (under an exclusive
+    flock, so two local writers never interleave), and its head record; the number of events."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TIMELINE
+    with path.open("a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.seek(0)
+            local = fh.read().count(b"\n")
+            new = list(store.lines(incident, after=local))
+            if new and new[0][0] != local + 1:  # the working copy diverged: the database is the record
+                fh.truncate(0)
+                new, local = list(store.lines(incident)), 0
+            if new:
+                fh.write(b"".join(line + b"\n" for _, line in new))
+                fh.flush()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    head = store.get(incident, HEAD_DOC)
+    if head is not None:
+        _write(folder / HEAD_DOC, head)
+    return local + len(new)
