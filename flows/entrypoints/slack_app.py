@@ -76,6 +76,7 @@ from flows.entrypoints.slack.launchers import (
     record_start_failure,
     resume_command,
 )
+from flows.store import current as current_store
 from integrations.errors import ConfigurationError, InputError, RunbookError, StanchError
 from integrations.settings import StanchSettings
 from integrations.slack.blocks import escape
@@ -168,7 +169,7 @@ class StanchSlack:
             launcher.on_failure = self.run_failed  # a created run that then failed is reported, not lost
         self._slots = threading.BoundedSemaphore(config.workers + config.max_pending)
         self.store = settings.store_dir
-        self.seen = SeenSet(self.store / ".slack" / "seen.txt")
+        self.seen = SeenSet(self.store / ".slack" / "seen.txt", shared=current_store())
         self.groups = GroupDirectory(lookup_group)
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="stanch-slack")
         self._plans: dict[tuple[Path, int], tuple[Any, Any]] = {}

@@ -169,10 +169,13 @@ def dedupe_key(body: dict[str, Any]) -> str:
 
 class SeenSet:
     """Delivery keys already handled, for ``ttl`` seconds; persisted to ``path`` when given, so
-    an app restart between a delivery and Slack's retry still starts nothing twice."""
+    an app restart between a delivery and Slack's retry still starts nothing twice. With a
+    ``shared`` store (the PostgreSQL store, ``flows.store``), the claim is made in the database,
+    so two Slack app replicas behind one URL agree on what they have already started."""
 
     def __init__(self, path: Path | None = None, ttl: float = 3600.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shared: Any = None) -> None:
+        self.shared = shared
         self.path = path
         self.ttl = ttl
         self.clock = clock
@@ -190,6 +193,8 @@ class SeenSet:
 
     def claim(self, key: str) -> bool:
         """True the first time ``key`` is seen (the caller handles it), False for a repeat."""
+        if self.shared is not None:
+            return bool(self.shared.claim(key, self.ttl))
         now = self.clock()
         with self._lock:
             ts = self._seen.get(key)
@@ -205,6 +210,8 @@ class SeenSet:
         return True
 
     def __contains__(self, key: str) -> bool:
+        if self.shared is not None:
+            return bool(self.shared.seen(key, self.ttl))
         with self._lock:
             ts = self._seen.get(key)
             return ts is not None and self.clock() - ts < self.ttl
