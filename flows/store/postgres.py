@@ -82,6 +82,14 @@ class PostgresStore:
         return conn
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the tables, unless they are there at the current version: a least-privilege role
+        (no CREATE on the schema, docs/operations.md) then only reads the version."""
+        row = conn.execute("SELECT to_regclass('stanch_schema') IS NOT NULL AND "
+                           "to_regclass('stanch_dedup') IS NOT NULL").fetchone()
+        if row and row[0]:
+            found = conn.execute("SELECT max(version) FROM stanch_schema").fetchone()
+            if found and found[0] is not None and int(found[0]) >= SCHEMA_VERSION:
+                return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(7465787261)")  # one migrator at a time
             for ddl in _DDL:
