@@ -39,6 +39,14 @@ from integrations.settings import StanchSettings
 __all__ = ["add_listener", "rollback_incident", "run_runbook"]
 
 
+def _store_path(store: str) -> Path:
+    """The incident folders: ``store`` itself, or — when it is the PostgreSQL store's URL (a
+    deployment run's parameter) — this process's working copy of it (``STANCH_HOME/incidents``)."""
+    from flows.store import is_url
+
+    return StanchSettings().store_dir if is_url(store) else Path(store)
+
+
 def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str, drill: bool,
              initiator: str, prior: PriorProgress | None = None, slack_channel: str | None = None,
              *, strict: bool = True) -> Engine:
@@ -61,7 +69,7 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     values = resolve_inputs(plan, given)
     redactor = Redactor({str(values[k]) for k, spec in plan.inputs.items()
                          if spec.secret and values.get(k) and k not in missing})
-    incident = Incident(Path(store), incident_id, redactor)
+    incident = Incident(_store_path(store), incident_id, redactor)
     return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
                   slack_channel=slack_channel)
 
@@ -122,7 +130,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     (Ctrl-C, cancellation), the compensations of completed steps run in reverse order."""
     prior = None
     if resume:
-        prior = prior_progress(Incident(Path(store), incident_id).events())
+        prior = prior_progress(Incident(_store_path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
     label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill, extra=engine.settings.extra_run_tags))
@@ -164,7 +172,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
       validate_parameters=False, persist_result=False)
 def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> Any:
     """Run the compensations of every succeeded step of an incident, newest first, each once."""
-    incident = Incident.open_existing(Path(store), incident_id)
+    incident = Incident.open_existing(_store_path(store), incident_id)
     meta = incident.read_meta()
     prior = prior_progress(incident.events())
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),

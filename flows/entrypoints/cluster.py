@@ -8,7 +8,7 @@ and the sandbox (moto + Slack stand-in). Each process logs to ``<home>/cluster/l
 ``<home>/cluster/cluster.json`` holds the URLs and pids. ``down`` stops them (workers get SIGINT
 and their grace period; the rest SIGTERM then SIGKILL), newest first. The incident store is passed
 through untouched: ``STANCH_STORE`` (a folder, or ``postgresql://…`` with the PostgreSQL store) as
-given, else the folder ``<home>/incidents`` shared by the local workers.
+given, else the PostgreSQL store in the ``stanch`` database (beside the run leases).
 
 Production runs the same topology under systemd (docs/operations.md).
 
@@ -63,7 +63,7 @@ class ClusterConfig(BaseModel):
     slack_port: int = Field(default=3000, ge=0, le=65535)
     sandbox: bool = Field(default=True, description="Start the sandbox and point every process at it.")
     store: str | None = Field(default=None, description="STANCH_STORE for every process (default: "
-                              "$STANCH_STORE, else <home>/incidents).")
+                              "$STANCH_STORE, else the PostgreSQL store in the stanch database).")
     extra_env: dict[str, str] = Field(default_factory=dict, description="More environment for every process.")
     start_timeout: float = Field(default=120.0, gt=0)
 
@@ -209,7 +209,8 @@ def up(config: ClusterConfig) -> ClusterState:
         from integrations.sandbox import up as sandbox_up
 
         env.update(sandbox_up(home).environment())
-    store = config.store or env.get("STANCH_STORE") or str(home / "incidents")
+    # the incident record in PostgreSQL (the stanch database, beside the leases) unless told otherwise
+    store = config.store or env.get("STANCH_STORE") or database_url(config.postgres, config.stanch_database)
     env["STANCH_STORE"] = store
     env["STANCH_HOME"] = str(home)
     port = config.prefect_port or _free_port()

@@ -1,6 +1,9 @@
 """The distributed mode for real: a Prefect server on PostgreSQL (its own database, created and
-dropped here) and two ``stanch worker`` processes with run leases, started by ``stanch cluster``'s
-``up``; incidents submitted with ``run_deployment`` like the Slack app does.
+dropped here), the incident record in PostgreSQL (the PostgreSQL store, same database as the run
+leases: ``stanch cluster``'s default), and two ``stanch worker`` processes with run leases, started
+by ``stanch cluster``'s ``up``; incidents submitted with ``run_deployment`` like the Slack app
+does. Timelines are read from the database (never from a worker's working copy), verified from it
+and from ``stanch export``.
 
 One cluster, one test function with three phases (start-up is most of the cost, and pytest-xdist
 would start a cluster per worker for separate tests). The SIGKILL phase runs last: it leaves one
@@ -42,6 +45,7 @@ from flows.entrypoints.cluster import (
     up,
 )
 from flows.entrypoints.leases import LeaseStore
+from flows.store.postgres import PostgresStore
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, clear_faults, inject_fault
 from integrations.settings import StanchSettings
@@ -90,7 +94,6 @@ pytestmark = pytest.mark.skipif(_unreachable is not None,
 class Cluster:
     state: ClusterState
     sandbox: Sandbox
-    store: Path
     root: Path
     leases: LeaseStore
     approver_key: Path
@@ -99,7 +102,7 @@ class Cluster:
         with temporary_settings(updates={PREFECT_API_URL: self.state.prefect_api_url}):
             return run_deployment("stanch-runbook/stanch", timeout=0, flow_run_name=incident, parameters={
                 "runbook_path": str(runbook), "inputs": inputs or {}, "incident_id": incident,
-                "store": str(self.store), "initiator": "test"})
+                "store": self.state.store, "initiator": "test"})
 
     def runs(self, incident: str) -> list[Any]:
         with temporary_settings(updates={PREFECT_API_URL: self.state.prefect_api_url}), \
@@ -107,8 +110,20 @@ class Cluster:
             return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[incident])))
 
     def events(self, incident: str) -> list[dict[str, Any]]:
-        path = self.store / incident / "timeline.jsonl"
-        return [json.loads(x) for x in path.open()] if path.exists() else []
+        """The incident's timeline as the database holds it."""
+        return [json.loads(line) for _, line in PostgresStore(self.state.store).lines(incident)]
+
+    def verified(self, incident: str) -> bool:
+        """Verified from the database (a fresh export of it) and from `stanch export`'s folder."""
+        out = self.root / "exports"
+        env = {**os.environ, "STANCH_STORE": self.state.store, "STANCH_HOME": str(self.root / "cli-home")}
+        export = subprocess.run([sys.executable, "-m", "flows.entrypoints.cli", "export", incident, str(out)],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert export.returncode == 0, export.stdout + export.stderr
+        from_db = subprocess.run([sys.executable, "-m", "flows.entrypoints.cli", "timeline", "verify", incident],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert from_db.returncode == 0 and "intact" in from_db.stdout, from_db.stdout + from_db.stderr
+        return verify(out / incident / "timeline.jsonl").ok
 
     def wait_event(self, incident: str, pred: Any, timeout: float = 30) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -144,17 +159,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     (root / "approvers.keys").write_text(f"U0LEAD1 {public} U0LEAD1\n")
     mp.setenv("STANCH_APPROVER_KEYS_FILE", str(root / "approvers.keys"))
-    store = root / "store"
     config = ClusterConfig(home=root / "home", postgres=POSTGRES, prefect_database=database,
                            stanch_database=database, prefect_port=0, workers=2, worker_concurrency=6,
                            worker_poll=0.2, lease_ttl=3.0, lease_renew=1.0, slack=False, sandbox=False,
-                           store=str(store), start_timeout=90)
+                           start_timeout=90)
     pids: dict[str, int] = {}
     try:
         state = up(config)
         pids = dict(state.pids)
         leases = LeaseStore(state.leases_url, ttl=3.0)
-        yield Cluster(state, sandbox, store, root, leases, root / "U0LEAD1.key")
+        yield Cluster(state, sandbox, root, leases, root / "U0LEAD1.key")
         leases.close()
     finally:
         down(config.home, sandbox=False, worker_grace=5)
@@ -176,7 +190,8 @@ def ten_concurrent_incidents_all_finish(cluster: Cluster) -> None:
         assert [r.state.type.value for r in runs] == ["COMPLETED"], (inc, runs)
         kinds = [e["kind"] for e in cluster.events(inc)]
         assert kinds.count("run.started") == 1 and kinds.count("run.finished") == 1, kinds
-        assert verify(cluster.store / inc / "timeline.jsonl").ok
+    for inc in incidents[:3]:  # (each check is two CLI processes; three incidents say enough)
+        assert cluster.verified(inc)
     claimed = {w: (cluster.state.logs / f"{w}.log").read_text().count("claimed") for w in ("worker-1", "worker-2")}
     assert sum(claimed.values()) >= 10 and all(claimed.values()), claimed  # both workers took a share
 
@@ -235,12 +250,12 @@ def sigkilled_worker_mid_fan_out_is_taken_over_with_no_duplicate_side_effects(cl
     succeeded = sorted(e["item"] for e in events if e["kind"] == "item.succeeded")
     assert succeeded == [f"svc-{i}" for i in range(5)]  # each fan-out item exactly once
     assert sum(1 for e in events if e["kind"] == "step.succeeded" and e["step"] == "prepare") == 1
-    assert verify(cluster.store / incident / "timeline.jsonl").ok
+    assert cluster.verified(incident)
     for t in targets:  # read back from moto: exactly one PutObject per bucket
         s3 = clients_for(settings, t["account"])("s3")
         versions = s3.list_object_versions(Bucket=t["bucket"], Prefix="release/latest.json").get("Versions", [])
         assert len(versions) == 1, (t, versions)
-    meta = json.loads((cluster.store / incident / "incident.json").read_text())
+    meta = json.loads(PostgresStore(cluster.state.store).get(incident, "incident.json") or b"{}")
     assert meta["target"] == resumed[0]["data"]["target"]  # the take-over ran against the recorded target
     print(f"SIGKILL -> take-over run.resumed: {detect_s:.2f} s")
 
