@@ -53,7 +53,7 @@ def _write(path: Path, body: bytes) -> None:
     if path.exists() and path.read_bytes() == body:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".sync")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.sync")  # writers never share one
     tmp.write_bytes(body)
     os.replace(tmp, path)
 

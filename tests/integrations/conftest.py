@@ -35,6 +35,7 @@ def aws_endpoint(moto_server: MotoServer) -> Iterator[str]:
     yield moto_server.url
     if moto_server.injector is not None:
         moto_server.injector.clear()
+    moto_server.reset()  # moto's backends are per process: leave nothing for the next server here
 
 
 @pytest.fixture

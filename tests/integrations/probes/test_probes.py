@@ -34,6 +34,7 @@ WEB = "111111111111"
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MotoServer, SandboxFleet, SlackStandIn]]:
     clear_client_cache()
     with MotoServer() as moto, SlackStandIn() as slack:
+        moto.reset()  # moto's backends are shared by every server of this process
         fleet = seed_fleet(moto.url, tmp_path_factory.mktemp("probes") / "fleet")
         yield moto, fleet, slack
     clear_client_cache()
