@@ -54,9 +54,16 @@ InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="Runbo
 
 
 def _settings() -> Any:
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from flows.entrypoints.config_errors import settings_problem
     from integrations.settings import StanchSettings
 
-    return StanchSettings()
+    try:
+        return StanchSettings()
+    except (ValidationError, SettingsError) as exc:  # a bad STANCH_* variable: one line naming it, exit 2
+        raise _fail(settings_problem(exc, StanchSettings)) from None
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
