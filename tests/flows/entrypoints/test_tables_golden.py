@@ -68,3 +68,16 @@ def test_timeline_show_at_80_columns_piped_and_in_colour() -> None:
     _golden("timeline_show_80.txt", plain)
     coloured = _render(timeline_table(EVENTS), colour=True)
     assert "\x1b[1;31mstep.failed" in coloured and "\x1b[31mAccessDenied" in coloured
+
+
+def test_scope_at_80_columns_piped() -> None:
+    """Account ids are never split; the package, its path and the safe version stack in one cell."""
+    from integrations.inventory import render_scope_table, scope
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "inventory" / "fleet"
+    result = scope("MAL-2026-2307", fixtures / "inventory.yaml")
+    text = _render(render_scope_table(result))
+    assert "\x1b[" not in text
+    for svc in result.affected:
+        assert f" {svc.account} " in text, svc.account
+    _golden("scope_80.txt", text)
