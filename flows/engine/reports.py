@@ -167,6 +167,9 @@ def _waiting_for_people(events: list[dict[str, Any]]) -> float:
     return total
 
 
+_NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not containing anything
+
+
 def _z(ts: datetime | None) -> str | None:
     return ts.isoformat().replace("+00:00", "Z") if ts else None
 
@@ -174,7 +177,8 @@ def _z(ts: datetime | None) -> str | None:
 def _exposure(assets: dict[str, list[dict[str, Any]]], mutating: set[str], since: datetime | None,
               basis: str) -> list[dict[str, Any]]:
     """Per asset (service, user, key…): from the exposure start to the moment its last containment
-    action (an item of a mutating step) succeeded; ``not contained`` when none did."""
+    action (an item of a mutating step that is not a notification) succeeded; ``not contained``
+    when none did."""
     rows = []
     for asset, actions in assets.items():
         done = [_parse_ts(a["ts"]) for a in actions if a["status"] == "succeeded" and a["step"] in mutating]
@@ -395,7 +399,8 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     ttd = (start_ts - detected_from).total_seconds() if (detected_from and start_ts) else None
     ttc_detect = (last_containment - detected_from).total_seconds() if (detected_from and last_containment) else None
     waiting = _waiting_for_people(events)
-    exposure = _exposure(assets, {s["id"] for s in steps.values() if s["mutating"]},
+    exposure = _exposure(assets, {s["id"] for s in steps.values() if s["mutating"]
+                                  and not str(s["action"] or "").startswith(_NOTIFY_FAMILIES)},
                          detected_from or start_ts,
                          "live_from" if live_from else "advisory published" if published else "run start")
     total = (end_ts - start_ts).total_seconds() if (start_ts and end_ts) else None
