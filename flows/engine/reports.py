@@ -167,6 +167,52 @@ def _waiting_for_people(events: list[dict[str, Any]]) -> float:
     return total
 
 
+_NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not containing anything
+
+
+def _z(ts: datetime | None) -> str | None:
+    return ts.isoformat().replace("+00:00", "Z") if ts else None
+
+
+def _exposure(assets: dict[str, list[dict[str, Any]]], mutating: set[str], since: datetime | None,
+              basis: str) -> list[dict[str, Any]]:
+    """Per asset (service, user, key…): from the exposure start to the moment its last containment
+    action (an item of a mutating step that is not a notification) succeeded; ``not contained``
+    when none did."""
+    rows = []
+    for asset, actions in assets.items():
+        done = [_parse_ts(a["ts"]) for a in actions if a["status"] == "succeeded" and a["step"] in mutating]
+        until = max(done) if done else None
+        rows.append({"asset": asset, "since": _z(since), "basis": basis, "until": _z(until),
+                     "duration": _duration((until - since).total_seconds()) if (until and since) else
+                     ("not contained" if until is None else "unknown")})
+    return rows
+
+
+def _generic_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a run changed (per action family, with the targets), what failed, what is left to do:
+    the summary of every runbook that does not write its own."""
+    changed: OrderedDict[str, list[str]] = OrderedDict()
+    for s in steps:
+        items = [i["item"] for i in s["items"] if i["status"] == "succeeded" and i["item"]]
+        if not s["mutating"] or not s["action"] or (s["status"] != "succeeded" and not items):
+            continue  # a failed for_each step still changed the items it finished
+        family = s["action"].rsplit(".", 1)[0]
+        what = (f"on {', '.join(map(str, items[:10]))}{', …' if len(items) > 10 else ''}" if items
+                else _detail_dict(s["output"]) if isinstance(s["output"], dict)
+                else _compact(s["output"], 240) if s["output"] not in (None, "", []) else "")
+        changed.setdefault(family, []).append(f"{s['title']} (`{s['id']}`)" + (f": {what}" if what else ""))
+    failed = [f"{s['title']} (`{s['id']}`): {_compact(s['error'] or 'failed', 240)}"
+              for s in steps if s["status"] == "failed"]
+    failed += [f"{s['title']} (`{s['id']}`) on {i['item']}: {i['detail']}"
+               for s in steps for i in s["items"] if i["status"] == "failed"]
+    left = [f"finish `{s['id']}` ({s['title']})" for s in steps if s["status"] == "failed"]
+    left += [f"decide whether `{s['id']}` ({s['title']}) is still needed (skipped: {_compact(s['error'], 160)})"
+             for s in steps if s["status"] == "skipped" and s["error"] and "if" not in s["error"]]
+    left += [f"`{s['id']}` ({s['title']}) did not run" for s in steps if s["status"] == "not run"]
+    return {"changed": changed, "failed": failed, "left": left}
+
+
 def _utc_text(ts: str) -> str:
     return ts.replace("T", " ").replace("Z", " UTC")
 
@@ -353,6 +399,10 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     ttd = (start_ts - detected_from).total_seconds() if (detected_from and start_ts) else None
     ttc_detect = (last_containment - detected_from).total_seconds() if (detected_from and last_containment) else None
     waiting = _waiting_for_people(events)
+    exposure = _exposure(assets, {s["id"] for s in steps.values() if s["mutating"]
+                                  and not str(s["action"] or "").startswith(_NOTIFY_FAMILIES)},
+                         detected_from or start_ts,
+                         "live_from" if live_from else "advisory published" if published else "run start")
     total = (end_ts - start_ts).total_seconds() if (start_ts and end_ts) else None
     severity = str(plan_json.get("severity") or "")
     due_days = _DUE_DAYS.get(severity.lower(), 30)
@@ -380,6 +430,8 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     }
     return {
         "detection": detection,
+        "exposure": exposure,
+        "summary": _generic_summary(list(steps.values())),
         "action_items": action_items,
         "effort": {"people": _duration(waiting) if waiting else "0 ms",
                    "machines": _duration(max(0.0, total - waiting)) if total is not None else "—"},

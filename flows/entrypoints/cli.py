@@ -54,9 +54,16 @@ InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="Runbo
 
 
 def _settings() -> Any:
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from flows.entrypoints.config_errors import settings_problem
     from integrations.settings import StanchSettings
 
-    return StanchSettings()
+    try:
+        return StanchSettings()
+    except (ValidationError, SettingsError) as exc:  # a bad STANCH_* variable: one line naming it, exit 2
+        raise _fail(settings_problem(exc, StanchSettings)) from None
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -419,7 +426,8 @@ def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
 @app.command()
 def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md.")] = False) -> None:
     """List the registered actions a runbook may use (the closed registry)."""
-    from flows.engine.catalogue import actions_markdown, actions_table
+    from flows.engine.catalogue import actions_markdown
+    from flows.entrypoints.tables import actions_table
     from integrations.base import default_registry
 
     reg = default_registry()
@@ -529,16 +537,15 @@ def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or
 
 @timeline_app.command("show")
 def timeline_show(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
-    """Print the timeline events."""
+    """Print the timeline events with their decisive details (failures in red on a terminal)."""
     from flows.engine.incident import Incident
+    from flows.entrypoints.tables import timeline_table
 
     try:
         inc = Incident.open_existing(_settings().store_dir, incident)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    for e in inc.events():
-        where = (e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else "")
-        console.print(f"{e['seq']:>4} {e['ts']} {e['kind']:<22} {where}", markup=False)
+    console.print(timeline_table(list(inc.events()), f"timeline of {inc.id} (UTC)"))
 
 
 @app.command()

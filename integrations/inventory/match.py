@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+from rich import box
 from rich.table import Table
 
 from integrations.base import ActionResult
@@ -1009,19 +1010,20 @@ def render_scope_table(result: MatchResult) -> Table:
             + (f"; open-ended: {', '.join(adv.open_ended)}" if adv.open_ended else "")
         ),
     )
-    for col in ("Service", "Account", "Package", "Path", "Pin", "Exposure", "Safe version"):
-        table.add_column(col, overflow="fold")
+    # three columns so it reads at 80 columns and piped: an account id is never split, the
+    # package, its path and the safe version stack in one wrapped cell
+    table.box = box.SIMPLE_HEAD
+    table.add_column("Service / account", overflow="fold", min_width=14, max_width=26)
+    table.add_column("Exposure", overflow="fold", max_width=14)
+    table.add_column("Package · path · safe version", overflow="fold", ratio=1, min_width=24)
     for svc in result.affected:
         for pkg in svc.packages:
             spec = f" ({pkg.manifest_spec})" if pkg.manifest_spec else ""
             table.add_row(
-                svc.name,
-                svc.account,
-                f"{pkg.name} {pkg.version or pkg.commit or ''}".strip(),
-                " → ".join(pkg.path),
-                f"{pkg.pin}{spec}",
+                f"{svc.name}\n{svc.account}",
                 f"[{_EXPOSURE_STYLE[pkg.exposure]}]{pkg.exposure}[/]",
-                _safe_cell(pkg),
+                f"{pkg.name} {pkg.version or pkg.commit or ''}".strip() + f" · {pkg.pin}{spec}"
+                + f"\n[dim]via[/] {' → '.join(pkg.path)}\n[dim]safe:[/] {_safe_cell(pkg)}",
             )
     for c in result.needs_confirmation:
         label = (
@@ -1029,13 +1031,9 @@ def render_scope_table(result: MatchResult) -> Table:
         )
         table.add_row(
             c.service,
-            "",
-            f"{c.package} {c.version or ''}".strip(),
-            " → ".join(c.path),
-            "",
             f"[yellow]{label}[/]",
-            "—",
+            f"{c.package} {c.version or ''}".strip() + f"\n[dim]via[/] {' → '.join(c.path)}",
         )
     for e in result.errors:
-        table.add_row(e.service, "", "", e.file or "", "", "[bold red]unreadable[/]", e.error)
+        table.add_row(e.service, "[bold red]unreadable[/]", f"{e.file or ''}\n{e.error}".strip())
     return table

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postmortem_golden import check_postmortem_golden
 from sandboxes import seeded_sandbox
 from typer.testing import CliRunner
 
@@ -58,6 +59,8 @@ def test_each_affected_tenant_rotated_and_told_once_with_its_own_details(tenants
                         return_state=True)
     assert state.is_completed(), state.message  # type: ignore[attr-defined]
     folder = tmp_path / "store" / "INC-API-1"
+    summary = check_postmortem_golden(folder, "postmortem_summary_api_key_exposure.md")
+    assert "What was changed:" in summary and "nothing: no step" not in summary
 
     everything = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
     emails = observe.sent_emails(tenants.url)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postmortem_golden import check_postmortem_golden
 from sandboxes import seeded_sandbox
 from typer.testing import CliRunner
 
@@ -133,6 +134,8 @@ def test_contains_exactly_the_key_then_cleans_up_after_approval(leaked: Sandbox,
     submit_decision(store, incident, "approve-cleanup", "slack:U0LEAD1", True, "checked CloudTrail")
     t.join(90)
     assert box["state"].is_completed(), box["state"].message
+    summary = check_postmortem_golden(folder, "postmortem_summary_leaked_access_key.md")
+    assert "`aws.iam`" in summary and "What failed:\n- nothing." in summary
 
     # after approval: the key is gone, the other key rotated into Secrets Manager
     now = observe.access_key_statuses(leaked.url, BILLING, "svc-reporting")

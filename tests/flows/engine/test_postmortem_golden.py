@@ -67,3 +67,20 @@ def test_action_item_due_dates_and_owner_follow_severity() -> None:
     for severity, due in (("sev2", "2026-04-14"), ("sev3", "2026-04-30")):
         ctx = postmortem_context(EVENTS, {**PLAN, "severity": severity, "owner": None})
         assert {(a["owner"], a["due"]) for a in ctx["action_items"]} == {("unassigned", due)}
+
+
+def test_exposure_per_asset_runs_from_live_from_to_its_containment() -> None:
+    plan = {**PLAN, "steps": [*PLAN["steps"], {"id": "cut", "title": "Cut CI keys", "action":
+                                               "aws.iam.deactivate_access_keys", "mutating": True}]}
+    events = [*EVENTS[:-1],
+              _e("04:05:00", "item.succeeded", "cut", output={"deactivated": ["AKIA1"]}) | {"item": "web-portal"},
+              _e("04:06:30", "item.failed", "cut", error="AccessDenied") | {"item": "billing"},
+              _e("04:06:31", "step.failed", "cut", error="1 of 2 items failed"), EVENTS[-1]]
+    ctx = postmortem_context(events, plan)
+    rows = {x["asset"]: x for x in ctx["exposure"]}
+    assert rows["web-portal"]["duration"] == "3 h 44 min" and rows["web-portal"]["basis"] == "live_from"
+    assert rows["billing"]["duration"] == "not contained"
+    assert any("on web-portal" in line for line in ctx["summary"]["changed"]["aws.iam"])
+    assert any("billing" in line and "AccessDenied" in line for line in ctx["summary"]["failed"])
+    text = render_postmortem(events, plan)
+    assert "| web-portal | 2026-03-31 00:21:00 UTC | 2026-03-31 04:05:00 UTC | 3 h 44 min |" in text
