@@ -39,6 +39,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -318,36 +319,9 @@ class StanchRun:
     profile: str = ""
 
 
-def _tail_from_end(self: Any) -> tuple[int, str]:
-    """What-if replacement of ``Timeline._tail``: read the last line from the end of the file
-    (O(event size)) instead of parsing every line (O(events))."""
-    import json
-
-    from flows.engine.timeline import GENESIS
-
-    if not self.path.exists():
-        return 0, GENESIS
-    with self.path.open("rb") as fh:
-        end = fh.seek(0, os.SEEK_END)
-        chunk = 8192
-        while True:
-            start = max(0, end - chunk)
-            fh.seek(start)
-            lines = [ln for ln in fh.read(end - start).splitlines() if ln.strip()]
-            if len(lines) >= 2 or start == 0:
-                break
-            chunk *= 4
-    if not lines:
-        return 0, GENESIS
-    last = json.loads(lines[-1])
-    return int(last["seq"]), str(last["hash"])
-
-
 class _NoFsyncOs:
-    """What-if stand-in for ``os`` inside ``flows.engine.timeline``: no fsync and no HEAD rename per event.
-
-    (On ext4 a rename over an existing file flushes the new file's data, ``auto_da_alloc``, so the
-    per-event HEAD rewrite costs about as much as the fsync.)"""
+    """What-if stand-in for ``os`` inside ``flows.engine.timeline``: no fsync at all (the bound any
+    group commit can reach)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
@@ -356,34 +330,59 @@ class _NoFsyncOs:
     def fsync(fd: int) -> None:
         return None
 
-    @staticmethod
-    def replace(src: Any, dst: Any) -> None:
-        return None
-
 
 WHAT_IFS = {
-    "tail": "Timeline._tail reads the last line from the end of the file",
-    "tail+nofsync": "... and no fsync/HEAD rename per event (stand-in for a batched/group commit)",
+    "observed-not-durable": "action.* events (one action.observed per item) not fsynced per event",
+    "group-commit": "durable events fsynced after the lock is released, one fsync for all waiting appenders",
+    "nofsync": "no fsync at all (the bound for a group commit of durable events)",
 }
+
+
+def _group_commit(original: Callable[..., dict[str, Any]], durable: frozenset[str]) -> Callable[..., Any]:
+    """What-if ``Timeline.append`` with a group commit (the change proposed for the timeline): the
+    event is written under the lock as today but not fsynced there; then, outside the lock, the first
+    waiter fsyncs the file and the head once for every event written so far and the others find
+    theirs already synced. Each durable event is still on disk before ``append`` returns."""
+    sync_lock = threading.Lock()
+    synced: dict[int, int] = {}  # id(timeline) -> last seq known to be on disk
+
+    def append(self: Any, kind: str, **kwargs: Any) -> dict[str, Any]:
+        event = original(self, kind, **kwargs)
+        if kind.split(".", 1)[0] in durable and self.remote is None:
+            with sync_lock:
+                if synced.get(id(self), 0) < event["seq"]:
+                    upto = self._cached[1]  # every event up to here is written and flushed
+                    os.fsync(self._fh.fileno())
+                    os.fsync(self._head_fd)
+                    synced[id(self)] = upto
+        return event
+
+    return append
 
 
 @contextlib.contextmanager
 def what_if(variant: str | None) -> Iterator[None]:
-    """Patch the engine *in this process only* to estimate a fix; never used for the headline figure."""
+    """Patch the engine *in this process only* to estimate a fix; never used for the headline figure.
+    The timeline (``flows.engine.timeline``) serialises each durable event's two fsyncs (file + head)
+    under its lock; these variants show what that costs."""
     if variant is None:
         yield
         return
     import flows.engine.timeline as tl
 
-    saved_tail, saved_os = tl.Timeline._tail, tl.os
-    tl.Timeline._tail = _tail_from_end  # type: ignore[method-assign]
-    if "nofsync" in variant:
+    saved_durable, saved_os, saved_append = tl.DURABLE, tl.os, tl.Timeline.append
+    if variant == "group-commit":
+        tl.Timeline.append = _group_commit(saved_append, saved_durable)  # type: ignore[method-assign]
+        tl.DURABLE = frozenset()
+    if variant == "observed-not-durable":
+        tl.DURABLE = frozenset(tl.DURABLE - {"action"})
+    if variant == "nofsync":
         tl.os = _NoFsyncOs()  # type: ignore[assignment]
     try:
         yield
     finally:
-        tl.Timeline._tail = saved_tail  # type: ignore[method-assign]
-        tl.os = saved_os
+        tl.DURABLE, tl.os = saved_durable, saved_os
+        tl.Timeline.append = saved_append  # type: ignore[method-assign]
 
 
 def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None) -> StanchRun:
@@ -405,7 +404,7 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
         from flows.engine.timeline import Timeline
 
         timer.wrap(Timeline, "append", "timeline append (all threads)")
-        timer.wrap(Timeline, "_tail", "  of which: re-read whole timeline (_tail)")
+        timer.wrap(os, "fsync", "  of which: os.fsync (all threads, timeline)")
         timer.wrap(rt, "render_step_report", "step report render")
         timer.wrap(rt, "create_markdown_artifact", "Prefect artifact")
         timer.wrap(Incident, "render_postmortem", "post-mortem render")
@@ -481,10 +480,32 @@ class Result:
     total: int
     by_action: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0  # this process's peak RSS during the contestant (VmHWM, reset before)
 
     @property
     def rate(self) -> float:
         return self.calls / self.wall if self.wall else 0.0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's RSS high-water mark (Linux >= 4.0: write 5 to clear_refs). False where
+    that is not allowed: the figure is then the process's peak so far (ru_maxrss)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB: VmHWM from /proc (resettable), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def contest(fleet: Fleet, name: str, latency_ms: float, jitter_ms: float, body: Callable[[], Any]) -> Result:
@@ -497,19 +518,23 @@ def contest(fleet: Fleet, name: str, latency_ms: float, jitter_ms: float, body: 
     for action in COUNTED:  # zero-delay rules: per-operation request counters
         inject_latency(fleet.url, action, delay_ms=0)
     cpu0 = cpu_snapshot(MOTO_PID)
+    rss_reset = _reset_peak_rss()
     t0 = time.perf_counter()
     body()
     wall = time.perf_counter() - t0
+    peak = _peak_rss_mb()
     cpu = {k: v - cpu0[k] for k, v in cpu_snapshot(MOTO_PID).items()}
     fired = {r.action if r.id != latency else "*": r.fired for r in list_faults(fleet.url)}
     clear_faults(fleet.url)
     after = key_statuses(fleet)
     by_action = {a: fired.get(a, 0) for a in COUNTED}
-    result = Result(name, wall, fired["*"], after.get("Inactive", 0), sum(after.values()), by_action, cpu)
+    result = Result(name, wall, fired["*"], after.get("Inactive", 0), sum(after.values()), by_action, cpu, peak)
     ok = "all Inactive" if result.inactive == fleet.n_keys else f"ONLY {result.inactive}/{fleet.n_keys} Inactive"
     ops = ", ".join(f"{a} {n}" for a, n in by_action.items() if n)
     print(f"  {name:<34} {wall:7.2f} s  {result.calls:5d} calls ({ops})  {ok}", flush=True)
-    print("    CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()), flush=True)
+    print("    CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+          + f"; peak RSS of this process {peak:.0f} MiB" + ("" if rss_reset else " (ru_maxrss: peak so far)"),
+          flush=True)
     return result
 
 
@@ -527,10 +552,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run stanch with in-process patches that estimate timeline fixes: " + "; ".join(WHAT_IFS.values()),
     )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="the 10,000-key run: 100 accounts x 50 users x 2 keys, sequential left out (~6 min)",
+    )
     p.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_moto:
         return serve_moto()
+    if args.scale:
+        args.accounts, args.users, args.skip_sequential = 100, 50, True
 
     print(
         f"blast radius: {args.accounts} accounts x {args.users} users x 2 keys = "
@@ -609,9 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    Prefect server shut down in {time.perf_counter() - t_close:.1f} s (excluded)")
 
     print()
-    print(f"{'contestant':<34} {'wall s':>8} {'calls':>6} {'calls/s':>8} {'keys Inactive':>14}")
+    print(f"{'contestant':<34} {'wall s':>8} {'calls':>6} {'calls/s':>8} {'keys Inactive':>14} {'peak RSS MiB':>13}")
     for r in results.values():
-        print(f"{r.name:<34} {r.wall:8.2f} {r.calls:6d} {r.rate:8.0f} {r.inactive:>7d}/{r.total:<6d}")
+        print(f"{r.name:<34} {r.wall:8.2f} {r.calls:6d} {r.rate:8.0f} {r.inactive:>7d}/{r.total:<6d} "
+              f"{r.peak_rss_mb:13.0f}")
     st, tu = results["stanch"], results["tuned"]
     vs_tuned = st.wall / tu.wall
     print()
