@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
@@ -28,6 +28,7 @@ from flows.engine.approval_keys import verify as verify_signed
 from flows.engine.approval_policy import ApprovalTally, allowed_approvers, refusal
 from flows.engine.compiler import PlannedStep
 from flows.engine.incident import Incident
+from flows.engine.run_labels import incident_tag
 from flows.engine.spec.models import Approval
 from integrations.errors import InputError, StanchError
 from integrations.settings import StanchSettings
@@ -73,10 +74,11 @@ def pending_approval(incident: Incident) -> dict[str, Any] | None:
 
 
 def find_paused_run(incident_id: str) -> FlowRun | None:
-    """The PAUSED flow run named after the incident, on the server at PREFECT_API_URL."""
+    """The PAUSED flow run tagged ``incident:<id>`` (``run_labels.incident_tag``), on the server at
+    PREFECT_API_URL — by tag, not by name, so flow-run names stay free to be readable."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=[incident_id]),
+            tags=FlowRunFilterTags(all_=[incident_tag(incident_id)]),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
     return runs[0] if runs else None
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from flows.engine.approval_keys import SignedFields, sign
-from flows.engine.approvals import submit_decision, wait_outcome
+from flows.engine.approvals import find_paused_run, submit_decision, wait_outcome
 from flows.engine.runtime import run_runbook
 
 HERE = Path(__file__).parent / "runbooks"
@@ -99,11 +99,34 @@ def test_two_person_rule_refusals_and_grant(tmp_path: Path, approver_keys: dict[
     assert "deleted after slack:U0LEAD1 and cli:U0LEAD2" in (folder / "reports" / "delete.md").read_text()
 
 
+def test_the_paused_run_is_found_by_its_incident_tag(tmp_path: Path) -> None:
+    """``find_paused_run`` asks the Prefect API for the PAUSED run tagged ``incident:<id>`` (names
+    are for people); the run carries that tag next to its runbook/drill tags."""
+    from prefect.client.orchestration import get_client
+
+    t, box = _start(tmp_path, "INC-TAGGED")
+    _wait_for(tmp_path / "INC-TAGGED", "approval.requested")
+    deadline = time.monotonic() + 10
+    run = find_paused_run("INC-TAGGED")
+    while run is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = find_paused_run("INC-TAGGED")
+    assert run is not None and find_paused_run("INC-OTHER") is None
+    with get_client(sync_client=True) as client:
+        live = client.read_flow_run(run.id)
+    assert "incident:INC-TAGGED" in live.tags and "live" in live.tags and live.state_type is not None
+    assert live.state_type.value == "PAUSED"
+    submit_decision(tmp_path, "INC-TAGGED", "approve-delete", "slack:U0LEAD2", False, "no")
+    t.join(60)
+    assert box["state"].is_failed()
+
+
 def test_deny_fails_the_step_and_skips_dependents(tmp_path: Path) -> None:
     t, box = _start(tmp_path, "INC-DENY")
     folder = tmp_path / "INC-DENY"
     _wait_for(folder, "approval.requested")
     submit_decision(tmp_path, "INC-DENY", "approve-delete", "slack:U0LEAD2", False, "not yet")
+    assert find_paused_run("INC-DENY") is None  # resumed: no longer paused
     t.join(60)
     assert box["state"].is_failed()
     kinds = [(e["kind"], e["step"]) for e in _events(folder)]
