@@ -28,6 +28,7 @@ from flows.engine.approval_keys import verify as verify_signed
 from flows.engine.approval_policy import ApprovalTally, allowed_approvers, refusal
 from flows.engine.compiler import PlannedStep
 from flows.engine.incident import Incident
+from flows.engine.run_api import decision_api
 from flows.engine.run_labels import incident_tag
 from flows.engine.spec.models import Approval
 from integrations.errors import InputError, StanchError
@@ -96,17 +97,22 @@ def submit_decision(store: Path, incident_id: str, step_id: str, approver: str, 
         waiting = f"it waits for {pending['step']!r}" if pending else "it is not waiting for an approval"
         raise InputError(f"{incident_id}: cannot decide {step_id!r}: {waiting}")
     deadline = time.monotonic() + wait
-    run = find_paused_run(incident.id)
-    while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
-        time.sleep(0.2)
+    try:
+        meta = incident.read_meta()
+    except (OSError, ValueError):
+        meta = {}
+    with decision_api(meta):  # the run's own server, also when it is `stanch run`'s temporary one
         run = find_paused_run(incident.id)
-    if run is None:
-        raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
-                          "PREFECT_API_URL the server it runs on?)")
-    nonce = nonce or uuid4().hex
-    decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment, nonce=nonce,
-                                signed_at=signed_at, signature=signature)
-    resume_flow_run(run.id, run_input=decision.model_dump())
+        while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
+            time.sleep(0.2)
+            run = find_paused_run(incident.id)
+        if run is None:
+            raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
+                              "PREFECT_API_URL the server it runs on?)")
+        nonce = nonce or uuid4().hex
+        decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment,
+                                    nonce=nonce, signed_at=signed_at, signature=signature)
+        resume_flow_run(run.id, run_input=decision.model_dump())
     return nonce
 
 

@@ -26,6 +26,7 @@ from flows.engine.events import add_listener
 from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
+from flows.engine.run_api import current_api_url
 from flows.engine.run_labels import incident_tag, label_current_run, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
@@ -146,7 +147,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
                              "inputs": shown_inputs, "drill": drill, "initiator": initiator,
                              "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
-                             "created_at": datetime.now(UTC).isoformat()})
+                             "created_at": datetime.now(UTC).isoformat(), "prefect_api_url": current_api_url()})
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
             "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})

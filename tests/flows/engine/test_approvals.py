@@ -227,3 +227,35 @@ def test_an_approval_message_past_a_limit_fails_the_gate_without_pausing(tmp_pat
     assert failed["step"] == "gate" and "cannot render the approval message" in failed["data"]["error"]
     assert "exceeds the limit" in failed["data"]["error"]
     assert not any(e["kind"] == "approval.requested" for e in events)
+
+
+def test_cli_approve_without_prefect_api_url_reaches_the_runs_server_fast(
+        tmp_path: Path, approver_keys: dict[str, Path]) -> None:
+    """The run records its Prefect API in the incident meta; `stanch approve` in another process
+    with no PREFECT_API_URL uses it instead of starting a temporary server of its own (that took
+    15-39 s and found no paused run). Read back: the run counted the decision."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    t, box = _start(tmp_path, "INC-FAST")
+    folder = tmp_path / "INC-FAST"
+    _wait_for(folder, "approval.requested")
+    meta = json.loads((folder / "incident.json").read_text())
+    assert meta["prefect_api_url"] == PREFECT_API_URL.value()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"STANCH_STORE": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[3])}
+    started = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "flows.entrypoints.cli", "approve", "INC-FAST", "approve-delete",
+                          "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"]), "--wait", "20"],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    took = time.monotonic() - started
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "counted" in res.stdout
+    assert any(e["kind"] == "approval.approved" and e["actor"] == "cli:U0LEAD1" for e in _events(folder))
+    assert took < 30, f"stanch approve took {took:.1f} s"
+    submit_decision(tmp_path, "INC-FAST", "approve-delete", "slack:U0LEAD2", False, "enough")
+    t.join(60)
+    assert box["state"].is_failed()
