@@ -186,6 +186,11 @@ def test_cli_identity_is_the_key_not_the_flag(tmp_path: Path, approver_keys: dic
 
 def test_cli_exits_non_zero_when_the_run_refuses(tmp_path: Path, approver_keys: dict[str, Path],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
 
     from flows.entrypoints.cli import app
@@ -200,9 +205,21 @@ def test_cli_exits_non_zero_when_the_run_refuses(tmp_path: Path, approver_keys: 
     assert "refused" in res.output and "signature does not match" in res.output
     res = runner.invoke(app, [*base, "--as", "U0LEAD1"])  # no key at all: refused before sending
     assert res.exit_code == 2 and "no approver key" in res.output
-    res = runner.invoke(app, [*base, "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"])])
-    assert res.exit_code == 0, res.output
-    assert "counted" in res.output and "1 of 2" in res.output
+    # the real CLI in another process with no PREFECT_API_URL: it uses the API the run recorded in
+    # incident.json instead of starting a temporary server of its own (15-39 s, no paused run there)
+    meta = json.loads((tmp_path / "INC-CLI" / "incident.json").read_text())
+    assert meta["prefect_api_url"] == PREFECT_API_URL.value()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"STANCH_STORE": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[3])}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "flows.entrypoints.cli", *base, "--as", "U0LEAD1", "--key",
+                           str(approver_keys["U0LEAD1"])], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "counted" in proc.stdout and "1 of 2" in proc.stdout
+    assert any(e["kind"] == "approval.approved" and e["actor"] == "cli:U0LEAD1" for e in _events(tmp_path / "INC-CLI"))
+    assert took < 30, f"stanch approve took {took:.1f} s"  # ~9.5 s on a loaded 2-core box, mostly importing
     res = runner.invoke(app, [*base, "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"])])
     assert res.exit_code == 1 and "already approved" in res.output
     res = runner.invoke(app, ["deny", "INC-CLI", "approve-delete", "--as", "U0LEAD2", "--key",
@@ -228,34 +245,3 @@ def test_an_approval_message_past_a_limit_fails_the_gate_without_pausing(tmp_pat
     assert "exceeds the limit" in failed["data"]["error"]
     assert not any(e["kind"] == "approval.requested" for e in events)
 
-
-def test_cli_approve_without_prefect_api_url_reaches_the_runs_server_fast(
-        tmp_path: Path, approver_keys: dict[str, Path]) -> None:
-    """The run records its Prefect API in the incident meta; `stanch approve` in another process
-    with no PREFECT_API_URL uses it instead of starting a temporary server of its own (that took
-    15-39 s and found no paused run). Read back: the run counted the decision."""
-    import os
-    import subprocess
-    import sys
-
-    from prefect.settings import PREFECT_API_URL
-
-    t, box = _start(tmp_path, "INC-FAST")
-    folder = tmp_path / "INC-FAST"
-    _wait_for(folder, "approval.requested")
-    meta = json.loads((folder / "incident.json").read_text())
-    assert meta["prefect_api_url"] == PREFECT_API_URL.value()
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"STANCH_STORE": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[3])}
-    started = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "flows.entrypoints.cli", "approve", "INC-FAST", "approve-delete",
-                          "--as", "U0LEAD1", "--key", str(approver_keys["U0LEAD1"]), "--wait", "20"],
-                         env=env, capture_output=True, text=True, timeout=60, check=False)
-    took = time.monotonic() - started
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "counted" in res.stdout
-    assert any(e["kind"] == "approval.approved" and e["actor"] == "cli:U0LEAD1" for e in _events(folder))
-    assert took < 30, f"stanch approve took {took:.1f} s"
-    submit_decision(tmp_path, "INC-FAST", "approve-delete", "slack:U0LEAD2", False, "enough")
-    t.join(60)
-    assert box["state"].is_failed()
