@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
@@ -28,6 +28,8 @@ from flows.engine.approval_keys import verify as verify_signed
 from flows.engine.approval_policy import ApprovalTally, allowed_approvers, refusal
 from flows.engine.compiler import PlannedStep
 from flows.engine.incident import Incident
+from flows.engine.run_api import decision_api
+from flows.engine.run_labels import incident_tag
 from flows.engine.spec.models import Approval
 from integrations.errors import InputError, StanchError
 from integrations.settings import StanchSettings
@@ -73,10 +75,11 @@ def pending_approval(incident: Incident) -> dict[str, Any] | None:
 
 
 def find_paused_run(incident_id: str) -> FlowRun | None:
-    """The PAUSED flow run named after the incident, on the server at PREFECT_API_URL."""
+    """The PAUSED flow run tagged ``incident:<id>`` (``run_labels.incident_tag``), on the server at
+    PREFECT_API_URL — by tag, not by name, so flow-run names stay free to be readable."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=[incident_id]),
+            tags=FlowRunFilterTags(all_=[incident_tag(incident_id)]),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
     return runs[0] if runs else None
 
@@ -94,17 +97,22 @@ def submit_decision(store: Path, incident_id: str, step_id: str, approver: str, 
         waiting = f"it waits for {pending['step']!r}" if pending else "it is not waiting for an approval"
         raise InputError(f"{incident_id}: cannot decide {step_id!r}: {waiting}")
     deadline = time.monotonic() + wait
-    run = find_paused_run(incident.id)
-    while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
-        time.sleep(0.2)
+    try:
+        meta = incident.read_meta()
+    except (OSError, ValueError):
+        meta = {}
+    with decision_api(meta):  # the run's own server, also when it is `stanch run`'s temporary one
         run = find_paused_run(incident.id)
-    if run is None:
-        raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
-                          "PREFECT_API_URL the server it runs on?)")
-    nonce = nonce or uuid4().hex
-    decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment, nonce=nonce,
-                                signed_at=signed_at, signature=signature)
-    resume_flow_run(run.id, run_input=decision.model_dump())
+        while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
+            time.sleep(0.2)
+            run = find_paused_run(incident.id)
+        if run is None:
+            raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
+                              "PREFECT_API_URL the server it runs on?)")
+        nonce = nonce or uuid4().hex
+        decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment,
+                                    nonce=nonce, signed_at=signed_at, signature=signature)
+        resume_flow_run(run.id, run_input=decision.model_dump())
     return nonce
 
 

@@ -1,6 +1,7 @@
 """Prefect tags of the flow runs stanch creates, so the Prefect UI's runs list can be filtered.
 
-Owns: the tag vocabulary — ``runbook:<name>``, ``severity:<sev>``, ``drill`` or ``live``,
+Owns: the tag vocabulary — ``incident:<id>`` (``incident_tag``: how stanch finds an incident's
+runs, so their names can be anything readable), ``runbook:<name>``, ``severity:<sev>``, ``drill`` or ``live``,
 ``scenario:<name>`` (drills), ``rollback`` — (``run_tags``) and ``label_current_run``, which adds
 them to the flow run being executed (whatever created it: the CLI's in-process run, the Slack
 launchers, the worker or ``serve`` executing a deployment run, a drill, a schedule). Tags already
@@ -15,6 +16,11 @@ import logging
 from collections.abc import Iterable
 
 log = logging.getLogger("stanch.labels")
+
+
+def incident_tag(incident_id: str) -> str:
+    """The tag every flow run of one incident carries (its runs, rollback, resumed attempts)."""
+    return f"incident:{incident_id}"
 
 
 def run_tags(runbook: str, severity: str | None, *, drill: bool, scenario: str | None = None,

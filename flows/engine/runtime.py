@@ -26,7 +26,8 @@ from flows.engine.events import add_listener
 from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
-from flows.engine.run_labels import label_current_run, run_tags
+from flows.engine.run_api import current_api_url
+from flows.engine.run_labels import incident_tag, label_current_run, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -133,7 +134,8 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         prior = prior_progress(Incident(_store_path(store), incident_id).events())
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
-    label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill, extra=engine.settings.extra_run_tags))
+    label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill,
+                               extra=[incident_tag(incident_id), *engine.settings.extra_run_tags]))
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -145,7 +147,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
                              "inputs": shown_inputs, "drill": drill, "initiator": initiator,
                              "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
-                             "created_at": datetime.now(UTC).isoformat()})
+                             "created_at": datetime.now(UTC).isoformat(), "prefect_api_url": current_api_url()})
         engine.record("run.started", actor=initiator, data={
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
             "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
@@ -178,7 +180,7 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
                       bool(meta.get("drill")), initiator, prior, strict=False)
     label_current_run(run_tags(engine.plan.name, engine.plan.runbook.severity, drill=engine.drill,
-                               extra=["rollback", *engine.settings.extra_run_tags]))
+                               extra=["rollback", incident_tag(incident.id), *engine.settings.extra_run_tags]))
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)

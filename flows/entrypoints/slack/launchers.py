@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.engine.redaction import Redactor
+from flows.engine.run_labels import incident_tag
 from flows.engine.timeline import read_events
 from integrations.errors import StartError
 
@@ -319,7 +320,7 @@ class InProcessLauncher:
             body = FlowRunCreate(
                 flow_id=client.create_flow(run_runbook), flow_version=run_runbook.version,
                 name=request.incident_id, parameters=params, idempotency_key=request.idempotency_key,
-                state=to_state_create(Pending()),
+                tags=[incident_tag(request.incident_id)], state=to_state_create(Pending()),
                 empirical_policy=FlowRunPolicy(retries=run_runbook.retries,
                                                retry_delay=int(run_runbook.retry_delay_seconds or 0)))
             response = client.request("POST", "/flow_runs/", json=body.model_dump(mode="json", exclude_unset=True))
@@ -431,7 +432,7 @@ class DeploymentLauncher:
                 self._deployment_id = client.read_deployment_by_name(self.name).id
             return client.create_flow_run_from_deployment(
                 self._deployment_id, parameters=params, idempotency_key=request.idempotency_key,
-                name=request.incident_id)
+                name=request.incident_id, tags=[incident_tag(request.incident_id)])
 
         try:
             run, attempts = create_with_retries(create, request, self.policy, self.api)
@@ -452,14 +453,14 @@ class DeploymentLauncher:
         """After giving up: the server may have created the run although no answer arrived. A
         worker must not run it behind a "failed to start" (and a ``stanch resume``): cancel it
         while it is still SCHEDULED; if a worker already took it, it did start."""
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
         from prefect.client.schemas.objects import StateType
         from prefect.states import Cancelled
 
         try:
             with self.api.client(min(self.policy.attempt_timeout, 3.0)) as client:
                 runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                    name=FlowRunFilterName(any_=[request.incident_id])), limit=5)
+                    tags=FlowRunFilterTags(all_=[incident_tag(request.incident_id)])), limit=5)
                 for run in runs:
                     kind = run.state.type if run.state is not None else None
                     if kind == StateType.SCHEDULED:
