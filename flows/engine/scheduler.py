@@ -44,6 +44,7 @@ from flows.engine.redaction import Redactor, masked_path
 from flows.engine.reports import ReportError, fallback_report, render_step_report
 from flows.engine.resume import PriorProgress, prior_progress
 from flows.engine.secret_inputs import from_refs, to_refs
+from flows.engine.skipped_runs import skipped_task_run
 from flows.engine.timeline import isoformat, utcnow
 from integrations.base import ActionContext, ActionRegistry, IntentLedger
 from integrations.errors import ActionError, PermanentActionError, StanchError
@@ -298,7 +299,8 @@ class Engine:
         if reason is not None:
             self.state.mark(step.id, StepStatus.SKIPPED)
             self.record("step.skipped", step=step.id, data={"reason": reason})
-            self._finish_report(StepRun(step, utcnow()), StepStatus.SKIPPED, reason=reason)
+            task_run = skipped_task_run(step.id, self.incident.redactor.text(reason))  # visible in the graph
+            self._finish_report(StepRun(step, utcnow(), task_run_id=task_run), StepStatus.SKIPPED, reason=reason)
             return
         if step.approval is not None:
             self._run_approval(step)
@@ -457,6 +459,7 @@ class Engine:
             self.state.decline(step.id, reason)
             self.record("step.skipped", step=step.id, data={"reason": reason, "declined": True,
                                                             "output": output, "duration_s": duration})
+            run.task_run_id = skipped_task_run(step.id, self.incident.redactor.text(reason))
             self._finish_report(run, StepStatus.SKIPPED, reason=reason, output=output, duration=duration)
         elif granted:
             self.state.mark(step.id, StepStatus.SUCCEEDED)
