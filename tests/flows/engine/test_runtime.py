@@ -90,10 +90,18 @@ def test_branches_fan_out_retries_and_tolerated_failure(tmp_path: Path) -> None:
     assert artifacts["inc-test-branches-right"][0].startswith("right[")
     assert "optional thing broke" in str(artifacts["inc-test-branches-optional"][1])
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
         tags = client.read_flow_run(state.state_details.flow_run_id).tags
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     assert {"runbook:branches", "live"} <= set(tags) and any(t.startswith("severity:") for t in tags)
+    # the skipped step is in the graph: a task run in a terminal Skipped state, carrying its report
+    skipped = [t for t in task_runs if t.state is not None and t.state.name == "Skipped"]
+    assert len(skipped) == 1 and skipped[0].state.type.value == "CANCELLED", [(t.name, t.state) for t in task_runs]
+    assert artifacts["inc-test-branches-never"][0] == skipped[0].name
+    assert "condition is false" in (skipped[0].state.message or "")
 
 
 def test_failed_required_step_fails_run_compensates_and_reports_why(tmp_path: Path) -> None:
