@@ -30,6 +30,9 @@ class StanchSettings(BaseSettings):
     slack_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_channel: str = "#incident"
+    slack_retry_backoff: float = Field(
+        default=0.5, ge=0, le=10, description="Backoff factor (s) between retries of a Slack 5xx/connection "
+        "error: waits factor*2^attempt plus up to 2*factor jitter (tests set it small).")
     inventory: Path | None = Field(default=None, description="Default inventory file.")
     advisories_dir: Path | None = Field(default=None, description="Directory of OSV records looked up by id.")
     osv_api_url: str | None = Field(

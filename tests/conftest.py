@@ -18,6 +18,9 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["STANCH_OSV_API_URL"] = ""  # tests never reach api.osv.dev (test_osv_api serves a stand-in)
 os.environ["STANCH_NPM_REGISTRY_URL"] = ""  # nor npm/PyPI (test_registry serves recorded responses)
 os.environ["STANCH_PYPI_URL"] = ""
+# Slack 5xx/connection retries back off 0.02*2^n s, not slack_sdk's 0.5*2^n (+1 s jitter): the
+# Slack-down drill and outage tests make dozens of calls against a 503-ing stand-in (same retry count).
+os.environ["STANCH_SLACK_RETRY_BACKOFF"] = "0.02"
 
 
 import pytest  # noqa: E402

@@ -239,6 +239,25 @@ class StatusNotifier:
             return _problem(exc)
         return None
 
+    def rolled_back(self, outcome: str) -> str | None:
+        """After ``stanch rollback``: the run's header (the recorded one, else found by metadata)
+        is edited to say so — ``outcome`` is "rolled back", "partly rolled back", … ."""
+        if self.thread is None or self.prior is None:
+            return None
+        try:
+            if self.header_ts is None and not self._reattach():
+                return None  # the run never got a header (Slack was down all run): nothing to edit
+            icon = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️"}
+            for step in self.plan.steps:
+                status = self.prior.reports_written.get(step.id)
+                if status:
+                    self.lines.setdefault(step.id, f"{icon.get(status, '•')} {step.title} — {status}")
+            text, blocks = self._header(outcome)
+            self.thread.update_header(text, blocks)
+        except Exception as exc:
+            return _problem(exc)
+        return None
+
 
 def _problem(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"

@@ -5,7 +5,8 @@ certificate are made locally with ``cryptography``, issued by a CA whose certifi
 read from Secrets Manager (``ca_secret``, JSON ``{"certificate", "private_key"}``) or self-signed
 when no CA is configured. The private key goes to Secrets Manager (``secret_name``) and the
 certificate is re-imported at the **same ARN**, so everything that references the ARN picks up
-the new certificate.
+the new certificate. The key is written as AWSPENDING and promoted to AWSCURRENT only after the
+import succeeded, so a refused import (AccessDenied) leaves secret and certificate consistent.
 
 Idempotency (check-then-act, crash-safe): the secret version id is ``uuid5(ctx.idempotency_token)``.
  0. Before anything changes, the serial and fingerprint at the ARN are recorded (a before-image,
@@ -115,11 +116,15 @@ def _load_ca(ctx: ActionContext, sm: Any, name: str) -> certs.CertificateAuthori
 
 
 def _store_key(sm: Any, name: str, pem: str, version_id: str, ctx: ActionContext) -> str:
-    """Write the key as a new AWSCURRENT version; create the secret if missing. Returns the ARN."""
+    """Write the key as a new **AWSPENDING** version (AWSCURRENT stays on the key that matches the
+    certificate until the import succeeded, see ``_promote``); create the secret if missing (its
+    first version is necessarily AWSCURRENT: there is no previous key to stay consistent with).
+    Returns the ARN."""
     try:
         with aws_call("secretsmanager", "PutSecretValue"):
             return str(
-                sm.put_secret_value(SecretId=name, SecretString=pem, ClientRequestToken=version_id)["ARN"]
+                sm.put_secret_value(SecretId=name, SecretString=pem, ClientRequestToken=version_id,
+                                    VersionStages=["AWSPENDING"])["ARN"]
             )
     except PermanentActionError as exc:
         if exc.aws_code != "ResourceNotFoundException":
@@ -133,6 +138,21 @@ def _store_key(sm: Any, name: str, pem: str, version_id: str, ctx: ActionContext
             Tags=[{"Key": "stanch:incident", "Value": ctx.incident_id}],
         )
     return str(resp["ARN"])
+
+
+def _promote(sm: Any, name: str, version_id: str) -> None:
+    """Move AWSCURRENT to this step's key, once the certificate carries it (idempotent). Until then
+    a failed or refused ImportCertificate leaves the secret's current key matching the certificate."""
+    with aws_call("secretsmanager", "DescribeSecret"):
+        stages = sm.describe_secret(SecretId=name).get("VersionIdsToStages") or {}
+    if "AWSCURRENT" in stages.get(version_id, []):
+        return
+    previous = next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
+    kwargs: dict[str, Any] = {"SecretId": name, "VersionStage": "AWSCURRENT", "MoveToVersionId": version_id}
+    if previous:
+        kwargs["RemoveFromVersionId"] = previous
+    with aws_call("secretsmanager", "UpdateSecretVersionStage"):
+        sm.update_secret_version_stage(**kwargs)
 
 
 def _tags(acm: Any, arn: str) -> dict[str, str]:
@@ -211,6 +231,7 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
         ctx.redact(key_pem)
         key = certs.load_key(key_pem)
         if certs.public_key_der(current) == certs.public_key_der(key):
+            _promote(sm, params.secret_name, version_id)  # a crash may have come between import and promote
             return _finish_imported(ctx, acm, params, current, before, secret_arn, version_id)
     else:
         key = certs.generate_key(params.key_type)
@@ -234,6 +255,7 @@ def _rotate(ctx: ActionContext, params: RotateCertificateParams) -> RotateCertif
         kwargs["CertificateChain"] = issued.chain_pem.encode("ascii")
     with aws_call("acm", "ImportCertificate"):
         acm.import_certificate(**kwargs)
+    _promote(sm, params.secret_name, version_id)
     _audit_tags(ctx, acm, params.certificate_arn, version_id, current_serial)
     ctx.record(
         "aws.acm.certificate_rotated",
@@ -285,6 +307,14 @@ def _plan(params: RotateCertificateParams, note: str) -> list[PlannedOperation]:
             region=params.region,
             resources=[params.certificate_arn],
             note=note,
+        ),
+        PlannedOperation(
+            service="secretsmanager",
+            operation="UpdateSecretVersionStage",
+            account=params.account,
+            region=params.region,
+            resources=[params.secret_name],
+            note="new key becomes AWSCURRENT once imported",
         ),
     ]
     return ops

@@ -24,7 +24,8 @@ def secret_matches_certificate(params: Any, ctx: ProbeContext, name: str) -> Pro
         c = clients(ctx, s["account"])
         pem = c("acm").get_certificate(CertificateArn=s["certificate_arn"])["Certificate"]
         cert_key = certs.public_key_der(x509.load_pem_x509_certificate(pem.encode()))
-        secret = c("secretsmanager").get_secret_value(SecretId=s["signing_secret"])["SecretString"]
+        secret = c("secretsmanager").get_secret_value(
+            SecretId=s["signing_secret"], VersionStage="AWSCURRENT")["SecretString"]
         key_pub = certs.public_key_der(certs.load_key(secret))
         match = cert_key == key_pub
         observed[s["name"]] = {"account": s["account"], "certificate_key_sha256": hashlib.sha256(cert_key).hexdigest(),

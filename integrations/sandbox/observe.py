@@ -111,7 +111,8 @@ def certificate_facts(endpoint: str, account: str, arn: str, region: str = "us-e
 
 def secret_value(endpoint: str, account: str, name: str, region: str = "us-east-1") -> dict[str, Any]:
     """``GetSecretValue`` of a sandbox secret (tests only: the value is a secret)."""
-    resp = _clients(endpoint, account, region)("secretsmanager").get_secret_value(SecretId=name)
+    sm = _clients(endpoint, account, region)("secretsmanager")
+    resp = sm.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")  # moto: by stage, not its default
     return {"arn": resp["ARN"], "version_id": resp["VersionId"], "value": resp.get("SecretString")}
 
 

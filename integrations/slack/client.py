@@ -30,7 +30,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -187,6 +189,7 @@ class SlackClient:
                 max_retry_after=max_retry_after,
                 server_error_retries=server_error_retries,
                 connection_retries=connection_retries,
+                backoff=settings.slack_retry_backoff,
             ),
         )
         return cls(web, default_channel=settings.slack_channel)
@@ -330,16 +333,32 @@ def retry_handlers(
     max_retry_after: float = 30.0,
     server_error_retries: int = 2,
     connection_retries: int = 2,
+    backoff: float = 0.5,
 ) -> list[RetryHandler]:
-    """The bounded retry policy: network errors/timeouts, 429 (``Retry-After``), 500/503."""
+    """The bounded retry policy: network errors/timeouts, 429 (``Retry-After``), 500/503.
+
+    5xx and connection errors wait ``backoff * 2**attempt`` plus up to ``2 * backoff`` jitter
+    (``backoff=0.5`` is slack_sdk's own default: +<=1 s jitter); ``STANCH_SLACK_RETRY_BACKOFF``."""
+    interval = BackoffRetryIntervalCalculator(backoff_factor=backoff, jitter=_ScaledJitter(2 * backoff))
     return [
         ConnectionErrorRetryHandler(
             max_retry_count=connection_retries,
+            interval_calculator=interval,
             error_types=[URLError, ConnectionResetError, RemoteDisconnected, TimeoutError, socket.timeout],
         ),
         BoundedRateLimitRetryHandler(max_retry_count=rate_limit_retries, max_wait=max_retry_after),
-        ServerErrorRetryHandler(max_retry_count=server_error_retries),
+        ServerErrorRetryHandler(max_retry_count=server_error_retries, interval_calculator=interval),
     ]
+
+
+class _ScaledJitter(Jitter):
+    """Adds up to ``spread`` seconds (slack_sdk's RandomJitter always adds up to 1 s)."""
+
+    def __init__(self, spread: float) -> None:
+        self.spread = spread
+
+    def recalculate(self, duration: float) -> float:
+        return duration + random.random() * self.spread
 
 
 _MAX_PAGES = 10

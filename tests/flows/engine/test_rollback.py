@@ -46,3 +46,23 @@ def test_a_compensation_that_cannot_be_built_fails_alone_not_the_run(tmp_path: P
     failed = [e for e in map(json.loads, (tmp_path / "INC-UB" / "timeline.jsonl").open())
               if e["kind"] == "compensation.failed"]
     assert len(failed) == 1 and "cannot build the compensation's parameters" in failed[0]["data"]["error"]
+
+
+def test_rollback_edits_the_slack_header_to_say_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from integrations.sandbox.slack_standin import SlackStandIn
+
+    with SlackStandIn() as slack:
+        monkeypatch.setenv("STANCH_SLACK_BASE_URL", slack.api_url)
+        monkeypatch.setenv("STANCH_SLACK_TOKEN", slack.token)
+        monkeypatch.setenv("STANCH_SLACK_CHANNEL", "#incident")
+        assert run_runbook(str(HERE / "undoable.yaml"), {}, "INC-RBS", str(tmp_path), False, "t",
+                           return_state=True).is_completed()
+        header = [e["data"] for e in map(json.loads, (tmp_path / "INC-RBS" / "timeline.jsonl").open())
+                  if e["kind"] == "slack.header"][-1]
+
+        def header_text() -> str:  # read back from the stand-in: the thread's first message, as edited
+            return next(m["text"] for m in slack.messages(header["channel"]) if m.get("ts") == header["ts"])
+
+        assert "rolled back" not in header_text()
+        assert rollback_incident("INC-RBS", str(tmp_path), return_state=True).is_completed()
+        assert "rolled back" in header_text() and "INC-RBS" in header_text()

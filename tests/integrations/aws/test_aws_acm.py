@@ -75,12 +75,39 @@ def test_transient_import_failure_then_retry_reuses_stored_key(
     with pytest.raises(TransientActionError) as err:
         acm.ROTATE.execute(make_ctx(step_id="rot"), _params(fleet))
     assert err.value.operation == "ImportCertificate"
-    stored = secret_value(fleet.endpoint_url, ACCOUNT, "desktop-app/signing-key")["value"]
+    arn = fleet.service("desktop-app").certificate_arn or ""
+    _assert_consistent(fleet, arn)  # the new key is only pending: AWSCURRENT still matches the certificate
 
     result = acm.ROTATE.execute(make_ctx(step_id="rot"), _params(fleet))
     assert result.rotated
     after = certificate_facts(fleet.endpoint_url, ACCOUNT, result.certificate_arn)
-    assert certs.public_key_der(certs.load_key(stored)) == after["public_key_der"]  # no second key
+    secret = secret_value(fleet.endpoint_url, ACCOUNT, "desktop-app/signing-key")
+    assert secret["version_id"] == result.secret_version_id == acm.rotation_version_id(make_ctx(step_id="rot"))
+    assert certs.public_key_der(certs.load_key(secret["value"])) == after["public_key_der"]  # no second key
+
+
+def _assert_consistent(fleet: SandboxFleet, arn: str) -> None:
+    """Read back from moto: the secret's AWSCURRENT key is the certificate's key."""
+    current = secret_value(fleet.endpoint_url, ACCOUNT, "desktop-app/signing-key")["value"]
+    cert = certificate_facts(fleet.endpoint_url, ACCOUNT, arn)
+    assert certs.public_key_der(certs.load_key(current)) == cert["public_key_der"]
+
+
+def test_access_denied_import_leaves_secret_and_certificate_consistent(
+    fleet: SandboxFleet, make_ctx: Callable[..., ActionContext]
+) -> None:
+    arn = fleet.service("desktop-app").certificate_arn or ""
+    acm.ROTATE.execute(make_ctx(step_id="first"), _params(fleet))  # the secret's key now matches the cert
+    before = secret_value(fleet.endpoint_url, ACCOUNT, "desktop-app/signing-key")
+    serial = certificate_facts(fleet.endpoint_url, ACCOUNT, arn)["serial"]
+    inject_fault(fleet.endpoint_url, "ImportCertificate", status=400, code="AccessDeniedException")
+    with pytest.raises(PermanentActionError) as err:
+        acm.ROTATE.execute(make_ctx(step_id="denied"), _params(fleet))
+    assert err.value.operation == "ImportCertificate"
+    after = secret_value(fleet.endpoint_url, ACCOUNT, "desktop-app/signing-key")
+    assert after["version_id"] == before["version_id"] and certificate_facts(
+        fleet.endpoint_url, ACCOUNT, arn)["serial"] == serial
+    _assert_consistent(fleet, arn)
 
 
 def test_unknown_certificate_is_permanent(
@@ -114,6 +141,8 @@ def test_describe_is_read_only(fleet: SandboxFleet, make_ctx: Callable[..., Acti
     before = certificate_facts(fleet.endpoint_url, ACCOUNT, arn)["serial"]
     assert acm.ROTATE.describe is not None
     ops = acm.ROTATE.describe(make_ctx(), acm.RotateCertificateParams.model_validate(_params(fleet)))
-    assert [o.operation for o in ops] == ["GetSecretValue", "PutSecretValue", "ImportCertificate"]
-    assert before in (ops[-1].note or "")
+    assert [o.operation for o in ops] == ["GetSecretValue", "PutSecretValue", "ImportCertificate",
+                                               "UpdateSecretVersionStage"]
+    assert before in (ops[-2].note or "")
     assert certificate_facts(fleet.endpoint_url, ACCOUNT, arn)["serial"] == before
+
