@@ -39,10 +39,12 @@ lint: install
 	$(UV) run --frozen --no-sync mypy flows integrations
 
 # Two xdist workers: the machine has 2 cores; each worker starts its own temporary Prefect server.
+# worksteal: an idle worker takes queued tests from the busy one, so the long e2e tests do not end up
+# queued behind each other on one worker while the other idles (4m34 vs 6m52 measured, same tree).
 PYTEST_WORKERS ?= 2
 
 test: lint
-	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS)
+	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 docs: install
 	$(UV) run --frozen --no-sync python -m flows.engine.spec.schema

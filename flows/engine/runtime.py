@@ -197,7 +197,8 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
         outcome = "partly rolled back"
     else:
         outcome = "rolled back"
-    if (problem := engine.notifier.rolled_back(outcome)):
+    # the header tells what the fleet is in now: nothing undone leaves it as the run left it
+    if outcome != "nothing undone" and (problem := engine.notifier.rolled_back(outcome)):
         engine.record("slack.unavailable", data={"error": problem})
     summary: dict[str, Any] = {"incident_id": incident.id, "folder": str(incident.folder), "failed_steps": [],
                                "outcome": outcome, "undone": undone, "not_undone": not_undone}
