@@ -303,7 +303,15 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
                        injects=records, slack=slack_note)
 
 
-@flow(name="stanch-drill", log_prints=True)
+def _drill_run_name() -> str:
+    """Readable flow-run name: ``drill <scenario>`` (the scenario's file stem when given a path)."""
+    from prefect.runtime import flow_run
+
+    scenario = str(flow_run.parameters.get("scenario") or "clean")
+    return f"drill {Path(scenario).stem if scenario.endswith(('.yaml', '.yml')) else scenario}"
+
+
+@flow(name="stanch-drill", flow_run_name=_drill_run_name, log_prints=True)
 def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False, echo: bool = False) -> dict[str, Any]:
     """A scheduled or manual drill (drill-ops schedules it): ``scenario`` is a name in
     runbooks/drills or a path; ``store`` defaults to STANCH_STORE / <STANCH_HOME>/incidents. Every

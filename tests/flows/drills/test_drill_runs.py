@@ -137,9 +137,15 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
     with ThreadPoolExecutor(1) as pool:
         silent_f = pool.submit(run_drill, BUNDLED / "approver-silent.yaml", store=store, incident_id="INC-DRILL-SILENT")
         runs = _together(store, INC_DRILL_KILL=BUNDLED / "killed-mid-fanout.yaml",
-                         INC_DRILL_SLACK=BUNDLED / "slack-down.yaml", INC_DRILL_APPROVERS="approvers")
+                         INC_DRILL_SLACK=BUNDLED / "slack-down.yaml", INC_DRILL_APPROVERS="approvers",
+                         INC_DRILL_LEAKED=BUNDLED / "leaked-access-key-clean.yaml")
         silent = silent_f.result()
     kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
+
+    # a ready scenario for another runbook: leaked-access-key, the lead approves the clean-up
+    card = _card(runs["INC_DRILL_LEAKED"])
+    assert runs["INC_DRILL_LEAKED"].exit_code == 0 and card["passed"], card
+    assert [(a["user"], a["decision"]) for a in card["approvers"]] == [("U0LEAD1 via @security-leads", "approve")]
 
     # killed right after the first e-mail left, resumed: every address got exactly one (read from moto)
     card = _card(kill)

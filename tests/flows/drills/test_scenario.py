@@ -27,8 +27,9 @@ from integrations.sandbox.fleet import VARIANTS
 
 HERE = Path(__file__).parent
 BAD = HERE / "scenarios" / "drills" / "everything-wrong.yaml"
-READY = ["acm-access-denied", "approver-silent", "clean", "fleet-grid", "iam-throttling-30pct", "killed-mid-fanout",
-         "slack-down"]
+READY = ["acm-access-denied", "api-key-exposure-clean", "approver-silent", "clean", "compromised-ci-action-clean",
+         "compromised-signing-certificate-clean", "fleet-grid", "iam-throttling-30pct", "killed-mid-fanout",
+         "leaked-access-key-clean", "slack-down"]
 
 EXPECTED = [
     "7:3: error[DR102]: runbook 'compromised-dependency' has no input 'advisroy' (did you mean 'advisory'?)",
@@ -53,7 +54,9 @@ def test_ready_scenarios_validate_and_resolve() -> None:
         assert validate_scenario_file(path) == []
         sc = load_scenario(path)
         assert sc.name == name
-        if name != "approver-silent":  # the flagship; approver-silent drills leaked-access-key's 2h gate
+        if name.endswith("-clean"):  # one clean drill for each other runbook in runbooks/
+            assert sc.runbook == name.removesuffix("-clean")
+        elif name != "approver-silent":  # the flagship; approver-silent drills leaked-access-key's 2h gate
             assert sc.runbook == "compromised-dependency"
             assert [u.probe for u in sc.probes.before] == ["iam.keys_untouched", "acm.certificate_reissued"]
     silent = load_scenario(resolve_scenario("approver-silent"))
