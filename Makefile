@@ -40,7 +40,7 @@ lint: install
 
 # Two xdist workers: the machine has 2 cores; each worker starts its own temporary Prefect server.
 # worksteal: an idle worker takes queued tests from the busy one, so the long e2e tests do not end up
-# queued behind each other on one worker while the other idles (4m34 vs 6m52 measured, same tree).
+# queued behind each other on one worker while the other idles.
 PYTEST_WORKERS ?= 2
 
 test: lint

@@ -152,7 +152,8 @@ def _inputs(scenario: Any, sb: DrillSandbox) -> list[str]:
     def fill(value: str) -> str:  # {sandbox.inventory}, {fleet.<field>} (e.g. {fleet.leaked_access_key_id})
         value = value.replace("{sandbox.inventory}", str(sb.state.inventory_path) if sb.state else "")
         return re.sub(r"\{fleet\.([a-z_]+)\}", lambda m: str(fleet.get(m.group(1), m.group(0))), value)
-    values = {str(k): fill(str(v)) for k, v in scenario.inputs.items()}
+    # a list or mapping goes to `stanch run -i` as JSON (str() would give "['a']", which no input parses)
+    values = {str(k): fill(v if isinstance(v, str) else json.dumps(v)) for k, v in scenario.inputs.items()}
     values.setdefault("inventory", str(sb.state.inventory_path))
     pairs = []
     for k, v in values.items():

@@ -71,6 +71,7 @@ DRILL_CODES: dict[str, str] = {
     "DR106": "fleet, service or account the sandbox does not have",
     "DR107": "invalid probe parameters",
     "DR108": "probe compares with a before-observation the scenario does not take",
+    "DR109": "the runbook waits for approvals nobody in the scenario answers",
 }
 
 
@@ -405,6 +406,11 @@ def _check(data: dict[str, Any], smap: SourceMap, file: str, base_dir: Path | No
             err(("runbook",), "DR101", f"runbook {ref!r} does not validate ({n} errors): run `stanch validate {ref}`")
         else:
             steps = sorted(s.id for s in loaded.runbook.steps)
+            gates = [s.id for s in loaded.runbook.steps if getattr(s, "approval", None) is not None]
+            if gates and not data.get("approvers") and not data.get("approval_expires"):
+                err(("runbook",), "DR109", f"runbook {ref!r} waits for approval at {', '.join(gates)} and the "
+                    "scenario has no approvers: add approvers (approve, deny or silent) or approval_expires, "
+                    "or the drill waits out the runbook's own expiry")
             declared = sorted(loaded.runbook.inputs)
             for key in _d(data.get("inputs")):
                 if key not in declared:

@@ -178,3 +178,12 @@ def test_grid_fleet_is_checked_against_what_it_generates() -> None:
     assert any("DR106" in g and "no account 222222222222" in g and "400000000001" in g for g in got), got
     got = [d.format() for d in validate_scenario_text(GRID % (2, "[desktop-app]", "400000000001"), "g.yaml")]
     assert any("DR106" in g and "no service desktop-app" in g for g in got), got
+
+
+def test_a_gated_runbook_without_approvers_is_flagged() -> None:
+    """Nobody answers leaked-access-key's 2 h clean-up gate: the drill would wait it out (DR109)."""
+    text = ("name: g\ntitle: g\nrunbook: leaked-access-key\ninputs: {access_key_id: AKIAEXAMPLE}\n"
+            "fleet: {variant: leaked-key}\n")
+    got = [d.format() for d in validate_scenario_text(text, "g.yaml")]
+    assert len(got) == 1 and "error[DR109]" in got[0] and "approve-cleanup" in got[0], got
+    assert validate_scenario_text(text + "approval_expires: 3s\n", "g.yaml") == []
