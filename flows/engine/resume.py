@@ -28,6 +28,7 @@ class PriorProgress:
     slack_header: dict[str, Any] | None = None                        # {channel, ts}
     reports_written: dict[str, str] = field(default_factory=dict)     # step id -> status
     reports_posted: set[tuple[str, str]] = field(default_factory=set)  # (step id, status)
+    declined: dict[str, dict[str, Any]] = field(default_factory=dict)  # approval step -> its step.skipped data
     outcome: str | None = None          # of the last run.finished
     rolled_back: bool = False           # a rollback started (then resuming would redo undone work)
     compensations_ran: bool = False     # the last attempt ran compensations (its effects were undone)
@@ -72,6 +73,8 @@ def prior_progress(events: list[dict[str, Any]]) -> PriorProgress:
         elif kind == "intent.settled" and data.get("key") in p.intents:
             p.intents[data["key"]].update({k: v for k, v in data.items() if k not in ("key", "outcome")},
                                           state=data.get("outcome", "sent"))
+        elif kind == "step.skipped" and step and data.get("declined"):
+            p.declined[step] = data  # a person said no (or nobody said yes in time): that stands
         elif kind == "slack.header" and data.get("ts"):
             p.slack_header = {"channel": data.get("channel"), "ts": data["ts"]}
         elif kind == "report.written" and step:

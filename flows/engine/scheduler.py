@@ -286,6 +286,9 @@ class Engine:
             self.record("step.already_done", step=step.id, data={"reason": "succeeded in an earlier attempt"})
             self._catch_up_report(step)
             return
+        if step.id in self.prior.declined:  # resumed run: an approval declined earlier is not asked again
+            self._keep_declined(step, self.prior.declined[step.id])
+            return
         blocked = self.state.blocked_by(step)
         scope = self.scope()
         reason = blocked
@@ -471,6 +474,18 @@ class Engine:
             self.record("step.failed", step=step.id, data={"error": error, "duration_s": duration,
                                                            "continue_on_error": step.continue_on_error})
             self._finish_report(run, StepStatus.FAILED, error=error, output=output, duration=duration)
+
+    def _keep_declined(self, step: PlannedStep, earlier: dict[str, Any]) -> None:
+        reason = f"declined in an earlier attempt: {earlier.get('reason', 'approval declined')}"
+        self.outputs[step.id] = earlier.get("output") or {}
+        self.state.decline(step.id, reason)
+        self.record("step.skipped", step=step.id, data={"reason": reason, "declined": True,
+                                                        "output": earlier.get("output"), "reused": True})
+        if step.id not in self.prior.reports_written:
+            self._finish_report(StepRun(step, utcnow()), StepStatus.SKIPPED, reason=reason,
+                                output=self.outputs[step.id], duration=0.0)
+        else:
+            self._catch_up_report(step)
 
     def approval_message(self, step: PlannedStep) -> str:
         """The approval's ``message`` rendered in the bounded sandbox (the step's title when none).

@@ -117,3 +117,34 @@ def test_declined_gate_and_when_steps_against_the_slack_standin(
             key=ArtifactFilterKey(any_=["inc-when-ok-checkpoints"])))
     shown = json.dumps([a.data for a in history])
     assert all(f"sha256 {e['hash']}" in shown for e in events if e["kind"] == "checkpoint.signed"), shown
+
+
+@pytest.mark.timeout(120)
+def test_a_declined_gate_stands_when_the_incident_is_resumed(
+        slack: SlackStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate expired (declined, on_deny: skip) and containment failed; the cause is fixed and the
+    incident resumed: the decision is not asked again — no second request in the timeline or in
+    Slack — the gate stays declined, and what needs it stays skipped."""
+    incident = "INC-WHEN-RESUME"
+    state, _ = _run(slack, tmp_path, incident, True, monkeypatch)
+    assert state.is_failed()
+    asked_before = [m for m in slack.messages("C0INCIDENT") if "Approval needed" in json.dumps(m)
+                    and incident in json.dumps(m)]
+    secret_inputs.deposit(incident, {"ticket": SECRET})
+    try:
+        state = run_runbook(str(RUNBOOK), {"user": "alice", "fail_containment": "false",
+                                           "ticket": {"$secret_ref": "ticket"}}, incident,
+                            str(tmp_path), False, "cli:U0ONCALL", resume=True, return_state=True)
+    finally:
+        secret_inputs.discard(incident)
+    assert state.is_completed(), state.message
+    events = [json.loads(x) for x in (tmp_path / incident / "timeline.jsonl").open()]
+    assert [e["kind"] for e in events].count("approval.requested") == 1  # asked once, in the first attempt
+    after = events[max(i for i, e in enumerate(events) if e["kind"] == "run.resumed"):]
+    skipped = {e["step"]: e["data"]["reason"] for e in after if e["kind"] == "step.skipped"}
+    assert skipped["gate"].startswith("declined in an earlier attempt: approval declined")
+    assert skipped["disable"] == "needed step 'gate' was skipped"
+    assert state.result()["declined_steps"] == ["gate"]
+    asked_after = [m for m in slack.messages("C0INCIDENT") if "Approval needed" in json.dumps(m)
+                   and incident in json.dumps(m)]
+    assert len(asked_after) == len(asked_before) == 1  # and nobody was paged again
