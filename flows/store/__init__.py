@@ -62,22 +62,13 @@ def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
     """Bring ``folder`` (``<dir>/<incident>``) up to the database: missing timeline lines are
     appended (the database's lines are the record: a local file that disagrees is rewritten) and
     every document is written. Returns the number of events."""
-    folder.mkdir(parents=True, exist_ok=True)
-    timeline = folder / TIMELINE
-    have = timeline.read_bytes() if timeline.exists() else b""
-    local = have.count(b"\n")
-    new = list(store.lines(incident, after=local))
-    if new and new[0][0] != local + 1:
-        new, local, have = list(store.lines(incident)), 0, b""
-    body = have + b"".join(line + b"\n" for _, line in new)
-    if new or not timeline.exists():
-        _write(timeline, body)
+    count = sync_timeline(store, incident, folder)
     for name, doc in store.documents(incident).items():
         target = (folder / name).resolve()
         if not target.is_relative_to(folder.resolve()):
             continue  # a document name never leaves the incident folder
         _write(target, doc)
-    return local + len(new)
+    return count
 
 
 def mirror(folder: Path, path: Path) -> None:
