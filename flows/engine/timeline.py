@@ -90,6 +90,8 @@ class Timeline:
     def __init__(self, folder: Path, redact: Callable[[Any], Any] | None = None, remote: Any = None) -> None:
         self.folder = folder
         self.remote = remote  # flows.store.postgres.PostgresStore: the chain lives there (the file is a copy)
+        self._local_count: int | None = None  # events in the working copy as this writer last left it
+        self._local_size = -1
         self.path = folder / FILENAME
         self._redact = redact or (lambda v: v)
         self._lock = threading.Lock()
@@ -163,9 +165,34 @@ class Timeline:
             event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()
             return event, _event_json(event, data_json, with_hash=True)
 
+        built: dict[int, bytes] = {}
+
+        def make_and_keep(seq: int, prev: str) -> tuple[dict[str, Any], bytes]:
+            event, line = make(seq, prev)
+            built[seq] = line
+            return event, line
+
         with self._lock:
-            event = self.remote.append(self.folder.name, make, GENESIS)
-            sync_timeline(self.remote, self.folder.name, self.folder)
+            event = self.remote.append(self.folder.name, make_and_keep, GENESIS)
+            seq = int(event["seq"])
+            if self._local_count == seq - 1:  # the working copy was at the head: add just this line
+                with self.path.open("ab") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                    try:
+                        if os.fstat(fh.fileno()).st_size == self._local_size:
+                            fh.write(built[seq] + b"\n")
+                            fh.flush()
+                            self._local_count, self._local_size = seq, fh.tell()
+                            fd = os.open(self.folder / HEAD, os.O_WRONLY | os.O_CREAT, 0o644)
+                            try:  # the working copy's head, as the database's (same fixed-width record)
+                                _write_head(fd, seq, str(event["hash"]), durable=False)
+                            finally:
+                                os.close(fd)
+                            return event
+                    finally:
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+            self._local_count = sync_timeline(self.remote, self.folder.name, self.folder)  # someone else wrote
+            self._local_size = self.path.stat().st_size
         return event
 
     def sync(self) -> None:
@@ -174,7 +201,8 @@ class Timeline:
             from flows.store import sync_timeline
 
             with self._lock:
-                sync_timeline(self.remote, self.folder.name, self.folder)
+                self._local_count = sync_timeline(self.remote, self.folder.name, self.folder)
+                self._local_size = self.path.stat().st_size
 
     def events(self) -> list[dict[str, Any]]:
         self.sync()

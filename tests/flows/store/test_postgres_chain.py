@@ -59,6 +59,7 @@ def test_documents_and_events_survive_without_the_writer(pg_store: str, tmp_path
     inc.write_plan({"name": "r", "steps": []})
     inc.timeline.append("run.started", data={"runbook": "r"})
     inc.write_report("scope", "# scope\n\nfound 1 service\n")
+    assert verify(inc.folder / "timeline.jsonl").ok  # the writer's own working copy, head included
     # another machine: nothing local, everything from the database
     other = Incident.open_existing(tmp_path / "reader", "INC-DOCS")
     assert other.read_meta()["runbook"] == "r" and [e["kind"] for e in other.events()] == ["run.started"]
