@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import threading
 import time
@@ -221,7 +222,10 @@ class FaultInjector:
         self.app = app
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
-        self._rng = rng or random.Random()
+        # STANCH_SANDBOX_FAULT_SEED makes ``rate`` rules repeatable: the draws come in a fixed order,
+        # and a throttled call's retry is one more draw, so the same calls give the same faults
+        seed = os.environ.get("STANCH_SANDBOX_FAULT_SEED")
+        self._rng = rng or (random.Random(int(seed)) if seed and seed.isdigit() else random.Random())
 
     # -- rules -------------------------------------------------------------------------------
     def add(self, rule: FaultRule) -> FaultRule:

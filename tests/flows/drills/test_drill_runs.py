@@ -63,11 +63,14 @@ def _cli_drill(scenario: str, store: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_server: None, store: Path) -> None:
-    """``stanch drill run clean`` (CLI -> Prefect flow -> run_drill) next to an AccessDenied drill
-    and a throttled drill whose second affected service turns up mid-run."""
+def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
+        prefect_server: None, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stanch drill run iam-throttling-30pct`` (CLI -> Prefect flow -> run_drill; the bundled
+    scenario by name, its 30 % rate made repeatable by a seed) next to an AccessDenied drill, a
+    throttled drill whose second affected service turns up mid-run, and a generated fleet."""
+    monkeypatch.setenv("STANCH_SANDBOX_FAULT_SEED", "7")  # rate rules repeatable (integrations/sandbox/faults.py)
     with ThreadPoolExecutor(3) as pool:
-        cli = pool.submit(_cli_drill, "clean", store / "cli")
+        cli = pool.submit(_cli_drill, "iam-throttling-30pct", store / "cli")
         late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
                              incident_id="INC-DRILL-LATE")
         grid_f = pool.submit(run_drill, BUNDLED / "fleet-grid.yaml", store=store, incident_id="INC-DRILL-GRID")
@@ -76,19 +79,22 @@ def test_clean_access_denied_late_discovery_each_in_its_own_sandbox(prefect_serv
         late = late_f.result()
         grid = grid_f.result()
     assert code == 0, output
-    assert "Drill clean: PASSED" in output and "score 100/100" in output and "time to contain" in output
+    assert "Drill iam-throttling-30pct: PASSED" in output and "score 100/100" in output and "time to contain" in output
     folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
-    clean = DrillResult(incident_id=folder.name, folder=folder, scorecard=None, exit_code=code)
+    by_name = DrillResult(incident_id=folder.name, folder=folder, scorecard=None, exit_code=code)
     artifacts = _artifacts(f"drill-{folder.name.lower()}")
     assert len(artifacts) == 1 and "DRILL scorecard" in artifacts[0] and "100/100" in artifacts[0]
 
-    card = _card(clean)
+    card = _card(by_name)
     assert card["passed"] and card["score"] == 100 and card["outcome"] == "succeeded" and card["drill"]
     assert all(p["passed"] for p in card["probes"])
     phases = [p["phase"] for p in card["probes"]]
     assert phases.count("before") >= 1 and phases.count("after") >= 5
     assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
-    assert "scorecard" in (clean.folder / "scorecard.md").read_text().lower()
+    (inject,) = card["injects"]  # 30 % of IAM calls throttled: it fired, the run retried and survived
+    assert inject["fired"] >= 1 and inject["survived"], inject
+    assert set(_after(card, "iam.ci_keys_inactive")["observed"]["desktop-app"]["keys"].values()) == {"Inactive"}
+    assert "scorecard" in (by_name.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
     assert not (folder / "scorecard.slack-error.txt").exists()
 
