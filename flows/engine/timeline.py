@@ -255,31 +255,41 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def verify(path: Path) -> VerifyResult:
-    """Check every line: parseable, seq contiguous from 1, ``prev`` links, ``hash`` matches."""
+    """Check every line: parseable, seq contiguous from 1, ``prev`` links, ``hash`` matches; then
+    the head. Reads under a shared lock, so a writer appending right now (it holds the exclusive
+    one while it writes a line and its head) is never seen half-way."""
     if not path.exists():
         return VerifyResult(False, 0, f"{path} does not exist", None)
+    with path.open("rb") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        try:
+            return _verify_locked(fh, path)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _verify_locked(fh: Any, path: Path) -> VerifyResult:
     prev = GENESIS
     count = 0
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                return VerifyResult(False, count, "blank line inserted", lineno)
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                return VerifyResult(False, count, "line is not valid JSON (edited?)", lineno)
-            if not isinstance(event, dict) or "hash" not in event:
-                return VerifyResult(False, count, "line is not a timeline event", lineno)
-            if event.get("seq") != count + 1:
-                return VerifyResult(False, count, f"expected seq {count + 1}, found {event.get('seq')} "
-                                    "(line dropped, inserted or reordered)", lineno)
-            if event.get("prev") != prev:
-                return VerifyResult(False, count, "previous-hash link broken (line dropped or reordered)",
-                                    lineno)
-            if event_hash(event) != event["hash"]:
-                return VerifyResult(False, count, "content does not match its hash (line edited)", lineno)
-            prev = event["hash"]
-            count += 1
+    for lineno, raw in enumerate(fh, start=1):
+        if not raw.strip():
+            return VerifyResult(False, count, "blank line inserted", lineno)
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            return VerifyResult(False, count, "line is not valid JSON (edited?)", lineno)
+        if not isinstance(event, dict) or "hash" not in event:
+            return VerifyResult(False, count, "line is not a timeline event", lineno)
+        if event.get("seq") != count + 1:
+            return VerifyResult(False, count, f"expected seq {count + 1}, found {event.get('seq')} "
+                                "(line dropped, inserted or reordered)", lineno)
+        if event.get("prev") != prev:
+            return VerifyResult(False, count, "previous-hash link broken (line dropped or reordered)",
+                                lineno)
+        if event_hash(event) != event["hash"]:
+            return VerifyResult(False, count, "content does not match its hash (line edited)", lineno)
+        prev = event["hash"]
+        count += 1
     if count == 0:
         return VerifyResult(False, 0, "timeline is empty", None)
     problem = head_problem(path.parent / HEAD, count, prev)

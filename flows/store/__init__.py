@@ -98,9 +98,9 @@ def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
             if new:
                 fh.write(b"".join(line + b"\n" for _, line in new))
                 fh.flush()
+            head = store.get(incident, HEAD_DOC)  # under the lock too: a reader sees lines and head agree
+            if head is not None:
+                _write(folder / HEAD_DOC, head)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-    head = store.get(incident, HEAD_DOC)
-    if head is not None:
-        _write(folder / HEAD_DOC, head)
     return local + len(new)
