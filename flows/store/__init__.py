@@ -17,11 +17,12 @@ Must not touch: Prefect, boto3, Slack, the engine (the engine calls in, never th
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
 
-from flows.store.postgres import HEAD_DOC, PostgresStore
+from flows.store.postgres import _HEAD_WIDTH, HEAD_DOC, PostgresStore
 
 __all__ = ["HEAD_DOC", "PostgresStore", "current", "is_url", "materialize", "mirror", "open_store"]
 
@@ -64,6 +65,8 @@ def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
     every document is written. Returns the number of events."""
     count = sync_timeline(store, incident, folder)
     for name, doc in store.documents(incident).items():
+        if name == HEAD_DOC:
+            continue  # written by sync_timeline, from the lines it wrote
         target = (folder / name).resolve()
         if not target.is_relative_to(folder.resolve()):
             continue  # a document name never leaves the incident folder
@@ -98,9 +101,10 @@ def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
             if new:
                 fh.write(b"".join(line + b"\n" for _, line in new))
                 fh.flush()
-            head = store.get(incident, HEAD_DOC)  # under the lock too: a reader sees lines and head agree
-            if head is not None:
-                _write(folder / HEAD_DOC, head)
+            if new:  # the head of the lines written (the database's may already be further on)
+                seq, last = new[-1]
+                record = f"{seq} {json.loads(last)['hash']}".ljust(_HEAD_WIDTH - 1).encode() + b"\n"
+                _write(folder / HEAD_DOC, record)  # under the lock: a reader sees lines and head agree
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
     return local + len(new)
