@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.engine.reports import event_detail
+from flows.entrypoints.tables import printable
 
 
 def one_line(text: str, width: int | None = None) -> str:
@@ -28,7 +29,7 @@ def one_line(text: str, width: int | None = None) -> str:
     else at a character (so that a long id or path at the end still shows its beginning); without
     it the line is whole."""
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    first = (lines[-1] if lines and lines[0].startswith("Traceback") else lines[0]) if lines else ""
+    first = printable((lines[-1] if lines and lines[0].startswith("Traceback") else lines[0]) if lines else "")
     if width is None or len(first) <= width:
         return first
     cut = first.rfind(" ", width * 2 // 3, width - 1)
@@ -149,9 +150,9 @@ class Progress:
                 self._live.update(self._table())
                 if kind == "approval.requested":  # above the table, the command on a line of its own
                     wait, command = approval_wait(e, self.incident)
-                    self.console.print(f"{step}: {wait}; to approve (or deny):", markup=False, highlight=False,
-                                       soft_wrap=True)
-                    self.console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+                    self.console.print(printable(f"{step}: {wait}; to approve (or deny):"), markup=False,
+                                       highlight=False, soft_wrap=True)
+                    self.console.print(printable(f"  {command}"), markup=False, highlight=False, soft_wrap=True)
             elif kind not in _QUIET:
                 self._pending.append((time.monotonic(), int(e.get("seq") or 0), e))
 
@@ -218,7 +219,7 @@ class Progress:
         where = (e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else "")
         if kind == "approval.requested":
             wait, command = approval_wait(e, self.incident)
-            return [_line(e, where, f"{wait}; to approve (or deny):"), f"    {command}"]
+            return [_line(e, where, f"{wait}; to approve (or deny):"), printable(f"    {command}")]
         if kind in ("run.started", "run.resumed"):
             extra = " · ".join(str(v) for v in (data.get("runbook"), "DRILL" if data.get("drill") else None) if v)
         elif kind == "run.finished":
@@ -245,7 +246,7 @@ class Progress:
             items = f"{row['done']}/{row['total']}" if row["total"] is not None else ""
             elapsed = row["elapsed"] if row["elapsed"] is not None else (
                 self.clock() - row["t0"] if row["status"] in ("running", "waiting") else None)
-            table.add_row(step, Text(row["status"], style=_STYLE.get(row["status"], "")), items,
+            table.add_row(Text(printable(step)), Text(row["status"], style=_STYLE.get(row["status"], "")), items,
                           f"{elapsed:.1f}s" if elapsed is not None else "",
                           OneLine(row["note"]))
         return table
@@ -253,5 +254,5 @@ class Progress:
 
 def _line(e: dict[str, Any], where: str, extra: str) -> str:
     kind = str(e["kind"])
-    return "  ".join(p for p in (f"  {str(e.get('ts', ''))[11:23]}", kind.ljust(KIND_WIDTH) if where or extra
-                                 else kind, where, extra) if p).rstrip()
+    return printable("  ".join(p for p in (f"  {str(e.get('ts', ''))[11:23]}", kind.ljust(KIND_WIDTH) if where or extra
+                                           else kind, where, extra) if p).rstrip())

@@ -16,6 +16,7 @@ timeline themselves, or how an event's detail is worded (``flows.engine.reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -24,6 +25,16 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.engine.reports import event_detail
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (ESC of an escape sequence that would clear
+    the screen, retitle the window or forge a link; CR, backspace, C1 CSI) shown as ``\\xNN``,
+    never sent raw. Event data holds what others wrote: a Slack approver's comment, an AWS error."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
 
 _BAD = ("failed", "denied", "expired", "unavailable", "refused", "aborted", "start_failed")
 _GOOD = ("succeeded", "granted", "approved")
@@ -45,7 +56,7 @@ def wrap_words(text: str, width: int) -> list[str]:
 
 
 def _block(text: str, indent: int, width: int, style: str = "") -> Iterator[Text]:
-    for line in wrap_words(text, max(20, width - indent)):
+    for line in wrap_words(printable(" ".join(str(text).split())), max(20, width - indent)):
         out = Text(" " * indent, no_wrap=True, overflow="ignore", end="\n")
         out.append(line, style=style)
         yield out
@@ -116,18 +127,19 @@ def timeline_view(events: list[dict[str, Any]], title: str = "") -> _Lines:
 
     def build(width: int) -> Iterable[Any]:
         if title:
-            yield Text(title, style="bold", end="\n")
+            yield Text(printable(title), style="bold", end="\n")
         day = ""
         for e in shown:
             ts = str(e.get("ts", ""))
             date, _, clock = ts.partition("T")
             if date != day:
-                yield Text(date, style="bold", end="\n")
+                yield Text(printable(date), style="bold", end="\n")
                 day = date
-            kind = str(e.get("kind", ""))
+            kind = printable(e.get("kind", ""))
             style = _style(kind)
-            where = (e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else "")
-            head = Text(f"{str(e.get('seq', '')).rjust(seq_w)}  {clock[:8]:<8}  ", no_wrap=True, overflow="ignore")
+            where = printable((e.get("step") or "") + (f"[{e['item']}]" if e.get("item") else ""))
+            head = Text(printable(f"{str(e.get('seq', '')).rjust(seq_w)}  {clock[:8]:<8}  "), no_wrap=True,
+                        overflow="ignore")
             head.append(kind, style=style or "bold")
             if where:
                 head.append(f" · {where}")
@@ -149,8 +161,9 @@ def incidents_view(rows: list[Any]) -> _Lines:
     """One line per incident (id, runbook, started, outcome, drill or live) when that fits the
     width; otherwise id, started, outcome and kind on the line and the runbook (and a drill's
     scenario) under the id. Nothing is ever split or cut."""
-    cells = [(r.id, r.runbook, (r.started_at or "?").replace("T", " ")[:16], r.outcome,
-              r.kind + (f" {r.scenario} ({r.score})" if r.scenario else ""), r) for r in rows]
+    cells = [(printable(r.id), printable(r.runbook), printable((r.started_at or "?").replace("T", " ")[:16]),
+              printable(r.outcome), printable(r.kind + (f" {r.scenario} ({r.score})" if r.scenario else "")), r)
+             for r in rows]
 
     def build(width: int) -> Iterable[Any]:
         heads = ("incident", "runbook", "started (UTC)", "outcome", "kind")
@@ -173,6 +186,6 @@ def incidents_view(rows: list[Any]) -> _Lines:
             line.append(f"{outcome:<{w[2]}}", style=_outcome_style(outcome))
             line.append(f"  {r.kind}" + (f" ({r.score})" if r.scenario else ""))
             yield line
-            yield Text(f"  {runbook}" + (f" · scenario {r.scenario}" if r.scenario else ""), style="dim",
+            yield Text(f"  {runbook}" + (f" · scenario {printable(r.scenario)}" if r.scenario else ""), style="dim",
                        no_wrap=True, overflow="ignore")
     return _Lines(build)
