@@ -31,7 +31,7 @@ ensure-uv:
 install: .venv/.synced
 
 demo: install
-	$(UV) run --frozen --no-sync stanch demo
+	@$(UV) run --frozen --no-sync stanch demo
 
 lint: install
 	$(UV) run --frozen --no-sync ruff check flows integrations tests bench

@@ -129,9 +129,8 @@ class Timeline:
         durable = kind.split(".", 1)[0] in DURABLE
         clean = self._redact(data or {})  # redaction and the data's JSON stay outside the lock
         data_json = _canonical(clean)
-        stamp = isoformat(ts or utcnow())
         if self.remote is not None:
-            return self._append_remote(kind, step, item, actor, clean, data_json, stamp)
+            return self._append_remote(kind, step, item, actor, clean, data_json, ts)
         with self._lock:
             if self._fh is None or self._fh.closed:
                 self._fh = self.path.open("a+b")
@@ -140,6 +139,9 @@ class Timeline:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 seq, prev = self._tail(fh)
+                # stamped here, under the lock, so that time never goes backwards along the chain
+                # (stamped before it, two threads' events came out .533 then .532)
+                stamp = isoformat(ts or utcnow())
                 event: dict[str, Any] = {"seq": seq + 1, "ts": stamp, "kind": kind, "step": step, "item": item,
                                          "actor": actor, "data": clean, "prev": prev}
                 event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()
@@ -154,12 +156,13 @@ class Timeline:
         return event
 
     def _append_remote(self, kind: str, step: str | None, item: str | None, actor: str, clean: Any,
-                       data_json: bytes, stamp: str) -> dict[str, Any]:
+                       data_json: bytes, ts: datetime | None) -> dict[str, Any]:
         """PostgreSQL store: the database assigns the place in the chain (a concurrent writer makes
         the insert retry on the new head); the local file is then brought up to it."""
         from flows.store import sync_timeline
 
         def make(seq: int, prev: str) -> tuple[dict[str, Any], bytes]:
+            stamp = isoformat(ts or utcnow())  # at the place in the chain (a retry on a new head re-stamps)
             event: dict[str, Any] = {"seq": seq, "ts": stamp, "kind": kind, "step": step, "item": item,
                                      "actor": actor, "data": clean, "prev": prev}
             event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()

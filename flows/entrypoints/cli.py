@@ -295,7 +295,7 @@ def resume(
         if refusal is not None:
             code, why = refusal
             if code == 0:
-                console.print(f"{inc.id}: {why}")
+                console.print(f"{inc.id}: {why}", markup=False, soft_wrap=True)
                 raise typer.Exit(0)
             raise _fail(f"not resuming {inc.id}: {why}", code)
         _reattach(meta)
@@ -393,9 +393,10 @@ def _decide(incident: str, step: str, approver: str, approve: bool, comment: str
         raise _fail(f"the run refused your {verb} of {step!r}: {data.get('reason', '?')}", 1)
     if outcome["kind"] == "approval.approved":
         console.print(f"approval of {step!r} by {approver} counted by {incident} "
-                      f"({data.get('count', '?')} of {data.get('needed', '?')})")
+                      f"({data.get('count', '?')} of {data.get('needed', '?')})", markup=False, soft_wrap=True)
     else:
-        console.print(f"denial of {step!r} by {approver} recorded by {incident}: the step fails")
+        console.print(f"denial of {step!r} by {approver} recorded by {incident}: the step fails", markup=False,
+                      soft_wrap=True)
 
 
 AsOpt = Annotated[str, typer.Option("--as", help="Your Slack user id (e.g. U0LEAD1); the run checks the "
@@ -427,14 +428,14 @@ def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
 def actions(markdown: Annotated[bool, typer.Option(help="Print docs/actions.md.")] = False) -> None:
     """List the registered actions a runbook may use (the closed registry)."""
     from flows.engine.catalogue import actions_markdown
-    from flows.entrypoints.tables import actions_table
+    from flows.entrypoints.tables import actions_view
     from integrations.base import default_registry
 
     reg = default_registry()
     if markdown:
         sys.stdout.write(actions_markdown(reg))
     else:
-        console.print(actions_table(reg))
+        console.print(actions_view(reg), soft_wrap=True)
 
 
 @app.command()
@@ -499,7 +500,7 @@ def scope(
             output.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise _fail(f"--json {output}: cannot write: {exc.strerror or exc}") from None
-        console.print(f"wrote {output}")
+        console.print(f"wrote {output}", markup=False, soft_wrap=True)
 
 
 @timeline_app.command("verify")
@@ -539,13 +540,13 @@ def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or
 def timeline_show(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
     """Print the timeline events with their decisive details (failures in red on a terminal)."""
     from flows.engine.incident import Incident
-    from flows.entrypoints.tables import timeline_table
+    from flows.entrypoints.tables import timeline_view
 
     try:
         inc = Incident.open_existing(_settings().store_dir, incident)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    console.print(timeline_table(list(inc.events()), f"timeline of {inc.id} (UTC)"))
+    console.print(timeline_view(list(inc.events()), f"timeline of {inc.id} (UTC)"), soft_wrap=True)
 
 
 @app.command()
@@ -558,7 +559,7 @@ def postmortem(incident: Annotated[str, typer.Argument(help="Incident id or fold
         path = inc.render_postmortem(_postmortem_template(inc))
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -570,9 +571,8 @@ def incidents(
     """List the incidents in the store, newest first: id, runbook, started (UTC), outcome, drill
     or live (with the scenario and score for a scored drill). `unfinished` means running, waiting
     for a person, or crashed: `stanch resume INC-…` continues a crashed one."""
-    from rich.table import Table
-
     from flows.engine.incident_list import list_incidents
+    from flows.entrypoints.tables import incidents_view
 
     if drill and live:
         raise _fail("--drill and --live exclude each other; give neither to list both")
@@ -592,18 +592,10 @@ def incidents(
             print(r.model_dump_json())
         return
     if not rows:
-        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {store}")
+        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {store}", markup=False,
+                      soft_wrap=True)
         return
-    table = Table(box=None, pad_edge=False)
-    for col in ("incident", "runbook", "started (UTC)", "outcome", "kind"):
-        table.add_column(col, no_wrap=col in ("incident", "started (UTC)"), overflow="fold")
-    for r in rows:
-        colour = "green" if r.outcome in ("succeeded", "rolled back", "nothing to undo") else (
-            "yellow" if r.outcome in ("unfinished", "rolling back") else "red")
-        kind = r.kind + (f" {r.scenario} ({r.score})" if r.scenario else "")
-        started = (r.started_at or "?").replace("T", " ")[:16]
-        table.add_row(r.id, r.runbook, started, f"[{colour}]{r.outcome}[/]", kind)
-    console.print(table)
+    console.print(incidents_view(rows), soft_wrap=True)
 
 
 @app.command()
@@ -637,7 +629,7 @@ def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(f"exported {incident} ({count} events) from {source} to {target}\n"
-                  f"check it with: stanch timeline verify {target}")
+                  f"check it with: stanch timeline verify {target}", markup=False, soft_wrap=True)
 
 
 def _postmortem_template(inc: Any) -> Path | None:
@@ -659,7 +651,8 @@ def sandbox_up() -> None:
         state = up(_settings().home)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"sandbox up: AWS {state.moto_url} · Slack {state.slack_url} · inventory {state.inventory}")
+    console.print(f"sandbox up: AWS {state.moto_url} · Slack {state.slack_url} · inventory {state.inventory}",
+                  markup=False, soft_wrap=True)
 
 
 @sandbox_app.command("down")
@@ -710,7 +703,8 @@ def cluster_up(
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(f"cluster up: Prefect UI {state.prefect_ui_url} · {workers} worker(s) · store {state.store}"
-                  + (f" · Slack app {state.slack_url}" if state.slack_url else "") + f" · logs {state.logs}")
+                  + (f" · Slack app {state.slack_url}" if state.slack_url else "") + f" · logs {state.logs}",
+                  markup=False, soft_wrap=True)
     console.print("clients: " + " ".join(f"{k}={v}" for k, v in state.environment().items()), soft_wrap=True)
 
 

@@ -2,7 +2,8 @@
 
 Owns: starting an in-process sandbox (moto with three seeded accounts + the Slack stand-in),
 pointing settings at it, running ``compromised-dependency`` for MAL-2026-2307 (axios) as a
-drill, and printing what happened and where the incident folder is.
+drill, and printing what happened and where the incident folder is (once, at the end; paths and
+ids printed whole — a terminal wraps them, a pipe gets them in one piece).
 Must not touch: anything but loopback endpoints (it is a drill).
 """
 
@@ -26,10 +27,13 @@ DEMO_INPUTS = {
 def run_demo(console: Console, *, keep: bool = False) -> int:
     from flows.engine.incident import new_incident_id
     from flows.engine.runbooks import REPO_RUNBOOKS
-    from flows.entrypoints.terminal import execute_run
+    from flows.entrypoints.terminal import execute_run, report_where
     from integrations.sandbox import Sandbox, observe
     from integrations.sandbox.state import default_slack_factory
     from integrations.settings import StanchSettings
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     home = Path(os.environ.get("STANCH_HOME", ".stanch")).resolve()
     console.print("[bold]stanch demo[/] — starting the sandbox (moto: 3 AWS accounts, Slack stand-in) …")
@@ -37,35 +41,31 @@ def run_demo(console: Console, *, keep: bool = False) -> int:
         assert sb.state is not None and sb.fleet is not None
         os.environ.update(sb.state.environment())
         os.environ["STANCH_SLACK_CHANNEL"] = "#incident"
-        console.print(f"  AWS (moto)  {sb.url}")
-        console.print(f"  Slack       {sb.slack_url}")
-        console.print(f"  inventory   {sb.state.inventory_path}")
+        say(f"  AWS (moto)  {sb.url}")
+        say(f"  Slack       {sb.slack_url}")
+        say(f"  inventory   {sb.state.inventory_path}")
         for name, svc in sb.fleet.services.items():
-            console.print(f"  service     {name:<14} account {svc.account}  CI keys "
-                          f"{', '.join(svc.access_key_ids)}")
+            say(f"  service     {name:<14} account {svc.account}  CI keys {', '.join(svc.access_key_ids)}")
         settings = StanchSettings()
         inputs = {**DEMO_INPUTS, "inventory": str(sb.state.inventory_path)}
         summary = execute_run(REPO_RUNBOOKS / "compromised-dependency.yaml", inputs, new_incident_id(),
-                              settings.store_dir, drill=True, initiator="cli:demo")
+                              settings.store_dir, drill=True, initiator="cli:demo", where=False)
         console.print()
         console.print("[bold]What the sandbox saw[/]")
         for name, svc in sb.fleet.services.items():
             statuses = observe.access_key_statuses(sb.url, svc.account, svc.ci_user)
-            console.print(f"  {name:<14} CI keys: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
+            say(f"  {name:<14} CI keys: " + ", ".join(f"{k} {v}" for k, v in statuses.items()))
         emails = observe.sent_emails(sb.url)
-        console.print(f"  SES emails sent: {sum(len(m.to) for m in emails)} "
-                      f"({', '.join(sorted({t for m in emails for t in m.to}))})")
+        recipients = sorted({t for m in emails for t in m.to})
+        say(f"  SES emails sent: {sum(len(m.to) for m in emails)} ({', '.join(recipients)})")
         slack = sb.slack
         if slack is not None:
             calls = slack.calls()  # type: ignore[attr-defined]
             posted = [c for c in calls if c["method"] == "chat.postMessage"]
             updated = [c for c in calls if c["method"] == "chat.update"]
-            console.print(f"  Slack: {len(posted)} messages posted, {len(updated)} header updates")
-        folder = Path(summary.get("folder", ""))
+            say(f"  Slack: {len(posted)} messages posted, {len(updated)} header updates")
         console.print()
-        console.print(f"incident folder: {folder}")
-        console.print(f"post-mortem:     {folder / 'postmortem.md'}")
-        console.print(f"verify:          stanch timeline verify {folder}")
+        report_where(summary, verify=True)
         if keep:
             console.print("sandbox kept running; press Ctrl-C to stop")
             try:

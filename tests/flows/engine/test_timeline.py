@@ -81,6 +81,8 @@ def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
         t.join()
     result = verify(tl.path)
     assert result.ok and result.events == 160
+    stamps = [json.loads(line)["ts"] for line in tl.path.read_text().splitlines()]
+    assert stamps == sorted(stamps)  # time never goes backwards along the chain (stamped under the lock)
 
 
 def test_secrets_are_redacted_before_writing(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ TS = "2026-01-01T03:00:00.000000+00:00"
 
 def test_progress_table_at_80_columns() -> None:
     console = Console(width=80, record=True, force_terminal=False, color_system=None)
-    p = Progress(Console(file=open(os.devnull, "w"), width=80))  # noqa: SIM115 (piped lines not shown here)
+    p = Progress(Console(file=open(os.devnull, "w"), width=80),  # noqa: SIM115 (piped lines not shown here)
+                 clock=lambda: 100.0)
     p.on_event({"kind": "run.started", "ts": TS, "data": {"incident_id": "INC-20260101-030000-AB12"}})
     p.on_event({"kind": "step.started", "step": "scope", "ts": TS, "data": {}})
     p.on_event({"kind": "step.succeeded", "step": "scope", "ts": TS, "data": {}})
@@ -41,4 +42,5 @@ def test_progress_table_at_80_columns() -> None:
 
 def test_one_line_cuts_at_a_word() -> None:
     assert one_line("alpha beta gamma delta", 14) == "alpha beta…"
+    assert one_line("alpha beta gamma delta") == "alpha beta gamma delta"  # whole unless a width is given
     assert one_line("Traceback (most recent call last):\n  File x\nValueError: bad", 40) == "ValueError: bad"
