@@ -17,6 +17,7 @@ from integrations.aws import certs
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe
 from integrations.settings import StanchSettings
+from integrations.slack.blocks import block_problems
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"
 STEPS = ["scope", "announce", "revoke-ci-keys", "rotate-signing-cert", "publish-update",
@@ -81,6 +82,23 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
     for step in STEPS:  # each step's report title appears in a threaded message
         assert any(_title(folder, step) in json.dumps(c["params"], ensure_ascii=False) for c in threaded), step
     assert header_ts and slack.calls("chat.update")  # type: ignore[union-attr]
+    # the reports as posted (read back from the stand-in): Block Kit within its limits, no raw
+    # Markdown table, the title once, key/value rows as fields, a footer naming incident and step
+    for c in threaded:
+        blocks = c["params"].get("blocks") or []
+        assert block_problems(blocks) == [], (c["params"].get("text"), block_problems(blocks))
+        shown = json.dumps(blocks, ensure_ascii=False)
+        assert "|---|" not in shown and "&gt; *DRILL*" not in shown and '"text": "---' not in shown
+    (revoke,) = [c["params"]["blocks"] for c in threaded
+                 if (c["params"].get("metadata") or {}).get("event_payload", {}).get("step") == "revoke-ci-keys"]
+    assert json.dumps(revoke, ensure_ascii=False).count(_title(folder, "revoke-ci-keys")) == 1  # the header only
+    assert any(f["text"].startswith("*Incident*\n`INC-E2E-1`") for b in revoke for f in b.get("fields", []))
+    assert revoke[-1]["type"] == "context" and revoke[-1]["elements"][-1]["text"] == (
+        "Incident `INC-E2E-1` · step `revoke-ci-keys` · :test_tube: DRILL")
+    # the header (as it stands) links the flow run in the Prefect UI
+    (header,) = [m for m in slack.messages() if (m.get("metadata") or {}).get("event_type") == "stanch_incident"  # type: ignore[union-attr]
+                 and m["metadata"]["event_payload"]["incident"] == "INC-E2E-1"]
+    assert "/runs/flow-run/" in json.dumps(header["blocks"]) and "|Prefect run>" in json.dumps(header["blocks"])
 
     # a report and timeline events for every step; chain verified; no secret anywhere
     assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted([*STEPS, "containment-failed"])
