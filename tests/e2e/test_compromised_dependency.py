@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from postmortem_golden import check_postmortem_golden
 from typer.testing import CliRunner
 
 from flows.engine.runtime import run_runbook
 from flows.engine.timeline import verify
-from flows.entrypoints.cli import app
+from flows.entrypoints.cli import app, cli_actor
 from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.aws import certs
 from integrations.aws.session import clients_for
@@ -117,6 +118,13 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
                     "## Detection", "## Lessons learned", "## Where we got lucky"):
         assert section in pm
     assert "desktop-app" in pm and "**exposed**" in pm and "DRILL" in pm
+    # Detection, Metrics, Action items and Timeline against the golden file (volatile parts masked)
+    golden = check_postmortem_golden(folder, "postmortem_compromised_dependency.md", full=True)
+    assert "| aws.iam.access_key_deactivated | revoke-ci-keys `desktop-app` | access_key_id: AKIA<key-id>; " in golden
+    assert "- [ ]" not in pm  # the runbook's follow-ups are rows of the action items, with owner and due date
+    assert "| Search CloudTrail for use of those key ids during the exposure window. | security-oncall | <date> |" \
+        in golden
+    assert "{…}" not in pm and "containment-failed) was skipped" not in pm  # an on_failure step skipped is fine
 
 
 def _title(folder: Path, step: str) -> str:
@@ -167,5 +175,8 @@ def test_failing_step_fails_the_run_with_nonzero_exit(sandbox: Sandbox, tmp_path
     folder = tmp_path / "home" / "incidents" / "INC-E2E-FAIL"
     report = (folder / "reports" / "revoke-ci-keys.md").read_text()
     assert "FAILED" in report and "iam:UpdateAccessKey" in report
+    pm = (folder / "postmortem.md").read_text()
+    assert f"| Initiated by | {cli_actor()} |" in pm and "cli:cli" not in pm  # no --initiator: the OS user
+    assert "Outcome: **failed**; not contained." in pm and "not contained from" not in pm
     # nothing downstream of the failure ran: the certificate was not rotated
     assert "SKIPPED" in (folder / "reports" / "rotate-signing-cert.md").read_text()
