@@ -1,7 +1,9 @@
 """Block Kit builders for stanch's Slack messages.
 
 Owns: escaping untrusted text for Slack mrkdwn (``escape``), the only ways to emit intended
-Slack syntax (``mention``, ``link``), markdown -> mrkdwn conversion of status reports, and
+Slack syntax (``mention``, ``link``), markdown -> Block Kit conversion of status reports (tables
+as section fields, ``---`` as dividers, a context footer; ``markdown_blocks``), checking blocks
+against Block Kit's limits (``block_problems``, ``fit_blocks``), and
 splitting long reports into messages that respect Slack's limits (3,000 chars per section text,
 10 fields of 2,000 chars, 150-char headers, 50 blocks per message, and a conservative 12,000
 characters of text per message -- Slack rejects some messages well below 50 full sections with
