@@ -182,7 +182,7 @@ def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) 
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    from integrations.slack.blocks import markdown_to_mrkdwn, text_blocks
+    from integrations.slack.blocks import fit_blocks, markdown_blocks
 
     assert sb.state is not None
     header = next((e.get("data") or {} for e in reversed(_events(folder)) if e["kind"] == "slack.header"), None)
@@ -194,7 +194,7 @@ def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) 
     client = WebClient(token=sb.state.slack_token, base_url=url)
     try:
         resp = client.chat_postMessage(**where, text="Drill scorecard",
-                                       blocks=text_blocks(markdown_to_mrkdwn(markdown))[:50])
+                                       blocks=fit_blocks(markdown_blocks(markdown)))
     except (SlackApiError, OSError) as exc:
         return False, str(exc)
     return True, f"ts {resp.get('ts')} in {resp.get('channel')} (thread {where.get('thread_ts', 'none')})"

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 Record = Callable[..., Any]
 """``record(kind, step=..., data=...)``: the engine's timeline append."""
 
+NO_RUN_LINK = ("No Prefect run link: this run uses a temporary Prefect server that stops when the command "
+               "ends (set PREFECT_API_URL to a lasting server for one)")
+"""The header's footer when no Prefect UI URL is configured — the embedded temporary server of
+``stanch run`` / ``stanch demo``, whose address is dead once the command ends."""
+
 
 class StatusNotifier:
     def __init__(self, thread: Any, incident: Incident, plan: Plan, *, drill: bool,
@@ -46,6 +51,7 @@ class StatusNotifier:
                                       for s in plan.steps}
         self.header_ts: str | None = None
         self.run_link: str | None = None  # the flow run in the Prefect UI (set by the runtime)
+        self.run_link_note: str | None = None  # why there is no link (a temporary server), in its place
         self.posted: set[tuple[str, str]] = set(prior.reports_posted) if prior is not None else set()
         self._in_thread: set[tuple[str, str]] | None = None  # reports found by metadata (resume only)
 
@@ -96,7 +102,8 @@ class StatusNotifier:
         title = self.plan.runbook.title
         blocks = header_blocks(self.incident.id, title, self.plan.runbook.severity, status,
                                list(self.lines.values()), drill=self.drill,
-                               links=[("Prefect run", self.run_link)] if self.run_link else ())
+                               links=[("Prefect run", self.run_link)] if self.run_link else (),
+                               note=None if self.run_link else self.run_link_note)
         return header_text(self.incident.id, title, self.plan.runbook.severity, status, drill=self.drill), blocks
 
     def start(self) -> str | None:

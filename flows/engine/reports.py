@@ -15,14 +15,17 @@ Must not touch: Prefect, boto3, Slack. Values are redacted by the caller before 
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections import OrderedDict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
 
 from flows.engine.limits import LIMITS, BoundedSandbox, LimitExceeded, budget, tojson
+from flows.engine.runbooks import REPO_RUNBOOKS
 from flows.engine.spec.templates import configured_template_dirs, inside
 from integrations.errors import StanchError
 
@@ -47,43 +50,40 @@ def _duration(seconds: float | None) -> str:
     if minutes < 120:
         return f"{minutes} min {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
 
 
-def _compact(value: Any, limit: int = 160) -> str:
-    """A one-line summary of an output value for tables."""
-    if isinstance(value, dict):
-        parts = []
-        for k, v in value.items():
-            if isinstance(v, list):
-                shown = ", ".join(str(x) if not isinstance(x, dict) else "{…}" for x in v[:5])
-                parts.append(f"{k}: [{shown}{', …' if len(v) > 5 else ''}]")
-            elif isinstance(v, dict):
-                parts.append(f"{k}: {{…}}")
-            elif v is not None:
-                parts.append(f"{k}: {v}")
-        text = "; ".join(parts)
-    elif isinstance(value, list):
-        text = ", ".join(str(v) for v in value)
-    else:
-        text = str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+LONG_TEXT = 300
+"""A string value longer than this is cut with "…" in tables: only free text is that long (ids,
+ARNs, fingerprints and addresses are shorter and always shown in full)."""
+LIST_SHOWN = 50
+"""List entries shown in a table cell before "… and N more" (the timeline has them all)."""
+_QUIET = frozenset({"key", "ts", "thread_ts", "duration_s", "attempts", "compensation", "part", "incident_id",
+                    "signature", "continue_on_error", "decision"})
+"""Event fields that are bookkeeping, not what happened (intent keys, Slack timestamps, timings)."""
 
 
-def _scalar(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def _scalar(value: Any, limit: int | None = LONG_TEXT) -> str:
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _entry(value: Any) -> str:
+    return "{" + _detail_dict(value) + "}" if isinstance(value, dict) else _scalar(value)
 
 
 def _detail_value(key: str, value: Any) -> str:
     if isinstance(value, list):
         if not value:
             return f"{key}: none"
-        shown = ", ".join(_scalar(v) if not isinstance(v, dict) else _detail_dict(v) for v in value[:10])
-        more = f", … (+{len(value) - 10})" if len(value) > 10 else ""
+        shown = ", ".join(_entry(v) for v in value[:LIST_SHOWN])
+        more = f", … and {len(value) - LIST_SHOWN} more" if len(value) > LIST_SHOWN else ""
         return f"{key} ({len(value)}): {shown}{more}"
     if isinstance(value, dict):
-        return f"{key}: {{{_detail_dict(value)}}}"
+        return f"{key}: {{{_detail_dict(value)}}}" if value else f"{key}: none"
     return f"{key}: {_scalar(value)}"
 
 
@@ -91,10 +91,26 @@ def _detail_dict(value: dict[str, Any]) -> str:
     return "; ".join(_detail_value(k, v) for k, v in value.items() if v is not None)
 
 
-def event_detail(event: dict[str, Any], limit: int = 600) -> str:
+def _compact(value: Any, limit: int | None = None) -> str:
+    """An output value on one line for a table cell, nested values spelled out (never ``{…}``):
+    ``sent (3): {recipient: a@x; message_id: …}, …``. ``limit`` cuts the whole line (free text only)."""
+    if isinstance(value, dict):
+        text = _detail_dict(value)
+    elif isinstance(value, list):
+        text = ", ".join(_entry(v) for v in value[:LIST_SHOWN]) + (
+            f", … and {len(value) - LIST_SHOWN} more" if len(value) > LIST_SHOWN else "")
+    else:
+        text = _scalar(value, None)
+    text = text.replace("\n", " ")
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def event_detail(event: dict[str, Any], limit: int | None = None) -> str:
     """The decisive fields of a timeline event, in full (a table cell): who decided an approval and
-    their comment, why something failed or was skipped, and an output's ids and counts (a list shows
-    its length and its first ten entries; nested values are spelled out, never ``{…}``)."""
+    their comment; why something failed or was skipped (free text, cut at ``LONG_TEXT``); an
+    output's ids and counts with nested values spelled out; and for an event without those (a key
+    deactivated, an e-mail sent, a run finished) its own fields — key ids, recipients, outcome —
+    without the bookkeeping (``_QUIET``)."""
     data = event.get("data") or {}
     kind = event.get("kind", "")
     parts: list[str] = []
@@ -110,20 +126,66 @@ def event_detail(event: dict[str, Any], limit: int = 600) -> str:
             if data.get(key):
                 parts.append(f"{key}: {_scalar(data[key])}")
     else:
-        for key in ("error", "reason", "recipient", "outcome", "title"):
-            if data.get(key):
-                shown = _scalar(data[key])
-                parts.append(shown if key in ("error", "reason", "title") else f"{key}: {shown}")
-                break
+        lead = next((data[k] for k in ("error", "reason", "title") if data.get(k)), None)
+        if lead is not None:
+            parts.append(_scalar(lead))
         output = data.get("output")
-        if isinstance(output, dict):
+        if (kind == "step.succeeded" and isinstance(output, dict) and isinstance(output.get("items"), dict)
+                and "succeeded" in output):  # a fan-out: each item has its own item.succeeded row, in full
+            output = {k: v for k, v in output.items() if k != "items"}
+        if isinstance(output, dict) and output:
             parts.append(_detail_dict(output))
+        elif isinstance(output, list) and output:
+            parts.append(_detail_value("items", output))
         elif output not in (None, "", [], {}):
-            parts.append(_scalar(output) if not isinstance(output, list) else _detail_value("items", output))
-        if not parts and data.get("message"):
-            parts.append(_scalar(data["message"]))
+            parts.append(_scalar(output))
+        if not parts:
+            own = {k: v for k, v in sorted(data.items(), key=lambda kv: not _is_id(kv[0]))  # ids first
+                   if k not in _QUIET and v not in (None, "")}
+            if own:
+                parts.append(_detail_dict(own))
     text = " — ".join(p for p in parts if p)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_id(key: str) -> bool:
+    return key == "id" or key.endswith(("_id", "_ids", "_arn"))
+
+
+_CHANGE_FLAGS = frozenset({"changed", "deactivated", "reactivated", "attached", "detached", "deleted", "removed",
+                           "published", "rotated", "revoked", "restored", "shifted", "created", "replaced",
+                           "disabled", "enabled", "cancelled", "sent"})
+"""Output fields through which actions say what they changed (``deactivated: False``, ``deleted: []``)."""
+
+
+def changed_nothing(output: Any) -> bool:
+    """True when an action's output says it found everything already as wanted: it has change
+    flags (``_CHANGE_FLAGS`` holding a bool or a list) and every one is false or empty. An output
+    without such flags (a Slack post, a certificate re-import) counts as a change."""
+    if not isinstance(output, dict):
+        return False
+    flags = [v for k, v in output.items() if k in _CHANGE_FLAGS and isinstance(v, bool | list)]
+    return bool(flags) and not any(flags)
+
+
+def _benign_skip(step: dict[str, Any], steps: dict[str, dict[str, Any]], depth: int = 0) -> bool:
+    """A skip that is no problem: a ``when:``/``if:`` condition that did not hold (an
+    ``on_failure`` step in a run that did not fail is the good outcome), or a step that needed
+    one skipped that way. A declined approval and what needed it are decisions, not failures."""
+    reason = str(step.get("error") or "")
+    if step.get("declined") or reason.startswith("condition is false") or "(when: " in reason:
+        return True
+    m = re.fullmatch(r"needed step '(.+)' was skipped", reason)
+    if m and m.group(1) in steps and depth < 50:
+        return _benign_skip(steps[m.group(1)], steps, depth + 1)
+    return False
+
+
+def _declined_upstream(step: dict[str, Any], steps: dict[str, dict[str, Any]], depth: int = 0) -> bool:
+    if step.get("declined"):
+        return True
+    m = re.fullmatch(r"needed step '(.+)' was skipped", str(step.get("error") or ""))
+    return bool(m and m.group(1) in steps and depth < 50 and _declined_upstream(steps[m.group(1)], steps, depth + 1))
 
 
 _DUE_DAYS = {"sev0": 7, "sev1": 7, "sev2": 14}
@@ -171,7 +233,12 @@ _NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not c
 
 
 def _z(ts: datetime | None) -> str | None:
-    return ts.isoformat().replace("+00:00", "Z") if ts else None
+    """The timeline's own form (milliseconds, ``Z``; whole seconds as given, like an input's
+    ``live_from``), so every time in the post-mortem reads alike."""
+    if ts is None:
+        return None
+    spec = "seconds" if ts.microsecond == 0 else "milliseconds"
+    return ts.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def _exposure(assets: dict[str, list[dict[str, Any]]], mutating: set[str], since: datetime | None,
@@ -190,27 +257,36 @@ def _exposure(assets: dict[str, list[dict[str, Any]]], mutating: set[str], since
 
 
 def _generic_summary(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a run changed (per action family, with the targets), what failed, what is left to do:
-    the summary of every runbook that does not write its own."""
+    """What a run changed (per action family, with the targets), what it found already done, what
+    failed, what is left to do: the summary of every runbook that does not write its own. A step
+    (or fan-out item) whose output says it changed nothing (``changed_nothing``) is not a change."""
+    by_id = {s["id"]: s for s in steps}
     changed: OrderedDict[str, list[str]] = OrderedDict()
+    unchanged: list[str] = []
     for s in steps:
-        items = [i["item"] for i in s["items"] if i["status"] == "succeeded" and i["item"]]
-        if not s["mutating"] or not s["action"] or (s["status"] != "succeeded" and not items):
+        done = [i for i in s["items"] if i["status"] == "succeeded" and i["item"]]
+        if not s["mutating"] or not s["action"] or (s["status"] != "succeeded" and not done):
             continue  # a failed for_each step still changed the items it finished
+        items = [i["item"] for i in done if not changed_nothing(i.get("output"))]
+        if (done and not items) or (not done and changed_nothing(s["output"])):
+            unchanged.append(f"{s['title']} (`{s['id']}`)")
+            continue
         family = s["action"].rsplit(".", 1)[0]
-        what = (f"on {', '.join(map(str, items[:10]))}{', …' if len(items) > 10 else ''}" if items
+        what = (f"on {', '.join(map(str, items[:LIST_SHOWN]))}{', …' if len(items) > LIST_SHOWN else ''}" if items
                 else _detail_dict(s["output"]) if isinstance(s["output"], dict)
-                else _compact(s["output"], 240) if s["output"] not in (None, "", []) else "")
+                else _compact(s["output"], LONG_TEXT) if s["output"] not in (None, "", []) else "")
         changed.setdefault(family, []).append(f"{s['title']} (`{s['id']}`)" + (f": {what}" if what else ""))
-    failed = [f"{s['title']} (`{s['id']}`): {_compact(s['error'] or 'failed', 240)}"
+    failed = [f"{s['title']} (`{s['id']}`): {_compact(s['error'] or 'failed', LONG_TEXT)}"
               for s in steps if s["status"] == "failed"]
     failed += [f"{s['title']} (`{s['id']}`) on {i['item']}: {i['detail']}"
                for s in steps for i in s["items"] if i["status"] == "failed"]
     left = [f"finish `{s['id']}` ({s['title']})" for s in steps if s["status"] == "failed"]
-    left += [f"decide whether `{s['id']}` ({s['title']}) is still needed (skipped: {_compact(s['error'], 160)})"
-             for s in steps if s["status"] == "skipped" and s["error"] and "if" not in s["error"]]
+    left += [f"decide whether `{s['id']}` ({s['title']}) is still needed (declined: {_compact(s['error'], 160)})"
+             for s in steps if s["status"] == "skipped" and s.get("declined")]
+    left += [f"`{s['id']}` ({s['title']}) did not run: {s['error']}" for s in steps
+             if s["status"] == "skipped" and not _benign_skip(s, by_id)]
     left += [f"`{s['id']}` ({s['title']}) did not run" for s in steps if s["status"] == "not run"]
-    return {"changed": changed, "failed": failed, "left": left}
+    return {"changed": changed, "unchanged": unchanged, "failed": failed, "left": left}
 
 
 def _utc_text(ts: str) -> str:
@@ -328,6 +404,57 @@ def _parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
+def rerun_command(plan_json: dict[str, Any], inputs: dict[str, Any], drill: bool) -> str:
+    """``stanch run …`` with the incident's inputs: the runbook by name when it is a bundled one,
+    else its path; a secret input as ``name=…`` (its value is never written down)."""
+    source = str(plan_json.get("source") or "")
+    name = str(plan_json.get("runbook") or "")
+    try:
+        path = Path(source)
+        bundled = bool(source) and path.resolve().parent == REPO_RUNBOOKS.resolve() and path.stem == name
+    except OSError:
+        bundled = False
+    words = ["stanch", "run", name if bundled or not source else source]
+    if drill:
+        words.append("--drill")
+    for key, value in inputs.items():
+        if isinstance(value, dict) and "$secret_ref" in value:
+            words += ["--input", f"{key}=…"]
+        elif value is not None:
+            text = value if isinstance(value, str) else tojson(value, None, sort_keys=False, ensure_ascii=False)
+            words += ["--input", f"{key}={text}"]
+    return " ".join(w if w.endswith("=…") else shlex.quote(w) for w in words)
+
+
+def _finish_advice(step: dict[str, Any], incident_id: str, rerun: str, resumable: bool) -> str:
+    """The action item of a failed step: advice that works. A denied or expired approval is asked
+    again by ``stanch resume`` (a failed gate is not a kept decision); once the run's
+    compensations ran (or it was rolled back) resume is refused, so: a new run."""
+    if step["approval"]:
+        what = f"`{step['id']}` ({step['title']}) was {step['decision'] or step['error']}"
+        again = (f"`stanch resume {incident_id}` asks the approvers again" if resumable else
+                 f"start a new run with the same inputs: `{rerun}` (`stanch resume` is refused: this run's "
+                 "compensations already undid its earlier steps)")
+        return f"{what}. If the change is still needed, {again}."
+    if resumable:
+        how = f"fix the cause, then `stanch resume {incident_id}` continues from it (done steps are not repeated)"
+    else:
+        how = (f"by hand, or with a new run with the same inputs: `{rerun}` (`stanch resume` is refused: this "
+               "run's compensations already undid its earlier steps)")
+    return f"Finish `{step['id']}` ({step['title']}): {_scalar(step['error'] or 'failed')} — {how}"
+
+
+def _outcome_line(outcome: str, ttc: float | None, ttc_detect: float | None) -> str:
+    """The summary's one sentence on containment: "not contained" said once, plainly."""
+    if outcome != "succeeded":
+        return f"Outcome: **{outcome}**; not contained."
+    if ttc is None:
+        return f"Outcome: **{outcome}**; no step that changes things succeeded."
+    since_detection = (f", {_duration(ttc_detect)} from detection" if ttc_detect is not None
+                       else " (detection time unknown)")
+    return f"Outcome: **{outcome}**; contained {_duration(ttc)} after the run's start{since_detection}."
+
+
 def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) -> dict[str, Any]:
     """Everything a post-mortem template needs, derived from the timeline alone."""
     started = next((e for e in events if e["kind"] == "run.started"), None)
@@ -336,7 +463,8 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     for s in plan_json.get("steps", []):
         steps[s["id"]] = {"id": s["id"], "title": s["title"], "action": s["action"], "status": "not run",
                           "mutating": s.get("mutating", False), "retries": 0, "error": None,
-                          "output": None, "duration": None, "items": []}
+                          "output": None, "duration": None, "items": [], "approval": bool(s.get("approval")),
+                          "declined": False, "decision": None}
     assets: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     retries: list[dict[str, Any]] = []
     slack_problems: list[dict[str, Any]] = []
@@ -352,7 +480,11 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
         elif kind == "step.failed" and step is not None:
             step.update(status="failed", error=data.get("error"), duration=data.get("duration_s"))
         elif kind == "step.skipped" and step is not None:
-            step.update(status="skipped", error=data.get("reason"))
+            step.update(status="skipped", error=data.get("reason"), declined=bool(data.get("declined")))
+        elif kind in ("approval.denied", "approval.expired") and step is not None:
+            step["decision"] = (f"denied by {data.get('approver')}" + (f" ({data['comment']})" if data.get("comment")
+                                                                         else "")
+                                if kind == "approval.denied" else "expired: nobody decided in time")
         elif kind == "item.retrying":
             retries.append({"step": sid, "item": e.get("item"), "error": data.get("error")})
             if step is not None:
@@ -361,8 +493,8 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
             asset = e.get("item") or data.get("asset")
             entry = {"ts": e["ts"], "step": sid, "title": step["title"],
                      "status": "succeeded" if kind == "item.succeeded" else "failed",
-                     "detail": _compact(data.get("output") if kind == "item.succeeded" else data.get("error"))}
-            step["items"].append({"item": asset, **entry})
+                     "detail": _compact(data.get("output")) if kind == "item.succeeded" else _scalar(data.get("error"))}
+            step["items"].append({"item": asset, "output": data.get("output"), **entry})
             if asset:
                 assets.setdefault(asset, []).append(entry)
         elif kind == "slack.unavailable":
@@ -386,8 +518,7 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
                    f"retried: {r['error']}" for r in retries]
     went_badly += [f"Slack was unavailable at {p['ts']}: {p['error']}" for p in slack_problems]
     went_badly += [f"{s['title']} ({s['id']}) was skipped: {s['error']}"
-                   for s in steps.values() if s["status"] == "skipped" and s["error"]
-                   and "if" not in (s["error"] or "")]
+                   for s in steps.values() if s["status"] == "skipped" and not _benign_skip(s, steps)]
     inputs = (started or {}).get("data", {}).get("inputs", {}) or {}
     times: dict[str, str] = {}
     if isinstance(inputs.get("live_from"), str) and inputs["live_from"]:
@@ -409,23 +540,32 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     due = (start_ts + timedelta(days=due_days)).date().isoformat() if start_ts else f"+{due_days} days"
     owner = plan_json.get("owner") or "unassigned"
     incident_id = (started or {}).get("data", {}).get("incident_id") or plan_json.get("incident_id", "")
-    action_items = [{"item": f"Finish `{s['id']}` ({s['title']}) by hand or with `stanch resume {incident_id}`: "
-                             f"{s['error']}",
-                     "owner": owner, "due": due} for s in failed]
+    rerun = rerun_command(plan_json, inputs, bool((started or {}).get("data", {}).get("drill", False)))
+    # what `stanch resume` would do (flows.engine.resume.resume_refusal): refused after a success,
+    # a rollback, or once the run's compensations undid earlier steps; a declined gate stays declined
+    resumable = (outcome not in ("succeeded", "in progress") and not compensations
+                 and not any(e["kind"] == "rollback.started" for e in events))
+    action_items = [{"item": _finish_advice(s, incident_id, rerun, resumable), "owner": owner, "due": due}
+                    for s in failed]
+    action_items += [{"item": f"Decide whether `{s['id']}` ({s['title']}) is still needed (declined: {s['error']}). "
+                              f"`stanch resume` keeps that decision; if it is needed, start a new run with the same "
+                              f"inputs: `{rerun}`", "owner": owner, "due": due}
+                     for s in steps.values() if s["status"] == "skipped" and s["declined"]]
     action_items += [{"item": f"Confirm with {n['to']} whether the {n['sink']} notification of `{n['step']}` arrived",
                       "owner": owner, "due": due} for n in possibly_sent]
     action_items += [{"item": f"Fix the cause of the retries of `{r['step']}`: {r['error']}", "owner": owner,
                       "due": due} for r in retries[:3]]
     action_items.append({"item": f"Hold the blameless post-mortem review ({severity or 'no severity'})",
                          "owner": owner, "due": due})
+    contained = outcome == "succeeded" and last_containment is not None
     detection = {
         "live_from": times.get("live_from"),
         "published": times.get("published"),
         "basis": ("exposure start (live_from)" if live_from else
                   "advisory publication" if published else None),
         "time_to_detect": _duration(ttd) if ttd is not None else "unknown (no live_from or advisory time)",
-        "time_to_contain": _duration(ttc_detect) if ttc_detect is not None else (
-            "not contained" if last_containment is None else "unknown"),
+        "time_to_contain": (_duration(ttc_detect) if ttc_detect is not None else "unknown") if contained
+        else "not contained",
         "how": f"{(started or {}).get('actor', 'stanch')} started runbook `{plan_json.get('runbook')}`",
     }
     return {
@@ -448,7 +588,9 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
             "finished_at": finished["ts"] if finished else None,
             "duration": _duration((end_ts - start_ts).total_seconds()) if (start_ts and end_ts) else "—",
             "outcome": outcome,
-            "time_to_contain": _duration(ttc) if ttc is not None else "not contained",
+            "time_to_contain": _duration(ttc) if (contained and ttc is not None) else "not contained",
+            "outcome_line": _outcome_line(outcome, ttc if contained else None, ttc_detect if contained else None),
+            "due": due,
         },
         "steps": list(steps.values()),
         "outputs": {sid: s["output"] for sid, s in steps.items()},

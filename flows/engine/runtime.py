@@ -24,6 +24,7 @@ from flows.engine.compiler import compile_plan, resolve_inputs
 from flows.engine.conductor import StepStatus
 from flows.engine.events import add_listener
 from flows.engine.incident import Incident
+from flows.engine.notify import NO_RUN_LINK
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
 from flows.engine.run_api import current_api_url
@@ -152,6 +153,8 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
             "incident_id": incident_id, "runbook": plan.name, "title": plan.runbook.title,
             "severity": plan.runbook.severity, "inputs": shown_inputs, "drill": drill})
     engine.notifier.run_link = _ui_link()
+    if engine.notifier.run_link is None:  # the embedded temporary server: its address dies with the command
+        engine.notifier.run_link_note = NO_RUN_LINK
     problem = engine.notifier.start()
     if problem:
         engine.record("slack.unavailable", data={"error": problem})

@@ -66,6 +66,20 @@ def _settings() -> Any:
         raise _fail(settings_problem(exc, StanchSettings)) from None
 
 
+def cli_actor(initiator: str = "") -> str:
+    """Who a CLI command acts as: ``cli:<name>`` — ``--initiator`` (a ``cli:`` the user typed is not
+    doubled), else the OS user; plain ``cli`` when nobody can be named (was ``cli:cli``)."""
+    who = initiator.strip().removeprefix("cli:").strip()
+    if not who:
+        import getpass
+
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError, ImportError):  # no USER/LOGNAME and no passwd entry for the uid
+            who = ""
+    return f"cli:{who}" if who and who != "cli" else "cli"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     return typer.Exit(code)
@@ -237,11 +251,10 @@ def run(
     except StanchError as exc:
         raise _fail(str(exc)) from None
     inc = incident_id or new_incident_id()
-    who = initiator or os.environ.get("USER") or "cli"
     from flows.engine import secret_inputs
 
     public, secrets = secret_inputs.split(plan_, given)
-    result = execute_run(plan_.source, public, inc, settings.store_dir, drill=drill, initiator=f"cli:{who}",
+    result = execute_run(plan_.source, public, inc, settings.store_dir, drill=drill, initiator=cli_actor(initiator),
                          secrets=secrets)
     raise typer.Exit(0 if result["outcome"] == "succeeded" else 1)
 
@@ -342,11 +355,10 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
             raise InputError(f"cannot roll back {inc.id}: " + "; ".join(problems))
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    who = os.environ.get("USER") or "cli"
     secret_inputs.deposit(inc.id, {k: str(v) for k, v in given.items()})
     try:
         summary = run_with_progress(rollback_incident, f"rolling back {inc.id}", inc.folder.parent,
-                                     incident_id=inc.id, store=str(inc.folder.parent), initiator=f"cli:{who}")
+                                     incident_id=inc.id, store=str(inc.folder.parent), initiator=cli_actor())
     finally:
         secret_inputs.discard(inc.id)
     report_summary(summary)

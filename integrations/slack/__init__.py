@@ -150,10 +150,10 @@ class IncidentThread:
         step: str | None = None,
     ) -> list[str]:
         """A status report (``report_blocks``) as one or more thread replies; returns their ``ts``.
-        With ``step``, each reply carries metadata naming incident, step and status
-        (``reports_in_thread`` finds them after a crash)."""
+        Its footer names the incident and ``step``; with ``step``, each reply also carries metadata
+        naming incident, step and status (``reports_in_thread`` finds them after a crash)."""
         thread_ts = self._require()
-        messages = report_blocks(title, markdown, status, fields, drill=drill)
+        messages = report_blocks(title, markdown, status, fields, drill=drill, incident=self.incident_id, step=step)
         fallback = escape(f"{'[DRILL] ' if drill else ''}{title} — {status}")
         out = []
         for i, blocks in enumerate(messages):

@@ -1,7 +1,9 @@
 """Block Kit builders for stanch's Slack messages.
 
 Owns: escaping untrusted text for Slack mrkdwn (``escape``), the only ways to emit intended
-Slack syntax (``mention``, ``link``), markdown -> mrkdwn conversion of status reports, and
+Slack syntax (``mention``, ``link``), markdown -> Block Kit conversion of status reports (tables
+as section fields, ``---`` as dividers, a context footer; ``markdown_blocks``), checking blocks
+against Block Kit's limits (``block_problems``, ``fit_blocks``), and
 splitting long reports into messages that respect Slack's limits (3,000 chars per section text,
 10 fields of 2,000 chars, 150-char headers, 50 blocks per message, and a conservative 12,000
 characters of text per message -- Slack rejects some messages well below 50 full sections with
@@ -18,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from itertools import zip_longest
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +50,7 @@ __all__ = [
     "header_blocks",
     "header_text",
     "link",
+    "markdown_blocks",
     "markdown_to_mrkdwn",
     "mention",
     "report_blocks",
@@ -65,6 +69,11 @@ ELLIPSIS = "…"
 DRILL_BANNER = ":test_tube: *DRILL* — sandbox only; nothing real was changed"
 TRUNCATED_NOTE = "(truncated — full report in the incident record)"
 MAX_CONTEXT_ELEMENTS = 10
+MAX_ACTIONS_ELEMENTS = 25
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_BUTTON_URL = 3000
+MAX_ID = 255  # block_id, action_id
 
 StepLine = str | tuple[str, str] | tuple[str, str, str]
 """A header step line: preformatted (escaped) text, or ``(step_id, state[, detail])``."""
@@ -173,12 +182,30 @@ def _inline(text: str) -> str:
 
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_THEMATIC_BREAK = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_QUOTE = re.compile(r"^(\s{0,3})&gt;[ ]?")  # a markdown blockquote, after escaping
+ROWS_AS_SECTIONS = 10
+"""A table of at most this many rows shows one section (with fields) per row; a longer one one
+line per row (a fan-out of 200 items must not become 200 blocks)."""
 
 
 def _cells(row: str) -> list[str]:
     inner = row.strip()[1:-1]
     cells = re.split(r"(?<!\\)\|", inner)
     return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def _table_at(lines: list[str], i: int) -> bool:
+    return (_TABLE_ROW.match(lines[i]) is not None and i + 1 < len(lines)
+            and _TABLE_RULE.match(lines[i + 1]) is not None and "|" in lines[i + 1])
+
+
+def _row_line(head: list[str], cells: list[str]) -> str:
+    """One table row as one markdown bullet line (the flat form of a table)."""
+    if len(head) == 2 and len(cells) >= 2:
+        return f"- **{cells[0] or '-'}** — {' | '.join(cells[1:]) or '-'}"
+    pairs = [f"**{h}**: {c}" if h else c for h, c in zip_longest(head, cells, fillvalue="") if c]
+    return "- " + " · ".join(pairs or ["-"])
 
 
 def _tables_to_lists(lines: list[str]) -> list[str]:
@@ -192,17 +219,11 @@ def _tables_to_lists(lines: list[str]) -> list[str]:
         line = lines[i]
         if _FENCE.match(line):
             in_code = not in_code
-        if (not in_code and _TABLE_ROW.match(line) and i + 1 < len(lines)
-                and _TABLE_RULE.match(lines[i + 1]) and "|" in lines[i + 1]):
+        if not in_code and _table_at(lines, i):
             head = _cells(line)
             i += 2
             while i < len(lines) and _TABLE_ROW.match(lines[i]):
-                cells = _cells(lines[i])
-                if len(head) == 2 and len(cells) >= 2:
-                    out.append(f"- **{cells[0] or '-'}** — {cells[1] or '-'}")
-                else:
-                    pairs = [f"**{h}**: {c}" if h else c for h, c in zip(head, cells, strict=False) if c]
-                    out.append("- " + " · ".join(pairs or ["-"]))
+                out.append(_row_line(head, _cells(lines[i])))
                 i += 1
             continue
         out.append(line)
@@ -210,12 +231,29 @@ def _tables_to_lists(lines: list[str]) -> list[str]:
     return out
 
 
-def markdown_to_mrkdwn(markdown: str) -> str:
-    """Render a (GitHub-flavoured) markdown report as Slack mrkdwn, escaping all of it first.
+def _mrkdwn_line(line: str) -> str:
+    """One line of escaped markdown outside code fences as mrkdwn: heading -> bold, inline
+    markup, bullets, and a blockquote's escaped ``&gt;`` back to Slack's ``>`` quote marker."""
+    quote = ""
+    m = _QUOTE.match(line)
+    if m:
+        quote, line = "> ", line[m.end():]
+    m = _HEADING.match(line)
+    if m:
+        line = f"*{m.group(1)}*" if m.group(1) else ""
+    line = _outside_code(line, _inline)  # `__x__` in inline code stays as typed
+    line = _BULLET.sub(lambda mm: f"{mm.group(1)}• ", line)
+    return quote + line
 
-    Headings and ``**bold**`` become ``*bold*``, ``~~x~~`` -> ``~x~``, bullets -> ``•``; a markdown
-    link ``[label](url)`` is shown as ``label (url)`` so a label can never disguise where it goes.
-    Code fences and inline code spans are kept verbatim (escaped). Slack mentions in the input are neutralised.
+
+def markdown_to_mrkdwn(markdown: str) -> str:
+    """Render a (GitHub-flavoured) markdown report as Slack mrkdwn text, escaping all of it first.
+
+    Headings and ``**bold**`` become ``*bold*``, ``~~x~~`` -> ``~x~``, bullets -> ``•``, ``> quote``
+    stays a Slack quote; a markdown link ``[label](url)`` is shown as ``label (url)`` so a label can
+    never disguise where it goes. Code fences and inline code spans are kept verbatim (escaped).
+    Slack mentions in the input are neutralised. Tables become one line per row; for Block Kit
+    (fields, dividers, a context footer) use ``markdown_blocks``.
     """
     out: list[str] = []
     in_code = False
@@ -224,16 +262,138 @@ def markdown_to_mrkdwn(markdown: str) -> str:
             in_code = not in_code
             out.append(line.strip())
             continue
-        if in_code:
-            out.append(line)
-            continue
-        m = _HEADING.match(line)
-        if m:
-            line = f"*{m.group(1)}*" if m.group(1) else ""
-        line = _outside_code(line, _inline)  # `__x__` in inline code stays as typed
-        line = _BULLET.sub(lambda mm: f"{mm.group(1)}• ", line)
-        out.append(line)
+        out.append(line if in_code else _mrkdwn_line(line))
     return "\n".join(out).strip("\n")
+
+
+def _plain(text: str) -> str:
+    """Text without mrkdwn markers, for comparing a heading with a title."""
+    return " ".join(re.sub(r"[*_~`]", "", text).split()).lower()
+
+
+def _field_text(key: str, value: str) -> str:
+    """A section field: bold label over its value (both already mrkdwn)."""
+    key, value = key.strip(), value.strip()
+    if key and not (key.startswith("*") and key.endswith("*") and len(key) > 1):
+        key = f"*{key}*"
+    if not key:
+        return _truncate(value or "—", MAX_FIELD_TEXT)
+    return _truncate(f"{key}\n{value or '—'}", MAX_FIELD_TEXT)
+
+
+def _fields_sections(texts: Sequence[str]) -> list[dict[str, Any]]:
+    return [SectionBlock(fields=[MarkdownTextObject(text=t) for t in texts[i : i + MAX_FIELDS]]).to_dict()
+            for i in range(0, len(texts), MAX_FIELDS)]
+
+
+def _table_blocks(head: list[str], rows: list[list[str]], section_limit: int) -> list[dict[str, Any]]:
+    """A markdown table (cells already escaped) as Block Kit: two columns are label/value pairs
+    -> section fields (10 per section); wider tables -> one section of fields per row (label: the
+    column header), or one line per row beyond ``ROWS_AS_SECTIONS`` rows."""
+    conv = [[_outside_code(c, _inline) for c in row] for row in rows]
+    names = [_outside_code(h, _inline) for h in head]
+    if len(head) == 2:  # cells beyond the second (an unescaped | in a value) are kept, not dropped
+        return _fields_sections([_field_text(r[0] if r else "", " | ".join(r[1:])) for r in conv])
+    if len(conv) <= ROWS_AS_SECTIONS:
+        out: list[dict[str, Any]] = []
+        for row in conv:
+            pairs = [(h, c) for h, c in zip_longest(names, row, fillvalue="") if c]
+            if len(pairs) > MAX_FIELDS:  # more columns than fields: the rest share the last field
+                rest = " · ".join(f"*{h}*: {c}" if h else c for h, c in pairs[MAX_FIELDS - 1:])
+                pairs = [*pairs[: MAX_FIELDS - 1], ("", rest)]
+            if pairs:
+                out.extend(_fields_sections([_field_text(h, c) for h, c in pairs]))
+        return out
+    text = "\n".join(_mrkdwn_line(_row_line(head, row)) for row in rows)
+    return [_section(c) for c in split_mrkdwn(text, section_limit)]
+
+
+def markdown_blocks(markdown: str, *, title: str | None = None, drill: bool = False,
+                    section_limit: int = MAX_SECTION_TEXT) -> list[dict[str, Any]]:
+    """A markdown report as Block Kit blocks, all of its text escaped first.
+
+    Tables -> section fields (``_table_blocks``), a ``---`` line -> a divider, a short paragraph
+    after the report's last ``---`` -> a context block (its footnote), everything else -> mrkdwn
+    sections (``markdown_to_mrkdwn`` rules, split at ``section_limit``). With ``title``, a first
+    heading that repeats it is dropped (the message's header shows it); with ``drill``, a leading
+    blockquote saying DRILL is dropped (the drill banner says it)."""
+    lines = escape(markdown.replace("\r\n", "\n")).split("\n")
+    parts: list[tuple[str, Any]] = []  # ("text", [lines]) | ("blocks", [blocks]) | ("divider", None)
+    text: list[str] = []
+    seen_content = False
+
+    def flush() -> None:
+        nonlocal text
+        if any(t.strip() for t in text):
+            parts.append(("text", text))
+        text = []
+
+    i = 0
+    in_code = False
+    while i < len(lines):
+        line = lines[i]
+        if _FENCE.match(line):
+            in_code = not in_code
+            text.append(line.strip())
+            seen_content = True
+            i += 1
+            continue
+        if in_code:
+            text.append(line)
+            i += 1
+            continue
+        if _table_at(lines, i):
+            flush()
+            head = _cells(line)
+            i += 2
+            rows = []
+            while i < len(lines) and _TABLE_ROW.match(lines[i]):
+                rows.append(_cells(lines[i]))
+                i += 1
+            parts.append(("blocks", _table_blocks(head, rows, section_limit)))
+            seen_content = True
+            continue
+        if _THEMATIC_BREAK.match(line):
+            flush()
+            parts.append(("divider", None))
+            i += 1
+            continue
+        if not seen_content and drill and _QUOTE.match(line) and "DRILL" in line:
+            while i < len(lines) and _QUOTE.match(lines[i]):  # the whole leading DRILL quote
+                i += 1
+            continue
+        heading = _HEADING.match(line)
+        if (not seen_content and heading and title is not None and line.lstrip().startswith("# ")
+                and _plain(heading.group(1)).startswith(_plain(escape(title)))):
+            i += 1
+            seen_content = True
+            continue
+        if line.strip():
+            seen_content = True
+        text.append(_mrkdwn_line(line))
+        i += 1
+    flush()
+
+    footnote: str | None = None
+    if len(parts) >= 2 and parts[-1][0] == "text" and parts[-2][0] == "divider":
+        body = "\n".join(parts[-1][1]).strip()
+        if len(body) <= 600 and body.count("\n") < 3:
+            footnote = body
+            parts = parts[:-2]
+    blocks: list[dict[str, Any]] = []
+    for kind, value in parts:
+        if kind == "divider":
+            if blocks and blocks[-1]["type"] != "divider":
+                blocks.append(DividerBlock().to_dict())
+        elif kind == "blocks":
+            blocks.extend(value)
+        else:
+            blocks.extend(_section(c) for c in split_mrkdwn("\n".join(value).strip("\n"), section_limit))
+    while blocks and blocks[-1]["type"] == "divider":
+        blocks.pop()
+    if footnote:
+        blocks.append(_context(footnote))
+    return blocks
 
 
 def split_mrkdwn(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
@@ -338,19 +498,24 @@ def report_blocks(
     fields: Mapping[str, object] | Sequence[tuple[str, object]] | None = None,
     *,
     drill: bool = False,
+    incident: str | None = None,
+    step: str | None = None,
     max_blocks: int = MAX_BLOCKS,
     max_chars: int = MAX_MESSAGE_CHARS,
     max_messages: int = 10,
 ) -> list[list[dict[str, Any]]]:
     """A markdown status report as one or more messages' blocks (post them in order, in the thread).
 
-    Message 1: [drill banner], header (title), status context, fields, divider, body sections.
-    Later messages start with a "continued (k/n)" context. Every section text is <= 3,000 chars,
-    every message <= ``max_blocks`` blocks and <= ``max_chars`` characters of text. Beyond
-    ``max_messages`` the report is truncated with a note (the full report is in the incident folder).
+    Message 1: [drill banner], header (title), status context, ``fields`` (section fields), divider,
+    then the report as Block Kit (``markdown_blocks``: its key/value tables as section fields, its
+    ``---`` as dividers, its title heading and DRILL quote dropped as repeats). The last message ends
+    with a context footer: the report's footnote, then incident · step · DRILL. Later messages start
+    with a "continued (k/n)" context. Every section text is <= 3,000 chars, every message
+    <= ``max_blocks`` blocks and <= ``max_chars`` characters of text. Beyond ``max_messages`` the
+    report is truncated with a note (the full report is in the incident folder).
     """
-    if max_blocks < 4 or max_messages < 1:
-        raise ValueError("max_blocks must be >= 4 and max_messages >= 1")
+    if max_blocks < 5 or max_messages < 1:
+        raise ValueError("max_blocks must be >= 5 and max_messages >= 1")
     head: list[dict[str, Any]] = []
     if drill:
         head.append(_context(DRILL_BANNER))
@@ -359,22 +524,30 @@ def report_blocks(
     head.extend(_field_sections(fields))
     head.append(DividerBlock().to_dict())
     section_limit = min(MAX_SECTION_TEXT, max(256, max_chars // 3))
-    body = [_section(c) for c in split_mrkdwn(markdown_to_mrkdwn(markdown), section_limit)]
+    body = markdown_blocks(markdown, title=title, drill=drill, section_limit=section_limit)
+    footer_texts: list[str] = []
+    if body and body[-1]["type"] == "context":  # the report's own footnote joins the footer
+        footer_texts = [e["text"] for e in body.pop()["elements"]]
+    where = [f"Incident `{escape(incident)}`" if incident else "", f"step `{escape(step)}`" if step else "",
+             ":test_tube: DRILL" if drill else ""]
+    if any(where):
+        footer_texts.append(" · ".join(w for w in where if w))
+    footer = _context(*footer_texts) if footer_texts else None
+    reserve = 300 + (_block_chars(footer) if footer else 0)  # continuation / truncation note, footer
 
     messages: list[list[dict[str, Any]]] = []
     current = list(head)
     chars = sum(_block_chars(b) for b in current)
-    reserve = 300  # continuation / truncation context
     truncated_from: int | None = None
     for i, block in enumerate(body):
         size = _block_chars(block)
-        if len(current) + 1 > max_blocks - 1 or chars + size > max_chars - reserve:
+        if len(current) + 1 > max_blocks - 2 or chars + size > max_chars - reserve:
             if len(messages) + 1 >= max_messages:
                 truncated_from = i
                 break
             messages.append(current)
             current = [{"type": "context", "elements": []}]  # continuation placeholder
-            chars = reserve
+            chars = 300
         current.append(block)
         chars += size
     messages.append(current)
@@ -387,6 +560,8 @@ def report_blocks(
                 "incident folder_"
             )
         )
+    if footer is not None:
+        messages[-1].append(footer)
     total = len(messages)
     safe_title = escape(" ".join(title.split()))
     for k, msg in enumerate(messages[1:], start=2):
@@ -423,11 +598,13 @@ def header_blocks(
     drill: bool = False,
     updated_at: datetime | None = None,
     links: Sequence[tuple[str, str]] = (),
+    note: str | None = None,
 ) -> list[dict[str, Any]]:
     """The incident header message (posted once, then edited in place with ``chat.update``).
 
     ``steps`` are one line each: ``(step_id, state[, detail])`` or a preformatted string (escaped).
-    ``links`` are ``(label, url)`` pairs (e.g. the Prefect flow run). Always a single message.
+    ``links`` are ``(label, url)`` pairs (e.g. the Prefect flow run); ``note`` is a line of plain
+    text for the footer (escaped; e.g. why there is no Prefect link). Always a single message.
     """
     blocks: list[dict[str, Any]] = []
     if drill:
@@ -464,6 +641,8 @@ def header_blocks(
     footer: list[str] = []
     if links:
         footer.append(" · ".join(link(url, label) for label, url in links))
+    if note:
+        footer.append(escape(note))
     if updated_at is not None:
         epoch = int(updated_at.timestamp())
         footer.append(
@@ -480,15 +659,69 @@ def _texts_of(block: dict[str, Any]) -> str:
     return str(text.get("text", "")) if isinstance(text, dict) else ""
 
 
+def _text_object_problems(where: str, obj: object, limit: int, *, plain: bool = False) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where}: missing text object"]
+    problems = []
+    if plain and obj.get("type") != "plain_text":
+        problems.append(f"{where} must be plain_text")
+    n = len(str(obj.get("text", "")))
+    if n > limit:
+        problems.append(f"{where} of {n} chars (at most {limit})")
+    if n == 0:
+        problems.append(f"{where} is empty")
+    return problems
+
+
+def _element_problems(where: str, element: object) -> list[str]:
+    """An interactive element (a button; the only kind stanch posts) against its limits."""
+    if not isinstance(element, dict):
+        return [f"{where}: not an object"]
+    problems = []
+    action_id = str(element.get("action_id", ""))
+    if len(action_id) > MAX_ID:
+        problems.append(f"{where}: action_id of {len(action_id)} chars (at most {MAX_ID})")
+    if element.get("type") == "button":
+        problems += _text_object_problems(f"{where}: button text", element.get("text"), MAX_BUTTON_TEXT,
+                                          plain=True)
+        value = str(element.get("value", ""))
+        if len(value) > MAX_BUTTON_VALUE:
+            problems.append(f"{where}: button value of {len(value)} chars (at most {MAX_BUTTON_VALUE})")
+        url = str(element.get("url", ""))
+        if len(url) > MAX_BUTTON_URL:
+            problems.append(f"{where}: button url of {len(url)} chars (at most {MAX_BUTTON_URL})")
+        if element.get("style") not in (None, "primary", "danger"):
+            problems.append(f"{where}: button style {str(element.get('style'))[:20]!r} (primary or danger)")
+        confirm = element.get("confirm")
+        if isinstance(confirm, dict):
+            for key, limit in (("title", 100), ("text", 300), ("confirm", 30), ("deny", 30)):  # all required
+                problems += _text_object_problems(f"{where}: confirm {key}", confirm.get(key), limit,
+                                                  plain=key != "text")
+    return problems
+
+
 def block_problems(blocks: Sequence[dict[str, Any]]) -> list[str]:
     """What in ``blocks`` breaks Slack's Block Kit limits (empty when the message would be accepted):
-    <= 50 blocks, section text <= 3,000 chars, <= 10 fields of <= 2,000 chars, header <= 150 chars
-    of plain text, context 1-10 elements. Each problem names the block's index."""
+    <= 50 blocks, block_id <= 255 chars and unique, section text <= 3,000 chars, <= 10 fields of
+    <= 2,000 chars, header <= 150 chars of plain text, context 1-10 elements, actions 1-25
+    elements with unique action_ids (<= 255 chars), buttons: plain text <= 75 chars, value
+    <= 2,000, url <= 3,000, confirm dialogs within theirs. Each problem names the block's index."""
     problems: list[str] = []
     if len(blocks) > MAX_BLOCKS:
         problems.append(f"{len(blocks)} blocks (at most {MAX_BLOCKS})")
+    block_ids: set[str] = set()
     for i, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            problems.append(f"block {i}: not an object")
+            continue
         kind = block.get("type")
+        if "block_id" in block:
+            block_id = str(block["block_id"])
+            if len(block_id) > MAX_ID:
+                problems.append(f"block {i}: block_id of {len(block_id)} chars (at most {MAX_ID})")
+            if block_id in block_ids:
+                problems.append(f"block {i}: duplicate block_id {block_id[:40]!r}")
+            block_ids.add(block_id)
         if kind == "section":
             if len(_texts_of(block)) > MAX_SECTION_TEXT:
                 problems.append(f"block {i}: section text of {len(_texts_of(block))} chars "
@@ -502,24 +735,34 @@ def block_problems(blocks: Sequence[dict[str, Any]]) -> list[str]:
                 if len(str(f.get("text", ""))) > MAX_FIELD_TEXT:
                     problems.append(f"block {i}: field {j} of {len(str(f.get('text', '')))} chars "
                                     f"(at most {MAX_FIELD_TEXT})")
+            if "accessory" in block:
+                problems += _element_problems(f"block {i}: accessory", block["accessory"])
         elif kind == "header":
-            text = block.get("text") or {}
-            if text.get("type") != "plain_text":
-                problems.append(f"block {i}: header text must be plain_text")
-            if len(str(text.get("text", ""))) > MAX_HEADER_TEXT:
-                problems.append(f"block {i}: header of {len(str(text.get('text', '')))} chars "
-                                f"(at most {MAX_HEADER_TEXT})")
+            problems += _text_object_problems(f"block {i}: header", block.get("text"), MAX_HEADER_TEXT, plain=True)
         elif kind == "context":
             n = len(block.get("elements") or [])
             if not 1 <= n <= MAX_CONTEXT_ELEMENTS:
                 problems.append(f"block {i}: context with {n} elements (1-{MAX_CONTEXT_ELEMENTS})")
+        elif kind == "actions":
+            elements = block.get("elements") or []
+            if not 1 <= len(elements) <= MAX_ACTIONS_ELEMENTS:
+                problems.append(f"block {i}: actions with {len(elements)} elements (1-{MAX_ACTIONS_ELEMENTS})")
+            action_ids: set[str] = set()
+            for j, element in enumerate(elements):
+                problems += _element_problems(f"block {i}: element {j}", element)
+                action_id = str(element.get("action_id", "")) if isinstance(element, dict) else ""
+                if action_id and action_id in action_ids:
+                    problems.append(f"block {i}: element {j}: duplicate action_id {action_id[:40]!r}")
+                action_ids.add(action_id)
     return problems
 
 
 def fit_blocks(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``blocks`` cut to Slack's limits, with a visible ``TRUNCATED_NOTE`` when anything was cut:
-    overlong texts, headers and fields are shortened, extra fields and context elements dropped,
-    and beyond 49 blocks the rest is replaced by the note (the full report is in the incident)."""
+    overlong texts, headers, fields and button labels are shortened, extra fields, context and
+    actions elements dropped, and beyond 49 blocks the rest is replaced by the note (the full
+    report is in the incident). Ids and button values are never altered (a cut value would point
+    elsewhere): ``block_problems`` still reports those."""
     out: list[dict[str, Any]] = []
     cut = False
     for block in blocks:
@@ -551,6 +794,17 @@ def fit_blocks(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 b["elements"], cut = elements[:MAX_CONTEXT_ELEMENTS], True
             if not b.get("elements"):
                 continue  # an empty context is rejected by Slack
+        elif kind == "actions":  # only what is shown is cut: ids and values are never altered
+            elements = list(b.get("elements") or [])
+            if len(elements) > MAX_ACTIONS_ELEMENTS:
+                elements, cut = elements[:MAX_ACTIONS_ELEMENTS], True
+            fixed_elements = []
+            for e in elements:
+                text = e.get("text") if isinstance(e, dict) else None
+                if isinstance(text, dict) and len(str(text.get("text", ""))) > MAX_BUTTON_TEXT:
+                    e, cut = {**e, "text": {**text, "text": _truncate(str(text["text"]), MAX_BUTTON_TEXT)}}, True
+                fixed_elements.append(e)
+            b["elements"] = fixed_elements
         out.append(b)
     if len(out) > MAX_BLOCKS:
         out, cut = out[: MAX_BLOCKS - 1], True

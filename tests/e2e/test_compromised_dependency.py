@@ -7,16 +7,18 @@ import json
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from postmortem_golden import check_postmortem_golden
 from typer.testing import CliRunner
 
 from flows.engine.runtime import run_runbook
 from flows.engine.timeline import verify
-from flows.entrypoints.cli import app
+from flows.entrypoints.cli import app, cli_actor
 from flows.entrypoints.demo import DEMO_INPUTS
 from integrations.aws import certs
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe
 from integrations.settings import StanchSettings
+from integrations.slack.blocks import block_problems
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "compromised-dependency.yaml"
 STEPS = ["scope", "announce", "revoke-ci-keys", "rotate-signing-cert", "publish-update",
@@ -81,6 +83,23 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
     for step in STEPS:  # each step's report title appears in a threaded message
         assert any(_title(folder, step) in json.dumps(c["params"], ensure_ascii=False) for c in threaded), step
     assert header_ts and slack.calls("chat.update")  # type: ignore[union-attr]
+    # the reports as posted (read back from the stand-in): Block Kit within its limits, no raw
+    # Markdown table, the title once, key/value rows as fields, a footer naming incident and step
+    for c in threaded:
+        blocks = c["params"].get("blocks") or []
+        assert block_problems(blocks) == [], (c["params"].get("text"), block_problems(blocks))
+        shown = json.dumps(blocks, ensure_ascii=False)
+        assert "|---|" not in shown and "&gt; *DRILL*" not in shown and '"text": "---' not in shown
+    (revoke,) = [c["params"]["blocks"] for c in threaded
+                 if (c["params"].get("metadata") or {}).get("event_payload", {}).get("step") == "revoke-ci-keys"]
+    assert json.dumps(revoke, ensure_ascii=False).count(_title(folder, "revoke-ci-keys")) == 1  # the header only
+    assert any(f["text"].startswith("*Incident*\n`INC-E2E-1`") for b in revoke for f in b.get("fields", []))
+    assert revoke[-1]["type"] == "context" and revoke[-1]["elements"][-1]["text"] == (
+        "Incident `INC-E2E-1` · step `revoke-ci-keys` · :test_tube: DRILL")
+    # the header (as it stands) links the flow run in the Prefect UI
+    (header,) = [m for m in slack.messages() if (m.get("metadata") or {}).get("event_type") == "stanch_incident"  # type: ignore[union-attr]
+                 and m["metadata"]["event_payload"]["incident"] == "INC-E2E-1"]
+    assert "/runs/flow-run/" in json.dumps(header["blocks"]) and "|Prefect run>" in json.dumps(header["blocks"])
 
     # a report and timeline events for every step; chain verified; no secret anywhere
     assert sorted(p.stem for p in (folder / "reports").glob("*.md")) == sorted([*STEPS, "containment-failed"])
@@ -99,6 +118,13 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
                     "## Detection", "## Lessons learned", "## Where we got lucky"):
         assert section in pm
     assert "desktop-app" in pm and "**exposed**" in pm and "DRILL" in pm
+    # Detection, Metrics, Action items and Timeline against the golden file (volatile parts masked)
+    golden = check_postmortem_golden(folder, "postmortem_compromised_dependency.md", full=True)
+    assert "| aws.iam.access_key_deactivated | revoke-ci-keys `desktop-app` | access_key_id: AKIA<key-id>; " in golden
+    assert "- [ ]" not in pm  # the runbook's follow-ups are rows of the action items, with owner and due date
+    assert "| Search CloudTrail for use of those key ids during the exposure window. | security-oncall | <date> |" \
+        in golden
+    assert "{…}" not in pm and "containment-failed) was skipped" not in pm  # an on_failure step skipped is fine
 
 
 def _title(folder: Path, step: str) -> str:
@@ -149,5 +175,8 @@ def test_failing_step_fails_the_run_with_nonzero_exit(sandbox: Sandbox, tmp_path
     folder = tmp_path / "home" / "incidents" / "INC-E2E-FAIL"
     report = (folder / "reports" / "revoke-ci-keys.md").read_text()
     assert "FAILED" in report and "iam:UpdateAccessKey" in report
+    pm = (folder / "postmortem.md").read_text()
+    assert f"| Initiated by | {cli_actor()} |" in pm and "cli:cli" not in pm  # no --initiator: the OS user
+    assert "Outcome: **failed**; not contained." in pm and "not contained from" not in pm
     # nothing downstream of the failure ran: the certificate was not rotated
     assert "SKIPPED" in (folder / "reports" / "rotate-signing-cert.md").read_text()

@@ -96,7 +96,26 @@ def test_step_report_has_no_markdown_table(slack: SlackStandIn, tmp_path: Path) 
     assert posted
     text = json.dumps([m["blocks"] for m in posted], ensure_ascii=False)
     assert "|---|" not in text and "| Incident |" not in text
-    assert "*Incident* — `INC-SLACK-2`" in text
-    assert "*item*: `key-0` · *status*: deactivated" in text
+    first = posted[0]["blocks"]
+    fields = next(b for b in first if b.get("fields"))  # type: ignore[union-attr]
+    assert [f["text"] for f in fields["fields"]] == ["*Incident*\n`INC-SLACK-2`", "*Step*\n`prepare`"]
+    assert "*item*: `key-0` · *status*: deactivated" in text  # 400 rows: one line each, not 400 blocks
+    footer = posted[-1]["blocks"][-1]  # type: ignore[index]
+    assert footer["type"] == "context" and footer["elements"][-1]["text"] == "Incident `INC-SLACK-2` · step `prepare`"
     for m in posted:
         assert block_problems(m["blocks"]) == []  # type: ignore[arg-type]
+
+
+def test_header_says_why_there_is_no_prefect_link(slack: SlackStandIn, tmp_path: Path) -> None:
+    """The embedded temporary Prefect server (``stanch run``/``stanch demo`` without PREFECT_API_URL)
+    is gone when the command ends: the header says so instead of linking a dead address."""
+    from flows.engine.notify import NO_RUN_LINK
+
+    notifier = _notifier(slack, tmp_path, drill=True)
+    notifier.incident = Incident(tmp_path / "store", "INC-SLACK-3")
+    notifier.run_link, notifier.run_link_note = None, NO_RUN_LINK
+    assert notifier.start() is None
+    header = next(m for m in slack.messages("C0INCIDENT") if not m.get("thread_ts") and "INC-SLACK-3" in json.dumps(m))
+    footer = header["blocks"][-1]  # type: ignore[index]
+    assert footer["type"] == "context" and footer["elements"][0]["text"] == NO_RUN_LINK
+    assert "/runs/flow-run/" not in json.dumps(header["blocks"]) and "127.0.0.1" not in json.dumps(header["blocks"])

@@ -84,3 +84,112 @@ def test_exposure_per_asset_runs_from_live_from_to_its_containment() -> None:
     assert any("billing" in line and "AccessDenied" in line for line in ctx["summary"]["failed"])
     text = render_postmortem(events, plan)
     assert "| web-portal | 2026-03-31 00:21:00 UTC | 2026-03-31 04:05:00 UTC | 3 h 44 min |" in text
+
+
+GATED = {"runbook": "compromised-dependency", "title": "Gated", "severity": "sev2", "owner": "@sec",
+         "incident_id": "INC-GATE-1",
+         "source": str(Path(__file__).resolve().parents[3] / "runbooks" / "compromised-dependency.yaml"),
+         "steps": [{"id": "cut", "title": "Cut CI keys", "action": "aws.iam.deactivate_access_key", "mutating": True},
+                   {"id": "deny", "title": "Deny the user", "action": "aws.iam.attach_deny_all", "mutating": True},
+                   {"id": "gate", "title": "Approve the deletion", "action": None,
+                    "approval": {"approvers": ["U0LEAD1"]}},
+                   {"id": "delete", "title": "Delete the key", "action": "aws.iam.delete_access_keys",
+                    "mutating": True},
+                   {"id": "told", "title": "Tell the channel it failed", "action": "slack.post_message",
+                    "mutating": True}]}
+KEY = "AKIAEXAMPLEKEY000009"
+
+
+def _gated(decision: str, outcome: str, *compensated: dict[str, Any]) -> list[dict[str, Any]]:
+    """cut (a change), deny (found in place: no change), a gate that is denied (on_deny: fail) or
+    declined (on_deny: skip), delete needing it, an on_failure step; live_from 250 days earlier."""
+    events = [
+        _e("04:00:00", "run.started", actor="cli:U0ONCALL", incident_id="INC-GATE-1", runbook="compromised-dependency",
+           drill=True, inputs={"advisory": "MAL-2026-2307", "live_from": "2025-07-24T21:00:00Z",
+                               "ticket": {"$secret_ref": "ticket"}, "services": ["desktop-app"]}),
+        _e("04:00:01", "aws.iam.access_key_deactivated", "cut", account="222222222222", user="ci-desktop-app",
+           access_key_id=KEY),
+        _e("04:00:01", "step.succeeded", "cut", duration_s=0.4, output={
+            "account": "222222222222", "user": "ci-desktop-app", "access_key_id": KEY, "deactivated": True,
+            "previous_status": "Active"}),
+        _e("04:00:02", "step.succeeded", "deny", duration_s=0.2, output={
+            "account": "222222222222", "user": "ci-desktop-app", "policy_name": "StanchDenyAll", "sid": "S1",
+            "attached": False, "ours": False}),
+        _e("04:00:03", "approval.requested", "gate", approvers=["U0LEAD1"], min_approvals=1,
+           expires_at="2026-03-31T04:30:03+00:00", message="Delete it?"),
+    ]
+    if decision == "denied":
+        events += [_e("04:05:03", "approval.denied", "gate", actor="slack:U0LEAD1", approver="slack:U0LEAD1",
+                      comment="keep it for forensics"),
+                   _e("04:05:03", "step.failed", "gate", duration_s=300.0,
+                      error="denied by slack:U0LEAD1: keep it for forensics"),
+                   _e("04:05:04", "step.skipped", "delete", reason="needed step 'gate' failed"),
+                   _e("04:05:05", "step.succeeded", "told", duration_s=0.1, output={"channel": "C0", "ts": "1.2"})]
+    else:
+        events += [_e("04:05:03", "approval.expired", "gate", reason="nobody decided within 300s: denied"),
+                   _e("04:05:03", "step.skipped", "gate", declined=True,
+                      reason="approval declined (approval expired after 300s with 0 of 1 approvals: denied); "
+                             "on_deny: skip"),
+                   _e("04:05:04", "step.skipped", "delete", reason="needed step 'gate' was skipped"),
+                   _e("04:05:05", "step.skipped", "told", reason="the run has not failed (when: on_failure)")]
+    return [*events, *compensated, _e("04:05:09", "run.finished", outcome=outcome, duration_s=309.0)]
+
+
+def test_a_denied_gate_gets_advice_that_works_and_no_op_steps_are_not_changes() -> None:
+    ctx = postmortem_context(_gated("denied", "failed"), GATED)
+    text = render_postmortem(_gated("denied", "failed"), GATED)
+    # the key-deactivated event's Detail names the key (it was empty)
+    row = next(line for line in text.splitlines() if "| aws.iam.access_key_deactivated |" in line)
+    assert row.endswith(f"| access_key_id: {KEY}; account: 222222222222; user: ci-desktop-app |"), row
+    # 250 days, not 6000 hours; a failed run is "not contained", once
+    assert ctx["detection"]["time_to_detect"] == "249 d 7 h"
+    assert "Outcome: **failed**; not contained." in text and text.count("not contained from") == 0
+    # deny found the policy in place: not a change; cut is
+    assert ctx["summary"]["unchanged"] == ["Deny the user (`deny`)"]
+    assert [line.split(" (`")[0] for line in ctx["summary"]["changed"]["aws.iam"]] == ["Cut CI keys"]
+    assert "Already as wanted, changed nothing: Deny the user (`deny`)." in text
+    # resume asks the approvers again (no compensation ran): the advice says so, with the real command
+    (gate,) = [a["item"] for a in ctx["action_items"] if "`gate`" in a["item"]]
+    assert gate == ("`gate` (Approve the deletion) was denied by slack:U0LEAD1 (keep it for forensics). If the "
+                    "change is still needed, `stanch resume INC-GATE-1` asks the approvers again.")
+    # after compensations resume is refused: a new run with the same inputs (secret as name=…)
+    undone = _gated("denied", "failed", _e("04:05:06", "compensation.started", "cut", action="aws.iam.reactivate"),
+                    _e("04:05:07", "compensation.succeeded", "cut", action="aws.iam.reactivate", output={}))
+    (gate,) = [a["item"] for a in postmortem_context(undone, GATED)["action_items"] if "`gate`" in a["item"]]
+    assert gate.endswith("start a new run with the same inputs: `stanch run compromised-dependency --drill "
+                         "--input advisory=MAL-2026-2307 --input live_from=2025-07-24T21:00:00Z --input ticket=… "
+                         "--input 'services=[\"desktop-app\"]'` (`stanch resume` is refused: this run's compensations "
+                         "already undid its earlier steps).")
+    assert "stanch resume INC-GATE-1" not in gate
+
+
+def test_a_declined_gate_and_a_when_step_are_not_what_went_badly() -> None:
+    events = _gated("declined", "succeeded")
+    ctx = postmortem_context(events, GATED)
+    assert ctx["went_badly"] == []  # the on_failure step skipped in a run that did not fail is the good outcome
+    assert ctx["summary"]["left"] == ["decide whether `gate` (Approve the deletion) is still needed (declined: "
+                                      "approval declined (approval expired after 300s with 0 of 1 approvals: "
+                                      "denied); on_deny: skip)"]
+    (gate,) = [a["item"] for a in ctx["action_items"] if "`gate`" in a["item"]]
+    assert "`stanch resume` keeps that decision" in gate and "stanch run compromised-dependency --drill" in gate
+    assert "Outcome: **succeeded**; contained 2.0 s after the run's start, 249 d 7 h from detection." in \
+        render_postmortem(events, GATED)
+    # a skip caused by a failure still is a problem
+    failed = [*events[:-4], _e("04:05:04", "step.failed", "gate", error="boom"),
+              _e("04:05:04", "step.skipped", "delete", reason="needed step 'gate' failed"), events[-1]]
+    assert "Delete the key (delete) was skipped: needed step 'gate' failed" in \
+        postmortem_context(failed, GATED)["went_badly"]
+
+
+def test_ids_and_nested_values_are_shown_in_full() -> None:
+    from flows.engine.reports import event_detail
+
+    sent = [{"recipient": f"user{i}@customer.example", "message_id": f"m-{i:040d}"} for i in range(3)]
+    event = _e("04:00:00", "step.succeeded", "email", output={"sent": sent, "skipped": [], "note": "n " * 400})
+    detail = event_detail(event)
+    assert "{…}" not in detail and "user2@customer.example" in detail and f"m-{2:040d}" in detail
+    assert detail.startswith("sent (3): {recipient: user0@customer.example; message_id: m-")
+    assert "skipped: none" in detail and detail.endswith("…")  # only the long free text is cut
+    keys = [f"AKIA{i:016d}" for i in range(60)]
+    many = event_detail(_e("04:00:00", "step.succeeded", "cut", output={"deactivated": keys}))
+    assert keys[49] in many and keys[50] not in many and many.endswith("… and 10 more")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.entrypoints.cli import app
@@ -75,3 +76,20 @@ def test_run_runbook_help_lists_its_inputs_and_runs_nothing(tmp_path: Path) -> N
     assert missing.exit_code == 2
     unknown = runner.invoke(app, ["run", "no-such-runbook", "--help"])
     assert unknown.exit_code == 2
+
+
+def test_cli_actor_never_doubles_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stanch run` without --initiator in a shell without USER said "Initiated by cli:cli"."""
+    import getpass
+
+    from flows.entrypoints.cli import cli_actor
+
+    assert cli_actor("alice") == cli_actor("cli:alice") == cli_actor(" cli:alice ") == "cli:alice"
+    monkeypatch.setattr(getpass, "getuser", lambda: "bob")
+    assert cli_actor() == cli_actor("") == "cli:bob"
+
+    def nobody() -> str:
+        raise OSError("no username")
+
+    monkeypatch.setattr(getpass, "getuser", nobody)
+    assert cli_actor() == cli_actor("cli:") == "cli"

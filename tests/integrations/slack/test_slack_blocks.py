@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +16,13 @@ from integrations.slack import IncidentThread
 from integrations.slack.blocks import (
     MAX_BLOCKS,
     MAX_SECTION_TEXT,
+    approval_blocks,
+    block_problems,
     escape,
+    fit_blocks,
     header_blocks,
     link,
+    markdown_blocks,
     markdown_to_mrkdwn,
     mention,
     report_blocks,
@@ -24,6 +31,8 @@ from integrations.slack.blocks import (
 from integrations.slack.client import SlackClient
 
 HOSTILE = "pkg <!channel> see <http://evil|click> & <@U0LEAD1>"
+GOLDEN = Path(__file__).parent / "golden"
+CORPUS = Path(__file__).parents[2] / "hostile" / "slack-blocks"
 
 
 def _texts(blocks: list[dict[str, Any]]) -> list[str]:
@@ -194,3 +203,110 @@ def test_markdown_tables_become_lists_and_approvers_are_mentioned() -> None:
     assert approver_mention("@leads", {"leads": "S0LEADS"}) == "<!subteam^S0LEADS>"
     assert approver_mention("@leads") == "@leads"
     assert approver_mention("<!channel>") == "&lt;!channel&gt;"
+
+
+def _render(messages: list[list[dict[str, Any]]]) -> str:
+    """Messages as a person reads them, one line per block (the golden file's form)."""
+    out = []
+    for k, msg in enumerate(messages, start=1):
+        out.append(f"=== message {k} ({len(msg)} blocks)")
+        for b in msg:
+            if b["type"] == "section" and b.get("fields"):
+                out.append("[fields] " + " ‖ ".join(f["text"].replace("\n", " ⏎ ") for f in b["fields"]))
+            elif b["type"] == "section":
+                out.append("[section] " + b["text"]["text"].replace("\n", "\n          "))
+            elif b["type"] in ("header",):
+                out.append(f"[header] {b['text']['text']}")
+            elif b["type"] == "context":
+                out.append("[context] " + " ‖ ".join(e["text"] for e in b["elements"]))
+            else:
+                out.append(f"[{b['type']}]")
+    return "\n".join(out) + "\n"
+
+
+def test_step_report_blocks_golden() -> None:
+    """A real step report (default template: DRILL quote, title heading, key/value table, items
+    table, a failure, a code block, a footnote after ---) as Block Kit, held against a golden file:
+    the title once (header), DRILL once (banner) plus the footer, key/value rows as section
+    fields, items as one section of fields per row, ``---`` as a divider (a footnote as the
+    context footer with incident, step, DRILL), quotes never escaped twice, no Markdown table."""
+    md = (GOLDEN / "step-report.md").read_text(encoding="utf-8")
+    messages = report_blocks("Deactivate the CI access keys of affected services", md, "failed",
+                             drill=True, incident="INC-GOLDEN-1", step="revoke-ci-keys")
+    got = _render(messages)
+    path = GOLDEN / "step-report.blocks.txt"
+    if os.environ.get("STANCH_UPDATE_GOLDEN"):
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8")
+    (msg,) = messages
+    assert block_problems(msg) == []
+    assert got.count("Deactivate the CI access keys of affected services") == 1
+    assert "&gt; *DRILL*" not in got and "&amp;" not in got.replace("ci-desktop-app &amp; ci-web", "")
+    assert [b["type"] for b in msg][:4] == ["context", "header", "context", "divider"]
+    kv = next(b for b in msg if b.get("fields"))
+    assert [f["text"].split("\n")[0] for f in kv["fields"]] == ["*Incident*", "*Step*", "*Started*", "*Finished*",
+                                                                "*Attempts*"]
+    footer = msg[-1]
+    assert footer["type"] == "context" and [e["text"] for e in footer["elements"]] == [
+        "Advisory: `MAL-2026-2307` · runbook `compromised-dependency` · incident `INC-GOLDEN-1`",
+        "Incident `INC-GOLDEN-1` · step `revoke-ci-keys` · :test_tube: DRILL"]
+    texts = "\n".join(_texts(msg))
+    assert not re.search(r"^\s*\|.*\|\s*$", texts.split("```")[0] + texts.split("```")[-1], re.M)
+
+
+def test_report_of_a_live_run_has_no_drill_and_the_title_once() -> None:
+    md = "# Scope — SUCCEEDED\n\n| | |\n|---|---|\n| a | b |\n\n> a real quote & more\n"
+    (msg,) = report_blocks("Scope", md, "succeeded", incident="INC-1", step="scope")
+    texts = _texts(msg)
+    assert "DRILL" not in json.dumps(msg) and sum("Scope" in t for t in texts) == 1
+    assert "> a real quote &amp; more" in texts
+    assert msg[-1]["elements"][0]["text"] == "Incident `INC-1` · step `scope`"
+
+
+def test_a_divider_collapses_and_a_long_table_is_one_line_per_row() -> None:
+    rows = "".join(f"| `svc-{i}` | ok | r{i} |\n" for i in range(40))
+    blocks = markdown_blocks("a\n\n---\n***\n___\n\n| item | status | result |\n|---|---|---|\n" + rows)
+    assert [b["type"] for b in blocks][:3] == ["section", "divider", "section"]
+    assert "• *item*: `svc-39` · *status*: ok · *result*: r39" in blocks[2]["text"]["text"]
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CORPUS.glob("*.json")))
+def test_hostile_block_kit_payloads_are_caught(case: str) -> None:
+    spec = json.loads((CORPUS / case).read_text())
+    blocks = spec["blocks"] * spec.get("repeat", 1)
+    assert block_problems(blocks) == spec["problems"]
+    if spec["fit_fixes"]:
+        fitted = fit_blocks(blocks)
+        assert block_problems(fitted) == [] and "truncated" in json.dumps(fitted[-1])
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in (CORPUS / "reports").glob("*.json")))
+def test_hostile_reports_stay_within_block_kit(case: str) -> None:
+    spec = json.loads((CORPUS / "reports" / case).read_text())
+    md = spec["markdown"]
+    if spec.get("repeat_line"):
+        *head, last = md.rstrip("\n").split("\n")
+        md = "\n".join([*head, *(last.format(i=i) for i in range(spec["repeat_line"]))]) + "\n"
+    messages = report_blocks(spec.get("title", "Report"), md, "succeeded", drill=True, incident="INC-H", step="s")
+    joined = "\n".join(t for m in messages for b in m if b["type"] != "header" for t in _texts([b]))
+    for msg in messages:
+        assert block_problems(msg) == [], block_problems(msg)
+    outside_code = "".join(joined.split("```")[::2])
+    assert not re.search(r"^\s*\|.*\|\s*$", outside_code, re.M)  # no raw Markdown table
+    assert "<" not in joined.replace("&lt;", "")  # nothing live: no mention, no link
+    for text in spec["contains"]:
+        assert text in joined, (text, joined[:2000])
+    for text in spec.get("absent", []):
+        assert text not in joined
+    if spec.get("no_divider"):
+        assert not [b for m in messages for b in m if b["type"] == "divider" and m.index(b) > 3]
+
+
+def test_approval_blocks_with_the_longest_ids_are_within_limits() -> None:
+    fallback, blocks = approval_blocks("s" * 63, HOSTILE * 100, ["U0LEAD1", "@security-leads"], 2,
+                                   datetime(2026, 4, 1, tzinfo=UTC),
+                                   json.dumps({"incident": "INC-" + "x" * 120, "step": "s" * 63}), drill=True)
+    assert block_problems(blocks) == [] and fallback.startswith("[DRILL] Approval needed")
+    actions = blocks[-1]
+    assert actions["type"] == "actions" and {e["action_id"] for e in actions["elements"]} == {
+        "stanch_approve", "stanch_deny"}
