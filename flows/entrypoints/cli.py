@@ -503,36 +503,62 @@ def scope(
 
 
 @timeline_app.command("verify")
-def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
-    """Check the hash chain, the head, and the signed checkpoints (STANCH_TIMELINE_PUBKEYS /
-    STANCH_TIMELINE_KEY): exit 1 if any line was edited, dropped, inserted or reordered, the head
-    is missing or garbage, or the record was rewritten; with a key configured, also if unsigned."""
+def timeline_verify(
+    incident: Annotated[str, typer.Argument(help="Incident id or folder.")],
+    chain_only: Annotated[bool, typer.Option("--chain-only", help="Check only the hash chain and its head, not "
+                                             "the signatures (records written before signing was the default); "
+                                             "a whole rewrite with recomputed hashes passes this.")] = False,
+) -> None:
+    """Check the hash chain, the head and the signed checkpoints: exit 1 if any line was edited,
+    dropped, inserted or reordered, the head is missing or garbage, the record is unsigned or was
+    rewritten, or it was signed by a key not trusted here (STANCH_TIMELINE_PUBKEYS; this
+    installation's own key is always trusted). With the PostgreSQL store, an incident id is
+    checked as the database holds it (lines, stored head and signed head)."""
     import tempfile
 
+    from flows.engine.checkpoints import chain_only as check_chain
     from flows.engine.checkpoints import trusted_keys, verify_record
     from flows.engine.incident import Incident
-    from flows.store import current, materialize
+    from flows.store import current, export_record
 
     try:
         settings = _settings()
-        keys = trusted_keys(settings)
+        keys = {} if chain_only else trusted_keys(settings)
         remote = current()
         if remote is not None and "/" not in incident and remote.exists(incident):
-            # verify what the database holds, not a working copy: a fresh export of it
+            # verify what the database holds, not a working copy: its export, stored heads included
             with tempfile.TemporaryDirectory(prefix="stanch-verify-") as tmp:
-                materialize(remote, incident, Path(tmp) / incident)
-                result = verify_record(Path(tmp) / incident / "timeline.jsonl", keys)
+                path = Path(tmp) / incident / "timeline.jsonl"
+                export_record(remote, incident, path.parent)
+                result = check_chain(path) if chain_only else verify_record(path, keys)
             where = f" (from {remote.display})"
         else:
             inc = Incident.open_existing(settings.store_dir, incident)
-            result, where = verify_record(inc.timeline.path, keys), ""
+            path, where = inc.timeline.path, ""
+            result = check_chain(path) if chain_only else verify_record(path, keys)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    if result.ok:
-        console.print(f"[green]{result}[/]{where}")
+    if result.ok and result.chain_only:
+        err.print(f"[bold yellow]{result}[/]{where}", soft_wrap=True)
+    elif result.ok:
+        console.print(f"[green]{result}[/]{where}", soft_wrap=True)
     else:
-        err.print(f"[bold red]{result}[/]")
+        err.print(f"[bold red]{result}[/]{where}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+@timeline_app.command("key")
+def timeline_key() -> None:
+    """Print the public key this installation signs timelines with (STANCH_TIMELINE_KEY, else
+    $STANCH_HOME/keys/timeline-ed25519.pem, created if missing): give it to whoever verifies
+    records written here, as a line of STANCH_TIMELINE_PUBKEYS."""
+    from flows.engine.timeline_keys import public_line, signing_key
+
+    try:
+        key = signing_key(_settings())
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    print(public_line(key.public_key()))
 
 
 @timeline_app.command("show")
@@ -616,7 +642,7 @@ def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
     import shutil
 
     from flows.engine.incident import Incident
-    from flows.store import current, materialize
+    from flows.store import current, export_record
 
     target = out / incident
     if target.exists() and any(target.iterdir()):
@@ -627,7 +653,7 @@ def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
         if remote is not None:
             if not remote.exists(incident):
                 raise _fail(f"no incident {incident!r} in {remote.display}")
-            count = materialize(remote, incident, target)
+            count = export_record(remote, incident, target)
             source = remote.display
         else:
             inc = Incident.open_existing(settings.store_dir, incident)

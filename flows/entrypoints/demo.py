@@ -9,6 +9,8 @@ Must not touch: anything but loopback endpoints (it is a drill).
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -21,6 +23,14 @@ DEMO_INPUTS = {
     "app_version": "4.2.1",
     "ca_secret": "stanch/sandbox/ca",
 }
+
+
+def verify_hint(home: Path, folder: Path) -> str:
+    """A command that verifies the demo's record from any directory: this installation's stanch,
+    with the STANCH_HOME whose installation key signed the record (so that key is trusted)."""
+    stanch = Path(sys.executable).with_name("stanch")
+    exe = str(stanch) if stanch.exists() else "stanch"
+    return f"STANCH_HOME={shlex.quote(str(home))} {shlex.quote(exe)} timeline verify {shlex.quote(str(folder))}"
 
 
 def run_demo(console: Console, *, keep: bool = False) -> int:
@@ -65,7 +75,7 @@ def run_demo(console: Console, *, keep: bool = False) -> int:
         console.print()
         console.print(f"incident folder: {folder}")
         console.print(f"post-mortem:     {folder / 'postmortem.md'}")
-        console.print(f"verify:          stanch timeline verify {folder}")
+        console.print(f"verify:          {verify_hint(home, folder.resolve())}", soft_wrap=True, markup=False)
         if keep:
             console.print("sandbox kept running; press Ctrl-C to stop")
             try:

@@ -157,6 +157,19 @@ class PostgresStore:
                                    (incident,))
         return {str(n): bytes(b) for n, b in cur}
 
+    def snapshot(self, incident: str) -> tuple[list[tuple[int, bytes]], dict[str, bytes]]:
+        """The incident's lines and documents as of one instant (one REPEATABLE READ transaction):
+        an append writes its line and the head document together, so the two always agree here
+        unless someone changed one without the other — which is what verification must see."""
+        conn = self._conn()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            lines = [(int(seq), bytes(line)) for seq, line in conn.execute(
+                "SELECT seq, line FROM stanch_events WHERE incident = %s ORDER BY seq", (incident,))]
+            docs = {str(n): bytes(b) for n, b in conn.execute(
+                "SELECT name, body FROM stanch_documents WHERE incident = %s ORDER BY name", (incident,))}
+        return lines, docs
+
     def incidents(self) -> list[str]:
         cur = self._conn().execute("SELECT DISTINCT incident FROM stanch_events UNION "
                                    "SELECT DISTINCT incident FROM stanch_documents ORDER BY 1")
