@@ -43,6 +43,8 @@ app.add_typer(sandbox_app, name="sandbox")
 cluster_app = typer.Typer(help="A local cluster: Prefect server on PostgreSQL, workers, Slack app, sandbox.",
                           no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+store_app = typer.Typer(help="The incident store in PostgreSQL (STANCH_STORE=postgresql://…).", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 from flows.entrypoints.drill_cli import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
@@ -602,30 +604,28 @@ def incidents(
 
     if drill and live:
         raise _fail("--drill and --live exclude each other; give neither to list both")
-    from flows.store import current, materialize
+    from flows.store import current
 
-    store = _settings().store_dir
-    remote = current()
-    if remote is not None:  # the database is the record: list what it holds (working copies refreshed)
-        ids = set(remote.incidents())
-        for iid in ids:
-            materialize(remote, iid, store / iid)
-        rows = [r for r in list_incidents(store, "drill" if drill else "live" if live else None) if r.id in ids]
-    else:
+    try:
+        store = _settings().store_dir
+        remote = current()  # the database is the record: what it holds (only what the listing needs)
         rows = list_incidents(store, "drill" if drill else "live" if live else None)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    where = remote.display if remote is not None else str(store)
     if as_json:
         for r in rows:
             print(r.model_dump_json())
         return
     if not rows:
-        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {store}")
+        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {where}")
         return
     table = Table(box=None, pad_edge=False)
     for col in ("incident", "runbook", "started (UTC)", "outcome", "kind"):
         table.add_column(col, no_wrap=col in ("incident", "started (UTC)"), overflow="fold")
     for r in rows:
         colour = "green" if r.outcome in ("succeeded", "rolled back", "nothing to undo") else (
-            "yellow" if r.outcome in ("unfinished", "rolling back") else "red")
+            "yellow" if r.outcome in ("unfinished", "rolling back", "partly rolled back") else "red")
         kind = r.kind + (f" {r.scenario} ({r.score})" if r.scenario else "")
         started = (r.started_at or "?").replace("T", " ")[:16]
         table.add_row(r.id, r.runbook, started, f"[{colour}]{r.outcome}[/]", kind)
@@ -714,6 +714,30 @@ def slack_serve(
             serve(host, port)
     except StanchError as exc:
         raise _fail(str(exc)) from None
+
+
+@store_app.command("migrate")
+def store_migrate() -> None:
+    """Create or migrate the PostgreSQL store's schema to this stanch's version (run it once as the
+    database owner after an upgrade; the least-privilege role cannot). Refuses a database whose
+    schema is newer than this stanch."""
+    from flows.store import current
+    from flows.store.postgres import SCHEMA_VERSION
+
+    remote = current()
+    if remote is None:
+        raise _fail("STANCH_STORE is not a postgresql:// URL: the folder store has no schema to migrate")
+    try:
+        before, after = remote.migrate()
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # psycopg: unreachable, authentication, …
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _fail(f"{remote.display}: {type(exc).__name__}: {first}") from None
+    if before == after:
+        console.print(f"{remote.display}: schema already at version {after} (this stanch's is {SCHEMA_VERSION})")
+    else:
+        console.print(f"{remote.display}: schema migrated from version {before} to {after}")
 
 
 @cluster_app.command("up")
