@@ -166,6 +166,19 @@ def signing_key(settings: StanchSettings) -> Ed25519PrivateKey:
     return ensure_installation_key(path)
 
 
+def key_for_children(settings: StanchSettings) -> dict[str, str]:
+    """Environment that makes a child process sign with this process's key although its own
+    STANCH_HOME differs (a drill's run, whose home is the drill's sandbox folder inside the store):
+    the installation key's path, created if missing; nothing when STANCH_TIMELINE_KEY is set (the
+    child inherits it with the environment)."""
+    if settings.timeline_key is not None:
+        return {}
+    path = installation_key_path(settings)
+    _refuse_inside_store(path, settings, "the timeline signing key")
+    ensure_installation_key(path)
+    return {"STANCH_TIMELINE_KEY": str(path)}
+
+
 def own_public_key(settings: StanchSettings) -> Ed25519PublicKey | None:
     """The public half of the key this installation signs with, without creating one."""
     if settings.timeline_key is not None:
@@ -185,5 +198,6 @@ def trusted_keys(settings: StanchSettings) -> dict[str, Ed25519PublicKey]:
     return {key_id(k): k for k in keys}
 
 
-__all__ = ["INSTALLATION_KEY", "ensure_installation_key", "installation_key_path", "key_id", "load_private",
-           "load_public", "own_public_key", "public_line", "public_text", "signing_key", "trusted_keys"]
+__all__ = ["INSTALLATION_KEY", "ensure_installation_key", "installation_key_path", "key_for_children", "key_id",
+           "load_private", "load_public", "own_public_key", "public_line", "public_text", "signing_key",
+           "trusted_keys"]
