@@ -57,3 +57,28 @@ def test_a_key_inside_the_store_is_refused_and_an_unwritable_home_is_explained(t
     (tmp_path / "bad" / "keys" / "timeline-ed25519.pem").write_text("not a key")
     with pytest.raises(ConfigurationError, match="unreadable"):
         signing_key(StanchSettings(home=tmp_path / "bad"))
+
+
+def test_timeline_key_prints_the_line_a_verifier_elsewhere_needs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.engine.checkpoints import Signer, verify_record
+    from flows.engine.timeline import Timeline
+    from flows.entrypoints.cli import app
+
+    writer = {"STANCH_HOME": str(tmp_path / "writer"), "STANCH_STORE": str(tmp_path / "store")}
+    printed = CliRunner().invoke(app, ["timeline", "key"], env=writer)
+    assert printed.exit_code == 0 and printed.output.startswith("ssh-ed25519 "), printed.output
+    tl = Timeline(tmp_path / "store" / "INC-K")
+    tl.append("run.started", data={})
+    Signer.from_settings(StanchSettings(home=tmp_path / "writer"), "INC-K", tl).checkpoint(
+        "end", lambda kind, data: tl.append(kind, data=data))
+    tl.close()
+    elsewhere = {"STANCH_HOME": str(tmp_path / "auditor"), "COLUMNS": "300"}
+    refused = CliRunner().invoke(app, ["timeline", "verify", str(tmp_path / "store" / "INC-K")], env=elsewhere)
+    assert refused.exit_code == 1 and "not trusted here" in refused.output
+    trusted = CliRunner().invoke(app, ["timeline", "verify", str(tmp_path / "store" / "INC-K")],
+                                 env={**elsewhere, "STANCH_TIMELINE_PUBKEYS": printed.output.strip()})
+    assert trusted.exit_code == 0 and "head signed" in trusted.output, trusted.output
+    assert verify_record(tmp_path / "store" / "INC-K" / "timeline.jsonl", trusted_keys(
+        StanchSettings(home=tmp_path / "auditor", timeline_pubkeys=printed.output.strip()))).signed
