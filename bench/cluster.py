@@ -3,8 +3,10 @@ and how long a SIGKILLed worker's incident takes to be resumed by another.
 
 Setup (not timed): moto (behind the fault injector) in its own process, seeded with 5 accounts x
 ``20 x 5`` users x 2 access keys; a cluster from ``flows.entrypoints.cluster.up`` — a Prefect
-server on PostgreSQL (a throwaway database, dropped at the end) and ``stanch worker`` processes
-with run leases; then ``--latency-ms`` (25) injected on every AWS call.
+server on PostgreSQL (a throwaway database, dropped at the end), ``stanch worker`` processes with
+run leases, and the incident record in the PostgreSQL store of the same database (the cluster's
+default; timelines are read from it, never from a worker's working copy); then ``--latency-ms``
+(25) injected on every AWS call.
 
 1. **Scale.** 20 incidents, each ``bench/runbooks/revoke.yaml`` over its own 25 users in 5
    accounts (50 keys, 75 AWS calls + 5 AssumeRoles), submitted at once with
@@ -50,23 +52,23 @@ from integrations.sandbox.faults import clear_faults, inject_latency  # noqa: E4
 RUNBOOK = ROOT / "bench" / "runbooks" / "revoke.yaml"
 
 
-def events(store: Path, incident: str) -> list[dict[str, Any]]:
-    path = store / incident / "timeline.jsonl"
-    return [json.loads(x) for x in path.open()] if path.exists() else []
+def events(store: Any, incident: str) -> list[dict[str, Any]]:
+    """The incident's timeline as the PostgreSQL store holds it (``store``: a PostgresStore)."""
+    return [json.loads(line) for _, line in store.lines(incident)]
 
 
 def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def submit(api: str, store: Path, incident: str, targets: list[dict[str, str]]) -> Any:
+def submit(api: str, store: str, incident: str, targets: list[dict[str, str]]) -> Any:
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: api}):
         return run_deployment("stanch-runbook/stanch", timeout=0, flow_run_name=incident, parameters={
             "runbook_path": str(RUNBOOK), "inputs": {"targets": targets}, "incident_id": incident,
-            "store": str(store), "initiator": "bench"})
+            "store": store, "initiator": "bench"})
 
 
 def wait_final(api: str, ids: list[Any], timeout: float) -> dict[Any, Any]:
@@ -118,7 +120,7 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def scale_phase(api: str, store: Path, fleet: Fleet, n_incidents: int, per_account: int, label: str,
+def scale_phase(api: str, store: str, fleet: Fleet, n_incidents: int, per_account: int, label: str,
                 latency_ms: float, pids: dict[str, int]) -> float:
     reset(fleet)
     inject_latency(fleet.url, "*", delay_ms=latency_ms)
@@ -146,16 +148,22 @@ def scale_phase(api: str, store: Path, fleet: Fleet, n_incidents: int, per_accou
     return wall
 
 
-def kill_phase(api: str, store: Path, fleet: Fleet, state: Any, leases: Any, kill_after: int,
+def kill_phase(api: str, state: Any, fleet: Fleet, leases: Any, kill_after: int,
                latency_ms: float) -> dict[str, float]:
+    from flows.store.postgres import PostgresStore
+
+    store = PostgresStore(state.store)
     reset(fleet)
     inject_latency(fleet.url, "*", delay_ms=latency_ms)
     incident = "BENCH-KILL"
     targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in fleet.users]
-    run = submit(api, store, incident, targets)
+    run = submit(api, state.store, incident, targets)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        done = sum(1 for e in events(store, incident) if e["kind"] == "item.succeeded")
+    seen, done = 0, 0
+    while time.monotonic() < deadline:  # only the lines added since the last look
+        for seq, line in store.lines(incident, after=seen):
+            seen = seq
+            done += json.loads(line)["kind"] == "item.succeeded"
         if done >= kill_after:
             break
         time.sleep(0.02)
@@ -181,6 +189,7 @@ def kill_phase(api: str, store: Path, fleet: Fleet, state: Any, leases: Any, kil
            "kill_to_resumed_s": ts(resumed["ts"]) - killed_at, "duplicated_items": len(succeeded) - len(set(succeeded)),
            "keys_left_active": all_inactive(fleet, fleet.users), "take_over_state": new.state.name,
            "killed": holder}
+    store.close()
     print(f"  take-over: {holder} SIGKILLed after {done_at_kill}/{len(targets)} items; Crashed after "
           f"{out['kill_to_crashed_s']:.2f} s, run.resumed after {out['kill_to_resumed_s']:.2f} s; take-over run "
           f"{new.state.name}; items done twice: {out['duplicated_items']}; keys left Active: "
@@ -206,11 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(PREFECT_HOME=str(work / "prefect-client"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                       DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING", AWS_ACCESS_KEY_ID="testing",
                       AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
-    from flows.entrypoints.cluster import ClusterConfig, add_worker, down, drop_database, up
+    from flows.entrypoints.cluster import ClusterConfig, add_worker, database_url, down, drop_database, up
     from flows.entrypoints.leases import LeaseStore
 
     database = f"stanch_bench_cluster_{uuid.uuid4().hex[:8]}"
-    store = work / "incidents"
     with moto_process() as url:
         t = time.monotonic()
         fleet = seed(url, args.accounts, args.incidents * args.users_per_account)
@@ -218,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ClusterConfig(home=work / "home", postgres=args.postgres, prefect_database=database,
                                stanch_database=database, prefect_port=0, workers=1,
                                worker_concurrency=args.concurrency, worker_poll=0.2, lease_ttl=args.lease_ttl,
-                               lease_renew=args.renew, slack=False, sandbox=False, store=str(store),
+                               lease_renew=args.renew, slack=False, sandbox=False,
+                               store=database_url(args.postgres, database),  # the PostgreSQL store, beside the leases
                                extra_env={"STANCH_AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
                                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION})
         try:
@@ -227,15 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster up in {time.monotonic() - t:.1f} s: Prefect {state.prefect_ui_url} on PostgreSQL "
                   f"({database}), 1 worker x {args.concurrency} runs; {args.latency_ms:.0f} ms per AWS call")
             pids = {**state.pids, "moto": blast_radius.MOTO_PID, "bench (submit+poll)": os.getpid()}
-            one = scale_phase(state.prefect_api_url, store, fleet, args.incidents, args.users_per_account, "1w",
+            one = scale_phase(state.prefect_api_url, state.store, fleet, args.incidents, args.users_per_account, "1w",
                               args.latency_ms, pids)
             add_worker(state, config, "worker-2")
             pids = {**state.pids, "moto": blast_radius.MOTO_PID, "bench (submit+poll)": os.getpid()}
-            two = scale_phase(state.prefect_api_url, store, fleet, args.incidents, args.users_per_account, "2w",
+            two = scale_phase(state.prefect_api_url, state.store, fleet, args.incidents, args.users_per_account, "2w",
                               args.latency_ms, pids)
             print(f"  1 worker / 2 workers: {one / two:.2f}x")
             leases = LeaseStore(state.leases_url, ttl=args.lease_ttl)
-            kill = kill_phase(state.prefect_api_url, store, fleet, state, leases, args.kill_after, args.latency_ms)
+            kill = kill_phase(state.prefect_api_url, state, fleet, leases, args.kill_after, args.latency_ms)
             leases.close()
             print(json.dumps({"one_worker_s": round(one, 2), "two_workers_s": round(two, 2),
                               "ratio": round(one / two, 2), "lease_ttl_s": args.lease_ttl, "renew_s": args.renew,

@@ -21,6 +21,9 @@ os.environ["STANCH_PYPI_URL"] = ""
 # Slack 5xx/connection retries back off 0.02*2^n s, not slack_sdk's 0.5*2^n (+1 s jitter): the
 # Slack-down drill and outage tests make dozens of calls against a 503-ing stand-in (same retry count).
 os.environ["STANCH_SLACK_RETRY_BACKOFF"] = "0.02"
+# Runs sign their timelines by default with the installation key <STANCH_HOME>/keys/…: a test that
+# sets no STANCH_HOME of its own gets a temporary one (never ./.stanch in the checkout).
+os.environ.setdefault("STANCH_HOME", tempfile.mkdtemp(prefix="stanch-test-home-"))
 
 
 import pytest  # noqa: E402

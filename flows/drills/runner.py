@@ -41,8 +41,10 @@ from flows.drills import contract
 from flows.drills.injects import Injector, InjectRecord
 from flows.drills.isolation import REPO, DrillSandbox
 from flows.engine.incident import new_incident_id
+from flows.engine.timeline_keys import key_for_children
 from flows.store import mirror
 from integrations.errors import StanchError
+from integrations.settings import StanchSettings
 
 _CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
 
@@ -227,6 +229,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         before_obs = {r.name: r.observed for r in before_results}
         env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
                "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
+        # the run's home is inside the store: it signs with this installation's key (verifiable here)
+        env.update(key_for_children(StanchSettings()))
         env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
         env["STANCH_RUN_TAGS"] = f"scenario:{scenario.name}"  # tags the runbook's own flow run
         if scenario.approval_expires:
@@ -319,8 +323,6 @@ def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False,
     call gets a new incident id; ``echo`` shows the run's progress on stdout. Returns the scorecard
     as JSON plus ``exit_code`` (1: a probe or target failed). The flow run completes either way
     (a failed drill is a result, not a crash); it fails only when the drill could not run."""
-    from integrations.settings import StanchSettings
-
     target = Path(store) if store else StanchSettings().store_dir
     result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo)
     return {"incident_id": result.incident_id, "folder": str(result.folder), "exit_code": result.exit_code,

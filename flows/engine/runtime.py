@@ -24,6 +24,7 @@ from flows.engine.compiler import compile_plan, resolve_inputs
 from flows.engine.conductor import StepStatus
 from flows.engine.events import add_listener
 from flows.engine.incident import Incident
+from flows.engine.incident_list import rollback_outcome
 from flows.engine.notify import NO_RUN_LINK
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
@@ -187,19 +188,11 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)
-    engine.record("rollback.finished", data={"failed": failures, "undone": undone, "not_undone": not_undone})
+    outcome = rollback_outcome(failures, undone, not_undone)
+    engine.record("rollback.finished", data={"outcome": outcome, "failed": failures, "undone": undone,
+                                             "not_undone": not_undone})
     engine.incident.render_postmortem(engine.plan.postmortem_template)
     engine.checkpoint("rollback", final=True)
-    if failures:
-        outcome = "rollback incomplete"
-    elif not_undone and not undone:
-        outcome = "nothing undone"
-    elif not undone:
-        outcome = "nothing to undo"
-    elif not_undone:
-        outcome = "partly rolled back"
-    else:
-        outcome = "rolled back"
     # the header tells what the fleet is in now: nothing undone leaves it as the run left it
     if outcome != "nothing undone" and (problem := engine.notifier.rolled_back(outcome)):
         engine.record("slack.unavailable", data={"error": problem})

@@ -144,14 +144,14 @@ class Engine:
                               if spec.secret and inputs.get(k) not in (None, "") and not isinstance(inputs[k], dict)}
         # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
         self._history = {k: list(v) for k, v in self.prior.history.items()}
-        self.signer = Signer.from_settings(settings, incident.id, incident.timeline)  # None: no key
+        self.signer: Signer | None = Signer.from_settings(settings, incident.id, incident.timeline)
 
     def checkpoint(self, label: str, *, final: bool = False) -> dict[str, Any] | None:
-        """Sign the timeline's head (STANCH_TIMELINE_KEY; flows.engine.checkpoints) and publish its
-        hash to witnesses outside the store: a version of the Prefect artifact ``<incident>-checkpoints``
-        and a reply in the incident's Slack thread. ``final``: the end of a run or rollback. Nothing
-        is recorded about a witness (after a final checkpoint it would leave the head unsigned), so
-        a witness that fails is only logged."""
+        """Sign the timeline's head (flows.engine.checkpoints: STANCH_TIMELINE_KEY, else the
+        installation key) and publish its hash to witnesses outside the store: a version of the
+        Prefect artifact ``<incident>-checkpoints`` and a reply in the incident's Slack thread.
+        ``final``: the end of a run or rollback. Nothing is recorded about a witness (after a final
+        checkpoint it would leave the head unsigned), so a witness that fails is only logged."""
         if self.signer is None:
             return None
         head = self.signer.checkpoint(label, lambda kind, data: self.record(kind, data=data))

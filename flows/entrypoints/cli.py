@@ -43,6 +43,8 @@ app.add_typer(sandbox_app, name="sandbox")
 cluster_app = typer.Typer(help="A local cluster: Prefect server on PostgreSQL, workers, Slack app, sandbox.",
                           no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+store_app = typer.Typer(help="The incident store in PostgreSQL (STANCH_STORE=postgresql://…).", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 from flows.entrypoints.drill_cli import drill_app  # noqa: E402
 
 app.add_typer(drill_app, name="drill")
@@ -516,36 +518,62 @@ def scope(
 
 
 @timeline_app.command("verify")
-def timeline_verify(incident: Annotated[str, typer.Argument(help="Incident id or folder.")]) -> None:
-    """Check the hash chain, the head, and the signed checkpoints (STANCH_TIMELINE_PUBKEYS /
-    STANCH_TIMELINE_KEY): exit 1 if any line was edited, dropped, inserted or reordered, the head
-    is missing or garbage, or the record was rewritten; with a key configured, also if unsigned."""
+def timeline_verify(
+    incident: Annotated[str, typer.Argument(help="Incident id or folder.")],
+    chain_only: Annotated[bool, typer.Option("--chain-only", help="Check only the hash chain and its head, not "
+                                             "the signatures (records written before signing was the default); "
+                                             "a whole rewrite with recomputed hashes passes this.")] = False,
+) -> None:
+    """Check the hash chain, the head and the signed checkpoints: exit 1 if any line was edited,
+    dropped, inserted or reordered, the head is missing or garbage, the record is unsigned or was
+    rewritten, or it was signed by a key not trusted here (STANCH_TIMELINE_PUBKEYS; this
+    installation's own key is always trusted). With the PostgreSQL store, an incident id is
+    checked as the database holds it (lines, stored head and signed head)."""
     import tempfile
 
+    from flows.engine.checkpoints import chain_only as check_chain
     from flows.engine.checkpoints import trusted_keys, verify_record
     from flows.engine.incident import Incident
-    from flows.store import current, materialize
+    from flows.store import current, export_record
 
     try:
         settings = _settings()
-        keys = trusted_keys(settings)
+        keys = {} if chain_only else trusted_keys(settings)
         remote = current()
         if remote is not None and "/" not in incident and remote.exists(incident):
-            # verify what the database holds, not a working copy: a fresh export of it
+            # verify what the database holds, not a working copy: its export, stored heads included
             with tempfile.TemporaryDirectory(prefix="stanch-verify-") as tmp:
-                materialize(remote, incident, Path(tmp) / incident)
-                result = verify_record(Path(tmp) / incident / "timeline.jsonl", keys)
+                path = Path(tmp) / incident / "timeline.jsonl"
+                export_record(remote, incident, path.parent)
+                result = check_chain(path) if chain_only else verify_record(path, keys)
             where = f" (from {remote.display})"
         else:
             inc = Incident.open_existing(settings.store_dir, incident)
-            result, where = verify_record(inc.timeline.path, keys), ""
+            path, where = inc.timeline.path, ""
+            result = check_chain(path) if chain_only else verify_record(path, keys)
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    if result.ok:
-        console.print(f"[green]{result}[/]{where}")
+    if result.ok and result.chain_only:
+        err.print(f"[bold yellow]{result}[/]{where}", soft_wrap=True)
+    elif result.ok:
+        console.print(f"[green]{result}[/]{where}", soft_wrap=True)
     else:
-        err.print(f"[bold red]{result}[/]")
+        err.print(f"[bold red]{result}[/]{where}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+@timeline_app.command("key")
+def timeline_key() -> None:
+    """Print the public key this installation signs timelines with (STANCH_TIMELINE_KEY, else
+    $STANCH_HOME/keys/timeline-ed25519.pem, created if missing): give it to whoever verifies
+    records written here, as a line of STANCH_TIMELINE_PUBKEYS."""
+    from flows.engine.timeline_keys import public_line, signing_key
+
+    try:
+        key = signing_key(_settings())
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    print(public_line(key.public_key()))
 
 
 @timeline_app.command("show")
@@ -588,23 +616,21 @@ def incidents(
 
     if drill and live:
         raise _fail("--drill and --live exclude each other; give neither to list both")
-    from flows.store import current, materialize
+    from flows.store import current
 
-    store = _settings().store_dir
-    remote = current()
-    if remote is not None:  # the database is the record: list what it holds (working copies refreshed)
-        ids = set(remote.incidents())
-        for iid in ids:
-            materialize(remote, iid, store / iid)
-        rows = [r for r in list_incidents(store, "drill" if drill else "live" if live else None) if r.id in ids]
-    else:
+    try:
+        store = _settings().store_dir
+        remote = current()  # the database is the record: what it holds (only what the listing needs)
         rows = list_incidents(store, "drill" if drill else "live" if live else None)
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    where = remote.display if remote is not None else str(store)
     if as_json:
         for r in rows:
             print(r.model_dump_json())
         return
     if not rows:
-        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {store}", markup=False,
+        console.print(f"no {'drill ' if drill else 'live ' if live else ''}incidents in {where}", markup=False,
                       soft_wrap=True)
         return
     console.print(incidents_view(rows), soft_wrap=True)
@@ -620,7 +646,7 @@ def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
     import shutil
 
     from flows.engine.incident import Incident
-    from flows.store import current, materialize
+    from flows.store import current, export_record
 
     target = out / incident
     if target.exists() and any(target.iterdir()):
@@ -631,7 +657,7 @@ def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
         if remote is not None:
             if not remote.exists(incident):
                 raise _fail(f"no incident {incident!r} in {remote.display}")
-            count = materialize(remote, incident, target)
+            count = export_record(remote, incident, target)
             source = remote.display
         else:
             inc = Incident.open_existing(settings.store_dir, incident)
@@ -693,6 +719,30 @@ def slack_serve(
             serve(host, port)
     except StanchError as exc:
         raise _fail(str(exc)) from None
+
+
+@store_app.command("migrate")
+def store_migrate() -> None:
+    """Create or migrate the PostgreSQL store's schema to this stanch's version (run it once as the
+    database owner after an upgrade; the least-privilege role cannot). Refuses a database whose
+    schema is newer than this stanch."""
+    from flows.store import current
+    from flows.store.postgres import SCHEMA_VERSION
+
+    remote = current()
+    if remote is None:
+        raise _fail("STANCH_STORE is not a postgresql:// URL: the folder store has no schema to migrate")
+    try:
+        before, after = remote.migrate()
+    except StanchError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # psycopg: unreachable, authentication, …
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _fail(f"{remote.display}: {type(exc).__name__}: {first}") from None
+    if before == after:
+        console.print(f"{remote.display}: schema already at version {after} (this stanch's is {SCHEMA_VERSION})")
+    else:
+        console.print(f"{remote.display}: schema migrated from version {before} to {after}")
 
 
 @cluster_app.command("up")

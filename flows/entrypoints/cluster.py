@@ -8,7 +8,11 @@ and the sandbox (moto + Slack stand-in). Each process logs to ``<home>/cluster/l
 ``<home>/cluster/cluster.json`` holds the URLs and pids. ``down`` stops them (workers get SIGINT
 and their grace period; the rest SIGTERM then SIGKILL), newest first. The incident store is passed
 through untouched: ``STANCH_STORE`` (a folder, or ``postgresql://…`` with the PostgreSQL store) as
-given, else the PostgreSQL store in the ``stanch`` database (beside the run leases).
+given, else the PostgreSQL store in the ``stanch`` database (beside the run leases). One timeline
+signing key serves every process: ``STANCH_TIMELINE_KEY`` as given, else the cluster home's
+installation key (``<home>/keys/timeline-ed25519.pem``, created if missing), handed to every worker
+and the Slack app; its public half is in the client environment (``STANCH_TIMELINE_PUBKEYS``), so a
+record written by any worker verifies from any shell.
 
 Production runs the same topology under systemd (docs/operations.md).
 
@@ -80,14 +84,20 @@ class ClusterState(BaseModel):
     leases_url: str
     store: str
     slack_url: str | None = None
+    timeline_key_file: str | None = None  # the signing key handed to every process (a path, never the key)
+    timeline_pubkey: str | None = None  # its public half (base64 of the raw key): what clients trust
     pids: dict[str, int] = Field(default_factory=dict)  # name -> pid, in start order
     logs: Path
     started_at: datetime
 
     def environment(self) -> dict[str, str]:
-        """What a client process (CLI, run_deployment, `stanch approve`) needs to reach this cluster."""
-        return {"PREFECT_API_URL": self.prefect_api_url, "STANCH_STORE": self.store,
-                "STANCH_WORKER_LEASES": self.leases_url}
+        """What a client process (CLI, run_deployment, `stanch approve`, `stanch timeline verify`)
+        needs to reach this cluster and trust the records its workers sign."""
+        env = {"PREFECT_API_URL": self.prefect_api_url, "STANCH_STORE": self.store,
+               "STANCH_WORKER_LEASES": self.leases_url}
+        if self.timeline_pubkey:
+            env["STANCH_TIMELINE_PUBKEYS"] = self.timeline_pubkey
+        return env
 
 
 def cluster_dir(home: Path) -> Path:
@@ -213,6 +223,7 @@ def up(config: ClusterConfig) -> ClusterState:
     store = config.store or env.get("STANCH_STORE") or database_url(config.postgres, config.stanch_database)
     env["STANCH_STORE"] = store
     env["STANCH_HOME"] = str(home)
+    key_file, pubkey = _timeline_key(home, env)
     port = config.prefect_port or _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     pg_async = database_url(config.postgres, config.prefect_database).replace("postgresql://",
@@ -220,12 +231,13 @@ def up(config: ClusterConfig) -> ClusterState:
     leases_url = database_url(config.postgres, config.stanch_database)
     state = ClusterState(home=home, prefect_api_url=api_url, prefect_ui_url=f"http://127.0.0.1:{port}",
                          prefect_database_url=pg_async, leases_url=leases_url, store=store, logs=logs,
-                         started_at=datetime.now(UTC))
+                         started_at=datetime.now(UTC), timeline_key_file=key_file, timeline_pubkey=pubkey)
     deadline = time.monotonic() + config.start_timeout
     try:
         server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": pg_async,
                       "PREFECT_HOME": str(cdir / "prefect-server"), "PREFECT_UI_API_URL": api_url}
         server_env.pop("PREFECT_API_URL", None)
+        server_env.pop("STANCH_TIMELINE_KEY", None)  # the Prefect server signs nothing
         server = _spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                            "--port", str(port), "--analytics-off"], server_env, logs, cdir)
         state.pids["prefect-server"] = server.pid
@@ -261,8 +273,22 @@ def up(config: ClusterConfig) -> ClusterState:
     return state
 
 
+def _timeline_key(home: Path, env: dict[str, str]) -> tuple[str | None, str]:
+    """(key file handed to every process, its public half): STANCH_TIMELINE_KEY as given (no file
+    of ours: it reaches the processes through their environment), else the cluster home's
+    installation key, created if missing."""
+    from flows.engine.timeline_keys import INSTALLATION_KEY, ensure_installation_key, load_private, public_text
+
+    if env.get("STANCH_TIMELINE_KEY"):
+        return None, public_text(load_private(env["STANCH_TIMELINE_KEY"]).public_key())
+    path = home / INSTALLATION_KEY
+    return str(path), public_text(ensure_installation_key(path).public_key())
+
+
 def _client_env(config: ClusterConfig, state: ClusterState) -> dict[str, str]:
     env = base_environment(config)
+    if state.timeline_key_file and not env.get("STANCH_TIMELINE_KEY"):
+        env["STANCH_TIMELINE_KEY"] = state.timeline_key_file  # every worker and the Slack app sign with it
     if config.sandbox:
         from integrations.sandbox import read_state as sandbox_state
 

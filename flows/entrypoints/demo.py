@@ -10,6 +10,8 @@ Must not touch: anything but loopback endpoints (it is a drill).
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +24,14 @@ DEMO_INPUTS = {
     "app_version": "4.2.1",
     "ca_secret": "stanch/sandbox/ca",
 }
+
+
+def verify_hint(home: Path, folder: Path) -> str:
+    """A command that verifies the demo's record from any directory: this installation's stanch,
+    with the STANCH_HOME whose installation key signed the record (so that key is trusted)."""
+    stanch = Path(sys.executable).with_name("stanch")
+    exe = str(stanch) if stanch.exists() else "stanch"
+    return f"STANCH_HOME={shlex.quote(str(home))} {shlex.quote(exe)} timeline verify {shlex.quote(str(folder))}"
 
 
 def run_demo(console: Console, *, keep: bool = False) -> int:
@@ -65,7 +75,7 @@ def run_demo(console: Console, *, keep: bool = False) -> int:
             updated = [c for c in calls if c["method"] == "chat.update"]
             say(f"  Slack: {len(posted)} messages posted, {len(updated)} header updates")
         console.print()
-        report_where(summary, verify=True)
+        report_where(summary, verify=verify_hint(home, Path(summary.get("folder", "")).resolve()))
         if keep:
             console.print("sandbox kept running; press Ctrl-C to stop")
             try:

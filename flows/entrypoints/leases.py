@@ -10,7 +10,9 @@ it: fencing.
 Detection bound: a dead worker's runs are taken over at most ``ttl + scan interval`` after its
 last renewal (defaults 10 s + 2 s; docs/operations.md).
 
-Owns: the lease table (created on first use), acquire/renew/release/take-over queries.
+Owns: the lease table (created on first use when it is missing: a role without CREATE on the
+schema — ``stanch_worker`` in docs/operations.md — uses the table the owner created), acquire/
+renew/release/take-over queries.
 Must not touch: Prefect (the worker decides what a take-over means), the incident store.
 """
 
@@ -24,6 +26,8 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+
+from integrations.errors import ConfigurationError
 
 TABLE = "stanch_run_leases"
 SCHEMA = f"""
@@ -66,7 +70,7 @@ class LeaseStore:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-                    self._conn.execute(SCHEMA)
+                    self._create_table(self._conn)
                 cur = self._conn.execute(sql, params)
                 return cur.fetchall() if cur.description is not None else []
             except psycopg.Error:
@@ -74,6 +78,21 @@ class LeaseStore:
                     self._conn.close()
                 self._conn = None
                 raise
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the table unless it exists. Checked first: PostgreSQL checks CREATE on the schema
+        even for ``CREATE TABLE IF NOT EXISTS`` of an existing table, which the worker role lacks."""
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
+        if row and row[0]:
+            return
+        try:
+            conn.execute(SCHEMA)
+        except psycopg.errors.InsufficientPrivilege:
+            conn.close()
+            raise ConfigurationError(
+                f"the run lease table {TABLE} does not exist and this role may not create it: start one "
+                "worker once with the database owner's URL (or grant CREATE on the schema), then grant the "
+                "worker role its rights (docs/operations.md, PostgreSQL roles)") from None
 
     def ensure_schema(self) -> None:
         self._execute("SELECT 1")

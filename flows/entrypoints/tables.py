@@ -154,7 +154,7 @@ def timeline_view(events: list[dict[str, Any]], title: str = "") -> _Lines:
 def _outcome_style(outcome: str) -> str:
     if outcome in ("succeeded", "rolled back", "nothing to undo"):
         return "green"
-    return "yellow" if outcome in ("unfinished", "rolling back") else "red"
+    return "yellow" if outcome in ("unfinished", "rolling back", "partly rolled back") else "red"
 
 
 def incidents_view(rows: list[Any]) -> _Lines:

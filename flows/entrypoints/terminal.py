@@ -78,15 +78,16 @@ def _say(text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def report_where(summary: dict[str, Any], *, verify: bool = False) -> None:
+def report_where(summary: dict[str, Any], *, verify: bool | str = False) -> None:
     """Where the record is, each said once: the incident folder, the post-mortem, (with
-    ``verify``) the command that checks the timeline, and Prefect's log when anything went there."""
+    ``verify``) the command that checks the timeline (``verify`` a string: that command), and Prefect's
+    log when anything went there."""
     folder = Path(summary.get("folder", ""))
     _say(f"incident folder: {folder}")
     if (folder / "postmortem.md").exists():
         _say(f"post-mortem:     {folder / 'postmortem.md'}")
     if verify:
-        _say(f"verify:          stanch timeline verify {folder}")
+        _say(f"verify:          {verify if isinstance(verify, str) else f'stanch timeline verify {folder}'}")
     log = summary.get("prefect_log") or {}
     if log:
         n = int(log.get("records", 0))

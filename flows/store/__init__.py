@@ -2,9 +2,10 @@
 
 Owns: choosing the store from ``STANCH_STORE`` (``current()``: None for a folder, a
 ``PostgresStore`` for ``postgresql://…``), and the folder form of a record held in the database
-(``materialize``: the byte-identical ``<incident>/`` folder — timeline.jsonl, timeline.head,
-timeline.checkpoint, plan.json, incident.json, reports/, postmortem.md, scorecards — that
-``stanch export`` writes and that the engine works on as its local working copy), plus
+(``export_record``: the byte-identical ``<incident>/`` folder — timeline.jsonl, timeline.head,
+timeline.checkpoint, plan.json, incident.json, reports/, postmortem.md, scorecards — exactly as
+stored, which ``stanch export`` writes and ``stanch timeline verify`` checks; ``materialize``: the
+same folder as the engine's local working copy, its head following the lines it holds), plus
 ``mirror`` (a file the engine wrote goes to the database too).
 
 With PostgreSQL the database is the record: every timeline append goes through its chain
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from flows.store.postgres import _HEAD_WIDTH, HEAD_DOC, PostgresStore
 
-__all__ = ["HEAD_DOC", "PostgresStore", "current", "is_url", "materialize", "mirror", "open_store"]
+__all__ = ["HEAD_DOC", "PostgresStore", "current", "export_record", "is_url", "materialize", "mirror",
+           "open_store"]
 
 _stores: dict[tuple[str, int], PostgresStore] = {}
 _lock = threading.Lock()
@@ -72,6 +74,22 @@ def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
             continue  # a document name never leaves the incident folder
         _write(target, doc)
     return count
+
+
+def export_record(store: PostgresStore, incident: str, folder: Path) -> int:
+    """Write the record exactly as the database holds it into ``folder`` (``<dir>/<incident>``,
+    new or empty): its lines and every document — the stored ``timeline.head`` and
+    ``timeline.checkpoint`` included, never a head recomputed from the lines, so a truncation or
+    an edit inside the database shows when the export is verified. One consistent snapshot.
+    Returns the number of events."""
+    lines, docs = store.snapshot(incident)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / TIMELINE, b"".join(line + b"\n" for _, line in lines))
+    for name, doc in docs.items():
+        target = (folder / name).resolve()
+        if target.is_relative_to(folder.resolve()):  # a document name never leaves the incident folder
+            _write(target, doc)
+    return len(lines)
 
 
 def mirror(folder: Path, path: Path) -> None:

@@ -1,6 +1,7 @@
 """The incident record in PostgreSQL (``STANCH_STORE=postgresql://…``).
 
-Owns: the schema (created and migrated on first use, ``stanch_schema.version``), appending
+Owns: the schema (created and migrated on first use, ``stanch_schema.version``; see ``MIGRATIONS``),
+appending
 timeline events to a chain that two writers can never fork, named documents (``plan.json``,
 ``incident.json``, ``reports/<step>.md``, ``postmortem.md``, ``timeline.head``,
 ``timeline.checkpoint``, ``scorecard.*``), listing incidents, and claiming de-duplication keys
@@ -20,24 +21,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
-SCHEMA_VERSION = 1
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS stanch_schema (version integer NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS stanch_events (
-        incident text NOT NULL, seq bigint NOT NULL, prev text NOT NULL, hash text NOT NULL,
-        kind text NOT NULL, line bytea NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (incident, seq))""",
-    """CREATE TABLE IF NOT EXISTS stanch_documents (
-        incident text NOT NULL, name text NOT NULL, body bytea NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (incident, name))""",
-    """CREATE TABLE IF NOT EXISTS stanch_dedup (
-        key text PRIMARY KEY, seen_at double precision NOT NULL)""",
-]
+from integrations.errors import ConfigurationError
+
+# Each version's statements take the schema from the one before to it; ``_migrate`` applies the
+# missing ones in one transaction and records each version in ``stanch_schema``. Never edit a
+# released step: add the next one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("CREATE TABLE IF NOT EXISTS stanch_schema (version integer NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS stanch_events (
+            incident text NOT NULL, seq bigint NOT NULL, prev text NOT NULL, hash text NOT NULL,
+            kind text NOT NULL, line bytea NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (incident, seq))""",
+        """CREATE TABLE IF NOT EXISTS stanch_documents (
+            incident text NOT NULL, name text NOT NULL, body bytea NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (incident, name))""",
+        """CREATE TABLE IF NOT EXISTS stanch_dedup (
+            key text PRIMARY KEY, seen_at double precision NOT NULL)"""),
+    # 2: listing incidents reads only their run/rollback events and two documents, not every row
+    2: ("CREATE INDEX IF NOT EXISTS stanch_events_by_kind ON stanch_events (kind text_pattern_ops)",
+        "CREATE INDEX IF NOT EXISTS stanch_documents_by_name ON stanch_documents (name)"),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 HEAD_DOC = "timeline.head"
 _HEAD_WIDTH = 96  # the folder's fixed-width head record, so an export is byte-identical
 
@@ -46,6 +56,17 @@ Make = Callable[[int, str], tuple[dict[str, Any], bytes]]
 
 class ChainConflict(RuntimeError):
     """Too many concurrent appends in a row (should not happen: each retry sees a newer head)."""
+
+
+@dataclass
+class Listed:
+    """What a listing needs of one incident: the events of the kinds asked for (raw lines, in
+    order), the documents asked for, and when its timeline last moved (epoch seconds)."""
+
+    events: list[bytes] = field(default_factory=list)
+    documents: dict[str, bytes] = field(default_factory=dict)
+    active_at: float = 0.0
+    has_timeline: bool = False
 
 
 class PostgresStore:
@@ -81,22 +102,55 @@ class PostgresStore:
                     self._ready = True
         return conn
 
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the tables, unless they are there at the current version: a least-privilege role
-        (no CREATE on the schema, docs/operations.md) then only reads the version."""
-        row = conn.execute("SELECT to_regclass('stanch_schema') IS NOT NULL AND "
-                           "to_regclass('stanch_dedup') IS NOT NULL").fetchone()
-        if row and row[0]:
-            found = conn.execute("SELECT max(version) FROM stanch_schema").fetchone()
-            if found and found[0] is not None and int(found[0]) >= SCHEMA_VERSION:
-                return
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(7465787261)")  # one migrator at a time
-            for ddl in _DDL:
-                conn.execute(ddl)
-            row = conn.execute("SELECT max(version) FROM stanch_schema").fetchone()
-            if row is None or row[0] is None:
-                conn.execute("INSERT INTO stanch_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+    @staticmethod
+    def _version(conn: psycopg.Connection[Any]) -> int:
+        """The database's schema version: 0 when it has no stanch tables yet."""
+        row = conn.execute("SELECT to_regclass('stanch_schema') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return 0
+        found = conn.execute("SELECT max(version) FROM stanch_schema").fetchone()
+        return int(found[0]) if found and found[0] is not None else 0
+
+    def _too_new(self, version: int) -> ConfigurationError:
+        return ConfigurationError(f"the store {self.display} has schema version {version}, newer than this stanch "
+                                  f"knows ({SCHEMA_VERSION}): a newer stanch migrated it — upgrade stanch here")
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> int:
+        """Bring the schema to ``SCHEMA_VERSION``; the version it was at. Nothing to do (the common
+        case) costs two reads, so a least-privilege role (no CREATE, docs/operations.md) works on a
+        database the owner migrated; one that would need to migrate it is told to ask the owner. A
+        database newer than this code is refused (its rows may mean something this code does not know)."""
+        found = self._version(conn)
+        if found > SCHEMA_VERSION:
+            raise self._too_new(found)
+        if found == SCHEMA_VERSION:
+            return found
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7465787261)")  # one migrator at a time
+                found = self._version(conn)
+                if found > SCHEMA_VERSION:
+                    raise self._too_new(found)
+                for version in range(found + 1, SCHEMA_VERSION + 1):
+                    for ddl in MIGRATIONS[version]:
+                        conn.execute(ddl)
+                    conn.execute("INSERT INTO stanch_schema (version) VALUES (%s)", (version,))
+        except errors.InsufficientPrivilege:
+            raise ConfigurationError(
+                f"the store {self.display} has schema version {found} and this stanch needs {SCHEMA_VERSION}, "
+                "but this role may not migrate it: run `stanch store migrate` once with the database owner's "
+                "URL in STANCH_STORE (docs/operations.md, Schema migrations)") from None
+        return found
+
+    def migrate(self) -> tuple[int, int]:
+        """Migrate now (``stanch store migrate``): (version before, version after)."""
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        try:
+            before = self._migrate(conn)
+            self._ready = True
+            return before, self._version(conn)
+        finally:
+            conn.close()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -156,6 +210,50 @@ class PostgresStore:
         cur = self._conn().execute("SELECT name, body FROM stanch_documents WHERE incident = %s ORDER BY name",
                                    (incident,))
         return {str(n): bytes(b) for n, b in cur}
+
+    def snapshot(self, incident: str) -> tuple[list[tuple[int, bytes]], dict[str, bytes]]:
+        """The incident's lines and documents as of one instant (one REPEATABLE READ transaction):
+        an append writes its line and the head document together, so the two always agree here
+        unless someone changed one without the other — which is what verification must see."""
+        conn = self._conn()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            lines = [(int(seq), bytes(line)) for seq, line in conn.execute(
+                "SELECT seq, line FROM stanch_events WHERE incident = %s ORDER BY seq", (incident,))]
+            docs = {str(n): bytes(b) for n, b in conn.execute(
+                "SELECT name, body FROM stanch_documents WHERE incident = %s ORDER BY name", (incident,))}
+        return lines, docs
+
+    def listing(self, prefixes: tuple[str, ...], documents: tuple[str, ...]) -> dict[str, Listed]:
+        """Every incident with the events whose kind starts with one of ``prefixes`` (e.g.
+        ``run.``), the named ``documents`` and its last activity (the head document is rewritten
+        by every append) — what `stanch incidents` and Slack's list need, never whole records."""
+        conn = self._conn()
+        out: dict[str, Listed] = {}
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if prefixes:  # one index range per prefix (stanch_events_by_kind, text_pattern_ops)
+                like = sql.SQL(" OR ").join(sql.SQL("kind LIKE {}").format(
+                    sql.Literal(p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"))
+                    for p in prefixes)
+                query = sql.SQL("SELECT incident, line, extract(epoch FROM written_at) FROM stanch_events "
+                                "WHERE {} ORDER BY incident, seq").format(like)
+                for incident, line, at in conn.execute(query):
+                    item = out.setdefault(str(incident), Listed())
+                    item.events.append(bytes(line))
+                    item.active_at = max(item.active_at, float(at))
+                    item.has_timeline = True
+            names = [HEAD_DOC, *documents]
+            for incident, name, body, at in conn.execute(
+                    "SELECT incident, name, body, extract(epoch FROM updated_at) FROM stanch_documents "
+                    "WHERE name = ANY(%s)", (names,)):
+                item = out.setdefault(str(incident), Listed())
+                if name == HEAD_DOC:
+                    item.active_at = max(item.active_at, float(at))
+                    item.has_timeline = True
+                if name in documents:
+                    item.documents[str(name)] = bytes(body)
+        return {k: v for k, v in sorted(out.items()) if v.has_timeline}  # documents alone are no incident
 
     def incidents(self) -> list[str]:
         cur = self._conn().execute("SELECT DISTINCT incident FROM stanch_events UNION "

@@ -4,6 +4,7 @@ slack_sdk calls to the Slack stand-in. Proves containment touched exactly the af
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from flows.engine.runtime import run_runbook
 from flows.engine.timeline import verify
 from flows.entrypoints.cli import app, cli_actor
-from flows.entrypoints.demo import DEMO_INPUTS
+from flows.entrypoints.demo import DEMO_INPUTS, verify_hint
 from integrations.aws import certs
 from integrations.aws.session import clients_for
 from integrations.sandbox import Sandbox, observe
@@ -143,8 +144,11 @@ def test_rerun_is_idempotent_and_cli_verify_detects_an_edit(sandbox: Sandbox, tm
     assert len(revoke["data"]["output"]["already_inactive"]) == 2
 
     runner = CliRunner()
-    ok = runner.invoke(app, ["timeline", "verify", str(folder)])
-    assert ok.exit_code == 0, ok.output
+    # `stanch demo`'s "verify:" hint, as printed, exits 0: the run signed with this home's installation key
+    hint = shlex.split(verify_hint(StanchSettings().home.resolve(), folder))
+    assert hint[0].startswith("STANCH_HOME=") and Path(hint[1]).name == "stanch" and Path(hint[1]).exists()
+    ok = runner.invoke(app, hint[2:], env={"STANCH_HOME": hint[0].split("=", 1)[1], "COLUMNS": "300"})
+    assert ok.exit_code == 0 and "signed checkpoint(s) verified, head signed" in ok.output, ok.output
     raw = bytearray((folder / "timeline.jsonl").read_bytes())
     raw[raw.index(b"ci-desktop-app") + 3] ^= 0x01  # one byte
     (folder / "timeline.jsonl").write_bytes(bytes(raw))

@@ -1,8 +1,10 @@
 """`stanch rollback` of a runbook whose changing step declares no compensation says that nothing
-was undone (and which step), exits 1, and the key really is still Inactive in moto."""
+was undone (and which step), exits 1, and the key really is still Inactive in moto; `stanch
+incidents` then says the same outcome (it said "rolled back")."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,7 @@ def test_rollback_with_no_compensation_says_nothing_undone(
     assert "nothing undone" in result.output and "not undone: revoke: no compensation declared" in result.output
     assert "every compensation succeeded" not in result.output
     assert set(observe.access_key_statuses(sandbox.url, desk.account, desk.ci_user).values()) == {"Inactive"}
+    listed = CliRunner().invoke(app, ["incidents", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [json.loads(line) for line in listed.output.splitlines() if json.loads(line)["id"] == "INC-NONE"]
+    assert row["outcome"] == "nothing undone", row

@@ -5,10 +5,12 @@ Owns: parsing the command text (``run RUNBOOK k=v…``, ``status``, ``list``, ``
 a retried delivery start nothing, resolving a runbook *name* (never a path: Slack users cannot
 point stanch at arbitrary files), who may start a runbook from Slack (``slack.allowed_users``,
 ``@group`` handles expanded through ``usergroups.users.list`` with a short cache), and rendering
-incident status / the list of open incidents from the incident store.
+incident status / the list of open incidents from the incident store — the folder, or the
+PostgreSQL store itself (``flows.engine.incident_list``), so a replica that did not write an
+incident lists it too.
 
-Must not touch: Prefect, the Bolt app, the runtime. It reads incident folders; it writes only
-its own seen-set file.
+Must not touch: Prefect, the Bolt app, the runtime. It reads the store; it writes only its own
+seen-set file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.engine.incident import Incident
+from flows.engine.incident_list import digests, events_of
 from flows.engine.timeline import read_events
 from integrations.errors import InputError
 
@@ -285,9 +288,13 @@ class IncidentSummary:
 
 
 def summarize(folder: Path) -> IncidentSummary:
-    s = IncidentSummary(folder.name)
+    return summarize_events(folder.name, read_events(folder / "timeline.jsonl"))
+
+
+def summarize_events(incident_id: str, events: Iterable[dict[str, Any]]) -> IncidentSummary:
+    s = IncidentSummary(incident_id)
     pending: dict[str, bool] = {}
-    for e in read_events(folder / "timeline.jsonl"):
+    for e in events:
         kind, step = e.get("kind", ""), e.get("step")
         data = e.get("data") or {}
         s.last_event = e.get("ts", "")
@@ -312,22 +319,21 @@ def summarize(folder: Path) -> IncidentSummary:
     return s
 
 
-def _incident_folders(store: Path) -> list[Path]:
-    if not store.is_dir():
-        return []
-    folders = [p for p in store.iterdir() if (p / "timeline.jsonl").is_file()]
-    return sorted(folders, key=lambda p: (p / "timeline.jsonl").stat().st_mtime, reverse=True)
-
-
 def open_incidents(store: Path) -> list[IncidentSummary]:
     """Incidents whose timeline has no ``run.finished`` yet (or that failed to start: they need
-    someone to act), most recently active first."""
-    return [s for s in (summarize(f) for f in _incident_folders(store)) if s.outcome in (None, "failed to start")]
+    someone to act), most recently active first. Decided from the run events alone; only the open
+    ones are read whole."""
+    candidates = [d for d in digests(store, ("run.",)) if d.problem is None
+                  and summarize_events(d.id, d.events).outcome in (None, "failed to start")]
+    candidates.sort(key=lambda d: d.active_at, reverse=True)
+    return [s for s in (summarize_events(d.id, events_of(store, d.id)) for d in candidates)
+            if s.outcome in (None, "failed to start")]
 
 
 def latest_incident(store: Path) -> str | None:
-    folders = _incident_folders(store)
-    return folders[0].name if folders else None
+    """The incident whose timeline moved last."""
+    known = digests(store, ())
+    return max(known, key=lambda d: d.active_at).id if known else None
 
 
 _ICONS = {"succeeded": "✅", "failed": "❌", "skipped": "⏭️", "started": "⏳"}

@@ -97,6 +97,9 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     assert "scorecard" in (by_name.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
     assert not (folder / "scorecard.slack-error.txt").exists()
+    # the run's home is the drill's folder inside the store; it signed with this installation's key
+    verified = CliRunner().invoke(app, ["timeline", "verify", str(folder)], env={"COLUMNS": "300"})
+    assert verified.exit_code == 0 and "head signed" in verified.output, verified.output
 
     card = _card(acm)
     assert acm.exit_code == 1 and not card["passed"] and card["score"] < 100

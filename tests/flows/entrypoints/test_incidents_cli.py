@@ -1,5 +1,7 @@
 """``stanch incidents [--drill|--live]``: every incident of the store with its real outcome, read
-from the timeline (not from what the launcher hoped), drills told apart from live incidents."""
+from the timeline (not from what the launcher hoped), drills told apart from live incidents; a
+rollback's outcome as it printed it; with the PostgreSQL store, read from the database without
+downloading whole records (only run/rollback events and two documents)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def _store(tmp_path: Path) -> Path:
     _incident(store, "INC-B", "compromised-dependency", drill=True, day=2, finish=[("run.finished", "succeeded")],
               scorecard={"scenario": "clean", "score": 100})
     _incident(store, "INC-C", "leaked-access-key", drill=False, day=3, finish=[])  # crashed or still running
+    rolled = Incident(store, "INC-E")  # a rollback recorded before its outcome was: derived, not "rolled back"
+    rolled.write_meta({"id": "INC-E", "runbook": "leaked-access-key", "drill": False})
+    ts = datetime(2026, 10, 30, 3, 0, tzinfo=UTC)
+    rolled.timeline.append("run.started", data={"runbook": "leaked-access-key"}, ts=ts)
+    rolled.timeline.append("run.finished", data={"outcome": "succeeded"}, ts=ts)
+    rolled.timeline.append("rollback.finished", data={"failed": 0, "undone": [], "not_undone": []}, ts=ts)
+    rolled.timeline.close()
     (store / "not-an-incident").mkdir()
     broken = store / "INC-D"
     broken.mkdir()
@@ -52,6 +61,27 @@ def test_outcomes_come_from_the_timeline_newest_first(tmp_path: Path) -> None:
     assert by_id["INC-C"].outcome == "unfinished"
     assert by_id["INC-D"].outcome.startswith("unreadable")  # listed, not hidden
     assert "not-an-incident" not in by_id
+    assert by_id["INC-E"].outcome == "nothing to undo"
+
+
+def test_postgres_listing_reads_only_what_it_shows(pg_store: str, tmp_path: Path) -> None:
+    import psycopg
+
+    from flows.store import mirror
+
+    store = _store(tmp_path / "writer")  # written through the PostgreSQL store (INC-D's garbage stays local)
+    mirror(store / "INC-B", store / "INC-B" / "scorecard.json")  # as `stanch drill` stores its scorecard
+    with psycopg.connect(pg_store, autocommit=True) as owner:  # a row the listing must never parse
+        owner.execute("INSERT INTO stanch_events (incident, seq, prev, hash, kind, line) VALUES "
+                      "('INC-C', 2, 'x', 'y', 'item.noise', '\\x7b6e6f74206a736f6e'::bytea)")
+    reader = tmp_path / "reader"  # another machine: no working copy at all
+    listed = runner.invoke(app, ["incidents", "--json"], env={"STANCH_HOME": str(reader), "COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    rows = {json.loads(ln)["id"]: json.loads(ln) for ln in listed.output.splitlines()}
+    assert list(rows) == ["INC-C", "INC-B", "INC-A", "INC-E"]  # newest first; no INC-D: it never reached the store
+    assert (rows["INC-A"]["outcome"], rows["INC-B"]["score"], rows["INC-C"]["outcome"],
+            rows["INC-E"]["outcome"]) == ("rolled back", 100, "unfinished", "nothing to undo")
+    assert not (reader / "incidents").exists()  # nothing downloaded into a working copy
 
 
 def test_cli_filters_drill_and_live(tmp_path: Path) -> None:

@@ -1,18 +1,23 @@
 """Run leases against a real PostgreSQL (a database of its own, dropped after): one holder per
-run, renewals, expiry, and exactly one winner when several workers race for an expired lease."""
+run, renewals, expiry, exactly one winner when several workers race for an expired lease, and the
+least-privilege worker role of docs/operations.md (its grants applied as written) using them."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from flows.entrypoints.cluster import database_url, drop_database, ensure_database, postgres_reachable
 from flows.entrypoints.leases import LeaseStore
+from integrations.errors import ConfigurationError
 
 POSTGRES = os.environ.get("STANCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 _unreachable = postgres_reachable(POSTGRES)
@@ -91,3 +96,48 @@ def test_worker_fences_only_runs_it_still_executes(url: str) -> None:
     worker.lease_round()
     assert lost == [{run}]
     worker.leases.close()
+
+
+def _worker_grants() -> list[str]:
+    """The worker role's statements from docs/operations.md, as written."""
+    doc = (Path(__file__).parents[3] / "docs" / "operations.md").read_text(encoding="utf-8")
+    sql = next(b.split("```", 1)[0] for b in doc.split("```sql")[1:] if "stanch_worker" in b.split("```", 1)[0])
+    return [s.split("--")[0].strip() for s in re.split(r";\s*(?:--[^\n]*)?\n", sql) if s.strip()]
+
+
+def test_the_documented_worker_role_uses_leases_without_create_rights(url: str) -> None:
+    """B2: `CREATE TABLE IF NOT EXISTS` on every connect needs CREATE on the schema even when the
+    table exists, so the documented stanch_worker role could not use leases at all."""
+    LeaseStore(url).ensure_schema()  # the owner's first start creates the table
+    role, db = f"stanch_worker_{uuid.uuid4().hex[:6]}", url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for stmt in _worker_grants():
+            owner.execute(stmt.replace("stanch_worker", role).replace("DATABASE stanch ", f"DATABASE {db} ")
+                          .replace("PASSWORD '…'", ""))
+    worker = LeaseStore(url.replace("postgres@", f"{role}@"), ttl=30)
+    try:
+        run = uuid.uuid4()
+        assert worker.acquire(run, "INC-ROLE", "w1") and worker.renew("w1", [run]) == set()
+        assert worker.holders()[run] == "w1" and worker.take_expired("w1") == []
+        worker.release(run, "w1")
+        with psycopg.connect(worker.url, autocommit=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE stanch_sneaky (x int)")
+    finally:
+        worker.close()
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute(f"DROP OWNED BY {role}")
+            owner.execute(f"DROP ROLE {role}")
+    # before the owner created the table, the role is told what to do (not a bare InsufficientPrivilege)
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("ALTER TABLE stanch_run_leases RENAME TO stanch_run_leases_kept")
+        owner.execute(f"CREATE ROLE {role} LOGIN")
+        owner.execute(f"GRANT CONNECT ON DATABASE {db} TO {role}")
+    try:
+        with pytest.raises(ConfigurationError, match="does not exist and this role may not create it"):
+            LeaseStore(url.replace("postgres@", f"{role}@")).ensure_schema()
+    finally:
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("ALTER TABLE stanch_run_leases_kept RENAME TO stanch_run_leases")
+            owner.execute(f"DROP OWNED BY {role}")
+            owner.execute(f"DROP ROLE {role}")

@@ -4,7 +4,7 @@ The run is a subprocess of the real CLI against the session's Prefect server; it
 retrying a transient failure (core.fail with backoff), the test sends SIGTERM once that step is
 running, and then reads the incident folder the run left behind: ``run.aborted`` saying why, the
 compensation of the step that had succeeded, ``run.finished`` with outcome ``aborted``, a
-verified timeline and a post-mortem — within a bound, with a non-zero exit status.
+timeline whose end is signed and a post-mortem — within a bound, with a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.engine.timeline import verify
+from flows.engine.checkpoints import trusted_keys, verify_record
+from integrations.settings import StanchSettings
 
 RUNBOOK = Path(__file__).parents[1] / "engine" / "runbooks" / "slow.yaml"
 STOP_WITHIN_S = 30  # compensation + post-mortem + Prefect's own shutdown, on a loaded 2-core machine
@@ -64,6 +65,8 @@ def test_sigterm_aborts_compensates_and_exits_promptly(tmp_path: Path) -> None:
     assert ("compensation.succeeded", "first") in kinds
     assert kinds.index(("run.aborted", None)) < kinds.index(("compensation.succeeded", "first"))
     assert ("step.succeeded", "slow") not in kinds
-    assert events[-1]["kind"] == "run.finished" and events[-1]["data"]["outcome"] == "aborted"
-    assert verify(folder / "timeline.jsonl").ok
+    assert [e["kind"] for e in events[-2:]] == ["run.finished", "checkpoint.signed"]  # the end is signed
+    assert events[-2]["data"]["outcome"] == "aborted"
+    signed = verify_record(folder / "timeline.jsonl", trusted_keys(StanchSettings(home=tmp_path)))
+    assert signed.ok and signed.signed, signed
     assert "aborted" in (folder / "postmortem.md").read_text(encoding="utf-8")

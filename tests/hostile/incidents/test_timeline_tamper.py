@@ -1,6 +1,8 @@
 """Hostile incident records: a whole-record rewrite with recomputed hashes, truncation, a forged
-appended line, a deleted or garbage head. ``stanch timeline verify`` must fail each one with a
-clear message (exit 1, no traceback); a signed, untouched record verifies as signed."""
+appended line, a deleted or garbage head, a checkpoint's signature re-used as the head's after a
+cut (B6), an unsigned record, a record signed by a key not trusted here. ``stanch timeline
+verify`` must fail each one with a clear message (exit 1, no traceback); a signed, untouched
+record verifies as signed, and only ``--chain-only`` passes an unsigned one (saying so loudly)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from typer.testing import CliRunner
 
-from flows.engine.checkpoints import SIGNED_HEAD, Signer, load_private, verify_record
-from flows.engine.timeline import FILENAME, HEAD, Timeline, event_hash
+from flows.engine.checkpoints import KIND, SIGNED_HEAD, Signer, key_id, load_private, payload, verify_record
+from flows.engine.timeline import FILENAME, HEAD, Timeline, event_hash, verify
 from flows.entrypoints.cli import app
 
 runner = CliRunner()
@@ -69,9 +71,11 @@ def _write(folder: Path, events: list[dict[str, Any]], *, head: bool = True) -> 
         (folder / HEAD).write_text(f"{len(events)} {prev}".ljust(95) + "\n")
 
 
-def _verify(store: Path, folder: Path, env: dict[str, str]) -> tuple[int, str]:
-    result = runner.invoke(app, ["timeline", "verify", str(folder)],
-                           env={"STANCH_STORE": str(store), "COLUMNS": "300", **env})
+def _verify(store: Path, folder: Path, env: dict[str, str], *flags: str) -> tuple[int, str]:
+    # a STANCH_HOME of its own: its installation key (if any) is not the record's
+    result = runner.invoke(app, ["timeline", "verify", str(folder), *flags],
+                           env={"STANCH_STORE": str(store), "STANCH_HOME": str(store.parent / "verifier-home"),
+                                "COLUMNS": "300", **env})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     return result.exit_code, " ".join(result.output.split())
@@ -85,9 +89,11 @@ def test_signed_record_verifies_and_every_tampering_fails_clearly(tmp_path: Path
     assert code == 0 and "3 signed checkpoint(s) verified, head signed" in out, out
     # the private key also works as the verifier's trust anchor (its public half)
     assert _verify(store, folder, {"STANCH_TIMELINE_KEY": str(key["path"])})[0] == 0
-    # a signed record checked with no key at all: refused, not silently "intact"
+    # a signed record checked where its key is not trusted: refused, naming the key and the remedy
     code, out = _verify(store, folder, {})
-    assert code == 1 and "no public key is configured" in out
+    kid = key_id(key["private"].public_key())
+    assert code == 1 and f"signed by key {kid}, which is not trusted here" in out, out
+    assert "STANCH_TIMELINE_PUBKEYS" in out and "stanch timeline key" in out, out
     pristine = (folder / FILENAME).read_bytes(), (folder / HEAD).read_bytes()
 
     def restore() -> None:
@@ -106,9 +112,11 @@ def test_signed_record_verifies_and_every_tampering_fails_clearly(tmp_path: Path
     _write(folder, [e for e in events if e["kind"] != "checkpoint.signed"])
     (folder / SIGNED_HEAD).rename(folder / "moved")
     code, out = _verify(store, folder, keyed)
-    assert code == 1 and "UNSIGNED head" in out, out
-    code, out = _verify(store, folder, {})  # documented default: chain only, said loudly
-    assert code == 0 and "UNSIGNED" in out, out
+    assert code == 1 and "UNSIGNED head: no timeline.checkpoint and no signed checkpoint" in out, out
+    code, out = _verify(store, folder, {})  # no key configured: still a failure, never "intact"
+    assert code == 1 and "UNSIGNED head" in out and "--chain-only" in out, out
+    code, out = _verify(store, folder, {}, "--chain-only")  # asked for: the chain alone, said loudly
+    assert code == 0 and "CHAIN ONLY, SIGNATURES NOT CHECKED" in out and "would pass" in out, out
     (folder / "moved").rename(folder / SIGNED_HEAD)
     restore()
 
@@ -154,17 +162,117 @@ def test_signed_record_verifies_and_every_tampering_fails_clearly(tmp_path: Path
     assert code == 1 and f"{SIGNED_HEAD} is garbage" in out, out
 
 
-def test_unsigned_record_passes_only_without_a_key_and_says_so(tmp_path: Path, key: dict[str, Any]) -> None:
+def test_an_unsigned_record_fails_and_only_chain_only_passes_it_loudly(tmp_path: Path, key: dict[str, Any]) -> None:
     store = tmp_path / "store"
-    tl = Timeline(store / "INC-PLAIN")
+    tl = Timeline(store / "INC-PLAIN")  # what stanch wrote before it signed by default
     tl.append("run.started", data={})
     tl.append("run.finished", data={"outcome": "succeeded"})
     tl.close()
-    code, out = _verify(store, store / "INC-PLAIN", {})
-    assert code == 0 and "UNSIGNED" in out
-    code, out = _verify(store, store / "INC-PLAIN", {"STANCH_TIMELINE_PUBKEYS": key["public"]})
-    assert code == 1 and "UNSIGNED head: no timeline.checkpoint" in out, out
-    assert verify_record(store / "INC-PLAIN" / FILENAME, {}).ok
+    for env in ({}, {"STANCH_TIMELINE_PUBKEYS": key["public"]}):
+        code, out = _verify(store, store / "INC-PLAIN", env)
+        assert code == 1 and "UNSIGNED head: no timeline.checkpoint" in out and "--chain-only" in out, out
+    code, out = _verify(store, store / "INC-PLAIN", {}, "--chain-only")
+    assert code == 0 and "timeline chain intact: 2 events" in out and "SIGNATURES NOT CHECKED" in out, out
+    assert not verify_record(store / "INC-PLAIN" / FILENAME, {}).ok
+
+
+def _truncate_before_first_checkpoint(folder: Path, *, strip_version: bool) -> int:
+    """B6: keep the lines before the first checkpoint event, point timeline.head at the last one
+    kept, and forge timeline.checkpoint from that checkpoint's own data (its seq/hash are the new
+    end's; its signature is real). Returns the number of events kept."""
+    events = _lines(folder)
+    first = next(e for e in events if e["kind"] == KIND)
+    kept = [e for e in events if e["seq"] < first["seq"]]
+    (folder / FILENAME).write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in kept))
+    (folder / HEAD).write_text(f"{kept[-1]['seq']} {kept[-1]['hash']}".ljust(95) + "\n")
+    forged = {k: first["data"][k] for k in ("incident", "seq", "hash", "key", "signature", "v") if k in first["data"]}
+    if strip_version:
+        forged.pop("v", None)  # pretend to be a v1 head
+    (folder / SIGNED_HEAD).write_text(json.dumps(forged) + "\n")
+    return len(kept)
+
+
+def test_a_checkpoint_signature_reused_as_the_head_after_a_cut_fails(tmp_path: Path, key: dict[str, Any]) -> None:
+    """B6: the signature inside a checkpoint event signed the same payload as the head; a record
+    cut back to just before a checkpoint, with that checkpoint's data as its signed head, verified
+    as "intact … head signed". The head must now be a checkpoint event, and its signature is in
+    another role than a checkpoint event's, so neither form of the forgery passes."""
+    keyed = {"STANCH_TIMELINE_PUBKEYS": key["public"]}
+    for strip_version in (False, True):
+        store = tmp_path / f"store-{strip_version}"
+        folder = _record(store, key)
+        kept = _truncate_before_first_checkpoint(folder, strip_version=strip_version)
+        assert verify(folder / FILENAME).ok and kept == 4  # the bare chain and its head are fooled
+        code, out = _verify(store, folder, keyed)
+        assert code == 1 and "the signed head (seq 4) is not a checkpoint event" in out, out
+    # two checkpoints in a row: the cut ends on a checkpoint event, so only the roles tell them apart
+    store = tmp_path / "store-twice"
+    folder = store / "INC-TWICE"
+    tl = Timeline(folder)
+    signer = Signer(load_private(str(key["path"])), "INC-TWICE", tl)
+    tl.append("run.started", data={})
+    for label in ("step a", "end"):
+        signer.checkpoint(label, lambda kind, data: tl.append(kind, data=data))
+    tl.close()
+    assert _verify(store, folder, keyed)[0] == 0
+    events = _lines(folder)
+    assert [e["kind"] for e in events] == ["run.started", KIND, KIND]
+    (folder / FILENAME).write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in events[:2]))
+    (folder / HEAD).write_text(f"2 {events[1]['hash']}".ljust(95) + "\n")
+    forged = {k: events[2]["data"][k] for k in ("v", "incident", "seq", "hash", "key", "signature")}
+    (folder / SIGNED_HEAD).write_text(json.dumps(forged) + "\n")
+    code, out = _verify(store, folder, keyed)
+    assert code == 1 and "signed head: signature does not match" in out, out
+
+
+def _legacy_record(store: Path, key: dict[str, Any], layout: list[str]) -> Path:
+    """A record signed in the v1 format (one payload for both roles, no ``v`` field), as stanch
+    wrote it before B6 was fixed: ``layout`` is the kinds in order, ``checkpoint`` signing the
+    event before it; timeline.checkpoint signs the last checkpoint event."""
+    folder = store / "INC-V1"
+    tl = Timeline(folder)
+    private, kid = key["private"], key_id(key["private"].public_key())
+
+    def sign(seq: int, digest: str) -> str:
+        return base64.b64encode(private.sign(payload("INC-V1", seq, digest))).decode()
+
+    head: dict[str, Any] = {}
+    for kind in layout:
+        if kind == "checkpoint":
+            seq, digest = tl.head()
+            event = tl.append(KIND, data={"label": "x", "incident": "INC-V1", "seq": seq, "hash": digest,
+                                          "key": kid, "signature": sign(seq, digest)})
+            head = {"incident": "INC-V1", "seq": event["seq"], "hash": event["hash"], "key": kid,
+                    "signature": sign(event["seq"], event["hash"]), "label": "x"}
+        else:
+            tl.append(kind, data={})
+    tl.close()
+    (folder / SIGNED_HEAD).write_text(json.dumps(head, sort_keys=True) + "\n")
+    return folder
+
+
+def test_a_v1_record_still_verifies_and_says_what_v1_cannot_catch(tmp_path: Path, key: dict[str, Any]) -> None:
+    keyed = {"STANCH_TIMELINE_PUBKEYS": key["public"]}
+    store = tmp_path / "store"
+    folder = _legacy_record(store, key, ["run.started", "step.succeeded", "checkpoint", "run.finished", "checkpoint"])
+    code, out = _verify(store, folder, keyed)
+    assert code == 0 and "2 signed checkpoint(s) verified, head signed" in out and "v1 signatures" in out, out
+    assert "witnesses" in out, out
+    # B6 on a v1 record: the forged head is not a checkpoint event
+    _truncate_before_first_checkpoint(folder, strip_version=True)
+    code, out = _verify(store, folder, keyed)
+    assert code == 1 and "the signed head (seq 2) is not a checkpoint event" in out, out
+    # a v2 record whose head is presented in the v1 format: downgraded, refused
+    folder = _record(tmp_path / "store2", key)
+    head = json.loads((folder / SIGNED_HEAD).read_text())
+    head.pop("v")
+    (folder / SIGNED_HEAD).write_text(json.dumps(head))
+    code, out = _verify(tmp_path / "store2", folder, keyed)
+    assert code == 1 and "downgraded" in out, out
+    # a format this stanch does not know
+    (folder / SIGNED_HEAD).write_text(json.dumps({**head, "v": 3}))
+    code, out = _verify(tmp_path / "store2", folder, keyed)
+    assert code == 1 and "v=3, which this stanch does not know" in out, out
 
 
 def test_a_key_inside_the_store_is_refused(tmp_path: Path, key: dict[str, Any]) -> None:
@@ -184,8 +292,8 @@ def test_a_key_inside_the_store_is_refused(tmp_path: Path, key: dict[str, Any]) 
         Encoding.OpenSSH, PublicFormat.OpenSSH).decode() == key["public"]
 
 
-def test_appends_outside_a_run_are_signed_when_a_key_is_configured(tmp_path: Path, key: dict[str, Any]) -> None:
-    from flows.engine.checkpoints import key_id, sign_appended
+def test_appends_outside_a_run_are_signed(tmp_path: Path, key: dict[str, Any]) -> None:
+    from flows.engine.checkpoints import sign_appended, trusted_keys
     from integrations.settings import StanchSettings
 
     store = tmp_path / "store"
@@ -197,5 +305,10 @@ def test_appends_outside_a_run_are_signed_when_a_key_is_configured(tmp_path: Pat
     settings = StanchSettings(store=store, timeline_key=str(key["path"]))  # type: ignore[arg-type]
     assert sign_appended(settings, "INC-TAMPER", tl, "slack refusal") is None
     assert verify_record(folder / FILENAME, keys).signed
-    assert sign_appended(StanchSettings(store=store), "INC-TAMPER", tl, "x") is None  # no key: nothing to do
+    # no key configured: the installation key signs (created on first use), and is trusted here
+    plain = StanchSettings(store=store, home=tmp_path / "home")  # type: ignore[arg-type]
+    tl.append("slack.refused", step="gate", actor="slack:U0OUTSIDER", data={"reason": "again"})
+    assert sign_appended(plain, "INC-TAMPER", tl, "x") is None
     tl.close()
+    result = verify_record(folder / FILENAME, {**keys, **trusted_keys(plain)})
+    assert result.signed and result.key != key_id(key["private"].public_key()), result

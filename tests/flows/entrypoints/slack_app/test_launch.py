@@ -25,7 +25,8 @@ import urllib3
 from slack_harness import SECRET, SlackHarness, serve_app, sign
 from typer.testing import CliRunner
 
-from flows.engine.timeline import read_events, verify
+from flows.engine.checkpoints import trusted_keys, verify_record
+from flows.engine.timeline import read_events
 from flows.entrypoints.slack.commands import render_status
 from flows.entrypoints.slack.launchers import InProcessLauncher, RunLauncher, StartPolicy
 from flows.entrypoints.slack_app import SlackAppConfig, create_app
@@ -155,7 +156,9 @@ def test_prefect_down_is_reported_failed_to_start_and_resume_starts_it(
     folder = h.store / inc
     meta = json.loads((folder / "incident.json").read_text())
     assert meta["runbook"] == "note" and meta["initiator"] == "slack:U0ONCALL"
-    assert _kinds(folder) == ["run.start_failed"] and verify(folder / "timeline.jsonl").ok
+    assert _kinds(folder) == ["run.start_failed", "checkpoint.signed"]  # the failed start is signed, too
+    signed = verify_record(folder / "timeline.jsonl", trusted_keys(StanchSettings()))
+    assert signed.ok and signed.signed, signed
     failed = next(iter(read_events(folder / "timeline.jsonl")))
     assert 2 <= failed["data"]["attempts"] <= 3  # retried, bounded (a loaded box may fit only two in 4 s)
     everything = "".join(p.read_text() for p in folder.rglob("*") if p.is_file()) + caplog.text + json.dumps(
@@ -201,7 +204,7 @@ def test_hanging_api_times_out_is_retried_and_reported(env: LaunchEnv) -> None:
     assert len(hole.accepted) >= 2, "creation was not retried"
     assert h.standin.responses(busy_url) == []
     inc = post["text"].split("incident `", 1)[1].split("`", 1)[0]
-    assert _kinds(h.store / inc) == ["run.start_failed"]
+    assert _kinds(h.store / inc) == ["run.start_failed", "checkpoint.signed"]
     assert [p.name for p in h.incidents()] == [inc]  # the refused command left nothing behind
 
 
@@ -269,6 +272,11 @@ def _flow_runs(names: list[str]) -> list[Any]:
                                           limit=200))
 
 
+def _unsigned(kinds: list[str]) -> list[str]:
+    """The kinds without the signed checkpoints (the final one may or may not be written yet)."""
+    return [k for k in kinds if k != "checkpoint.signed"]
+
+
 def _wait_finished(folder: Path, timeout: float = 60.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -291,7 +299,7 @@ def test_a_retry_after_a_lost_answer_creates_no_second_run(env: LaunchEnv, prefe
         post, _ = in_channel(h, url, timeout=15)
         assert "failed" not in post["text"] and "started *Write a note*" in post["text"], post
         inc = post["text"].split("incident `", 1)[1].split("`", 1)[0]
-        assert _wait_finished(h.store / inc)[-1] == "run.finished"
+        assert _unsigned(_wait_finished(h.store / inc))[-1] == "run.finished"
         launcher.join(30)
     finally:
         stop()
@@ -332,7 +340,7 @@ def test_a_burst_of_run_commands_starts_every_announced_run_once(env: LaunchEnv,
     assert sorted(p.name for p in h.incidents()) == sorted(incidents)
     for inc in incidents:
         kinds = _kinds(h.store / inc)
-        assert kinds.count("run.started") == 1 and kinds[-1] == "run.finished"
+        assert kinds.count("run.started") == 1 and _unsigned(kinds)[-1] == "run.finished"
     runs = _flow_runs(incidents)
     assert sorted(r.name for r in runs) == sorted(incidents)  # one flow run per announcement, no duplicate
     assert {r.state_type.value for r in runs} == {"COMPLETED"}
@@ -372,4 +380,4 @@ def test_deployment_run_created_but_never_confirmed_is_cancelled_and_reported(
     runs = _flow_runs([inc])
     assert len(runs) == 1, runs  # three attempts, one idempotency key: one run on the server
     assert runs[0].state_type.value == "CANCELLED"
-    assert _kinds(h.store / inc) == ["run.start_failed"]
+    assert _kinds(h.store / inc) == ["run.start_failed", "checkpoint.signed"]

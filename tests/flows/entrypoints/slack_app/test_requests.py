@@ -186,3 +186,37 @@ def test_command_splitting_is_shell_like_linear_and_bounded() -> None:
     with pytest.raises(InputError, match=f"at most {MAX_COMMAND_CHARS}"):
         parse_command("run x a=" + "b" * 10_000_000)
     assert time.perf_counter() - started < 0.5
+
+
+def test_list_and_status_read_the_postgres_store_not_the_local_folder(pg_store: str, offline: SlackHarness,
+                                                                      tmp_path: object) -> None:
+    """B3: on a replica that did not write the incident (its own, empty working copy), `/stanch
+    list` said "No open incidents." and `status` "No incidents yet."."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from flows.engine.incident import Incident
+
+    other = Path(str(tmp_path)) / "replica-a"  # the writer's machine
+    for iid, day, finished in (("INC-PG-DONE", 1, True), ("INC-PG-WAIT", 2, False), ("INC-PG-OLD", 3, False)):
+        inc = Incident(other, iid)
+        inc.timeline.append("run.started", data={"runbook": "compromised-dependency", "drill": True},
+                            ts=datetime(2026, 5, day, tzinfo=UTC), actor="slack:U0ONCALL")
+        if finished:
+            inc.timeline.append("run.finished", data={"outcome": "succeeded"})
+        inc.timeline.close()
+    waiting = Incident(other, "INC-PG-WAIT")  # the most recently active: it now waits for a person
+    waiting.timeline.append("approval.requested", step="approve-rotation", data={"approvers": ["U0LEAD1"]})
+    waiting.timeline.close()
+    assert not offline.store.exists() or not any(offline.store.iterdir())  # nothing local on this replica
+
+    resp, _ = offline.command("list")
+    text = str(_ack(resp)["text"])
+    assert text.startswith("*Open incidents* (2)") and "INC-PG-DONE" not in text, text
+    assert text.index("INC-PG-WAIT") < text.index("INC-PG-OLD"), text  # most recently active first
+    assert "waiting for approval of `approve-rotation`" in text and "DRILL" in text
+    resp, _ = offline.command("status")
+    text = str(_ack(resp)["text"])
+    assert text.startswith("*INC-PG-WAIT* · `compromised-dependency` · DRILL · waiting for approval"), text
+    resp, _ = offline.command("status INC-PG-DONE")
+    assert "*INC-PG-DONE*" in str(_ack(resp)["text"]) and "contained" in str(_ack(resp)["text"])
