@@ -568,7 +568,9 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
         else "not contained",
         "how": f"{(started or {}).get('actor', 'stanch')} started runbook `{plan_json.get('runbook')}`",
     }
+    signed = [e.get("data") or {} for e in events if e["kind"] == "checkpoint.signed"]
     return {
+        "record": {"checkpoints": len(signed), "keys": sorted({str(d.get("key")) for d in signed if d.get("key")})},
         "detection": detection,
         "exposure": exposure,
         "summary": _generic_summary(list(steps.values())),

@@ -4,6 +4,7 @@ slack_sdk calls to the Slack stand-in. Proves containment touched exactly the af
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def test_contains_the_affected_service_and_nothing_else(sandbox: Sandbox, tmp_pa
                     "## Detection", "## Lessons learned", "## Where we got lucky"):
         assert section in pm
     assert "desktop-app" in pm and "**exposed**" in pm and "DRILL" in pm
+    # signed checkpoints are said once in the header, not as rows of the timeline table
+    assert re.search(r"signed at \d+ checkpoints with key `[0-9a-f]{16}`", pm) and "| checkpoint.signed |" not in pm
     # Detection, Metrics, Action items and Timeline against the golden file (volatile parts masked)
     golden = check_postmortem_golden(folder, "postmortem_compromised_dependency.md", full=True)
     assert "| aws.iam.access_key_deactivated | revoke-ci-keys `desktop-app` | access_key_id: AKIA<key-id>; " in golden

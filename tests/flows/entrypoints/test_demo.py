@@ -37,8 +37,10 @@ def test_demo_piped_at_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     folder = next(ln.split(": ", 1)[1].strip() for ln in lines if ln.startswith("incident folder:"))
     for said_once in ("incident folder:", "post-mortem:", "verify:"):
         assert sum(ln.startswith(said_once) for ln in lines) == 1, said_once
-    assert lines[-3:] == [f"incident folder: {folder}", f"post-mortem:     {folder}/postmortem.md",
-                          f"verify:          stanch timeline verify {folder}"]
+    assert lines[-3:-1] == [f"incident folder: {folder}", f"post-mortem:     {folder}/postmortem.md"]
+    # the whole command on one line, with the STANCH_HOME whose installation key signed the record
+    # (tests/e2e/test_compromised_dependency.py runs that command and expects exit 0)
+    assert lines[-1].startswith("verify:          STANCH_HOME=") and lines[-1].endswith(f" timeline verify {folder}")
     assert any(ln.startswith("incident INC-") and ln.endswith("compromised-dependency.yaml · DRILL (sandbox only)")
                for ln in lines)
     keys = re.findall(r"AKIA[0-9A-Z]{16}", text)
