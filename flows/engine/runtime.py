@@ -9,8 +9,10 @@ The scheduling itself lives in ``flows.engine.scheduler``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
 from flows.engine.run_api import current_api_url
-from flows.engine.run_labels import incident_tag, label_current_run, run_tags
+from flows.engine.run_labels import incident_tag, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -37,7 +39,8 @@ from integrations.base import default_registry
 from integrations.errors import InputError
 from integrations.settings import StanchSettings
 
-__all__ = ["add_listener", "rollback_incident", "run_runbook"]
+__all__ = ["add_listener", "label_current_run", "rollback_incident", "run_runbook"]
+log = logging.getLogger("stanch.labels")
 
 
 def _store_path(store: str) -> Path:
@@ -118,6 +121,48 @@ def _finish(engine: Engine, outcome: str, started: float) -> Any:
     return Completed(message="all required steps succeeded", data=summary)
 
 
+def label_current_run(tags: Iterable[str], name: str | None = None) -> list[str] | None:
+    """Add ``tags`` (``run_labels.run_tags``) to the current flow run and give it ``name``
+    (``run_labels.run_name``): one API call, none when it already has both. Tags already on the
+    run (``prefect.tags(...)``, ``run_deployment(tags=…)``, deployment tags) are kept. Best
+    effort: a failure is logged and never fails the run. The run's tags afterwards, or None
+    outside a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    have = list(ctx.flow_run.tags or [])
+    wanted = have + [t for t in tags if t not in have]
+    rename = name if name and name != ctx.flow_run.name else None
+    if wanted == have and rename is None:
+        return have
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, tags=wanted, name=rename)
+        ctx.flow_run.tags = wanted
+        if rename:
+            ctx.flow_run.name = rename
+    except Exception as exc:
+        log.warning("could not tag flow run %s: %s", ctx.flow_run.id, exc)
+        return have
+    return wanted
+
+
+def _record_api(incident: Incident) -> None:
+    """This attempt's Prefect API in ``incident.json`` (``prefect_api_url``, newest wins), so
+    ``stanch approve`` reaches the paused run also after ``stanch resume`` started a temporary
+    server of its own (bug B5: it kept the first attempt's, long gone)."""
+    try:
+        meta = incident.read_meta()
+    except (OSError, ValueError):
+        return
+    url = current_api_url()
+    if meta.get("prefect_api_url") != url:
+        incident.write_meta({**meta, "prefect_api_url": url})
+
+
 @flow(name="stanch-runbook", flow_run_name="{incident_id}",
       task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
@@ -143,6 +188,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
             "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
+        _record_api(incident)
     else:
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
                              "inputs": shown_inputs, "drill": drill, "initiator": initiator,
