@@ -29,7 +29,7 @@ from flows.engine.incident import Incident
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
 from flows.engine.run_api import current_api_url
-from flows.engine.run_labels import incident_tag, run_tags
+from flows.engine.run_labels import incident_tag, run_name, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -150,6 +150,23 @@ def label_current_run(tags: Iterable[str], name: str | None = None) -> list[str]
     return wanted
 
 
+def _run_name() -> str:
+    """The name Prefect gives a runbook run as it starts (``run_labels.run_name``), with the
+    runbook file's stem for the runbook's name; ``label_current_run`` corrects it once the
+    runbook is loaded if the two differ. Whoever created the run (CLI, Slack, worker, drill)."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    return run_name(Path(str(params.get("runbook_path") or "runbook")).stem, str(params.get("incident_id")),
+                    drill=bool(params.get("drill")))
+
+
+def _rollback_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"rollback · {flow_run.parameters.get('incident_id')}"
+
+
 def _record_api(incident: Incident) -> None:
     """This attempt's Prefect API in ``incident.json`` (``prefect_api_url``, newest wins), so
     ``stanch approve`` reaches the paused run also after ``stanch resume`` started a temporary
@@ -163,7 +180,7 @@ def _record_api(incident: Incident) -> None:
         incident.write_meta({**meta, "prefect_api_url": url})
 
 
-@flow(name="stanch-runbook", flow_run_name="{incident_id}",
+@flow(name="stanch-runbook", flow_run_name=_run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
@@ -180,7 +197,8 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
     label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill,
-                               extra=[incident_tag(incident_id), *engine.settings.extra_run_tags]))
+                               extra=[incident_tag(incident_id), *engine.settings.extra_run_tags]),
+                      name=run_name(plan.name, incident_id, drill=drill))
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -215,7 +233,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     return _finish(engine, outcome, started)
 
 
-@flow(name="stanch-rollback", flow_run_name="rollback-{incident_id}",
+@flow(name="stanch-rollback", flow_run_name=_rollback_name,
       task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> Any:
@@ -226,7 +244,8 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
                       bool(meta.get("drill")), initiator, prior, strict=False)
     label_current_run(run_tags(engine.plan.name, engine.plan.runbook.severity, drill=engine.drill,
-                               extra=["rollback", incident_tag(incident.id), *engine.settings.extra_run_tags]))
+                               extra=["rollback", incident_tag(incident.id), *engine.settings.extra_run_tags]),
+                      name=run_name(engine.plan.name, incident.id, drill=engine.drill, rollback=True))
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)

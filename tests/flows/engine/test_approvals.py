@@ -132,6 +132,7 @@ def test_the_paused_run_is_found_by_its_incident_tag(tmp_path: Path) -> None:
     assert run is not None and find_paused_run("INC-OTHER") is None
     with get_client(sync_client=True) as client:
         live = client.read_flow_run(run)
+    assert live.name == "approval · INC-TAGGED"
     assert "incident:INC-TAGGED" in live.tags and "live" in live.tags and live.state_type is not None
     assert live.state_type.value == "PAUSED"
     submit_decision(tmp_path, "INC-TAGGED", "approve-delete", "slack:U0LEAD2", False, "no")

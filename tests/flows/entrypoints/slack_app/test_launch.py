@@ -25,6 +25,7 @@ import urllib3
 from slack_harness import SECRET, SlackHarness, serve_app, sign
 from typer.testing import CliRunner
 
+from flows.engine.run_labels import incident_of, incident_tag
 from flows.engine.timeline import read_events, verify
 from flows.entrypoints.slack.commands import render_status
 from flows.entrypoints.slack.launchers import InProcessLauncher, RunLauncher, StartPolicy
@@ -260,13 +261,14 @@ class LosesFirstAnswer:
         self.server.server_close()
 
 
-def _flow_runs(names: list[str]) -> list[Any]:
+def _flow_runs(incidents: list[str]) -> list[Any]:
+    """The incidents' flow runs, by their ``incident:<id>`` tags (names are for people)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
     with get_client(sync_client=True) as client:
-        return list(client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)),
-                                          limit=200))
+        return list(client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(any_=[incident_tag(i) for i in incidents])), limit=200))
 
 
 def _wait_finished(folder: Path, timeout: float = 60.0) -> list[str]:
@@ -332,7 +334,8 @@ def test_a_burst_of_run_commands_starts_every_announced_run_once(env: LaunchEnv,
         kinds = _kinds(h.store / inc)
         assert kinds.count("run.started") == 1 and kinds[-1] == "run.finished"
     runs = _flow_runs(incidents)
-    assert sorted(r.name for r in runs) == sorted(incidents)  # one flow run per announcement, no duplicate
+    assert sorted(incident_of(r.tags) or "" for r in runs) == sorted(incidents)  # one flow run per announcement
+    assert sorted(r.name for r in runs) == sorted(f"note · {i}" for i in incidents)  # readable: runbook · incident
     assert {r.state_type.value for r in runs} == {"COMPLETED"}
 
 
