@@ -45,6 +45,7 @@ def run_with_progress(flow_fn: Any, label: str, folder_root: Path, **params: Any
 
     console.print(label)
     progress = Progress(console)
+    progress.incident = incident_id  # also for a resumed run, which records run.resumed, not run.started
     remove = add_listener(progress.on_event)
     try:
         with progress:
