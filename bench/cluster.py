@@ -86,13 +86,17 @@ def wait_final(api: str, ids: list[Any], timeout: float) -> dict[Any, Any]:
     raise TimeoutError(f"runs not final after {timeout} s")
 
 
-def runs_named(api: str, name: str) -> list[Any]:
+def runs_of(api: str, incident: str) -> list[Any]:
+    """The incident's flow runs, by its ``incident:<id>`` tag (names are for people)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.engine.run_labels import incident_tag
+
     with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[incident_tag(incident)])))
 
 
 def all_inactive(fleet: Fleet, users: list[tuple[str, str]]) -> int:
@@ -172,7 +176,7 @@ def kill_phase(api: str, state: Any, fleet: Fleet, leases: Any, kill_after: int,
     os.kill(state.pids[holder], signal.SIGKILL)
     done_at_kill = sum(1 for e in events(store, incident) if e["kind"] == "item.succeeded")
     while time.monotonic() < deadline:
-        runs = runs_named(api, incident)
+        runs = runs_of(api, incident)
         if len(runs) == 2 and all(r.state.is_final() for r in runs):
             break
         time.sleep(0.2)

@@ -235,7 +235,9 @@ def _count_runs(standin: Any, urls: list[str], store: Path, summarize: Callable[
                 timeout: float = 300.0) -> dict[str, int]:
     """Wait until every command got its channel answer and every announced run finished; count."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from flows.engine.run_labels import incident_of, incident_tag
 
     deadline = time.monotonic() + timeout
 
@@ -258,11 +260,11 @@ def _count_runs(standin: Any, urls: list[str], store: Path, summarize: Callable[
         s = summarize(store / inc) if (store / inc / "timeline.jsonl").exists() else None
         started += bool(s and s.started)
         finished += bool(s and s.outcome == "succeeded")
-    names: list[str] = []
+    names: list[str | None] = []  # the incident of each flow run (its incident:<id> tag)
     with get_client(sync_client=True) as client:
         for i in range(0, len(announced), 50):
-            names += [r.name for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                name=FlowRunFilterName(any_=announced[i:i + 50])), limit=200)]
+            names += [incident_of(r.tags) for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(any_=[incident_tag(a) for a in announced[i:i + 50]])), limit=200)]
     return {"announced": len(announced), "failed": failed, "silent": len(urls) - len(texts), "started": started,
             "finished": finished, "flow_runs": len(names), "duplicates": len(names) - len(set(names))}
 

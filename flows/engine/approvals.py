@@ -1,38 +1,38 @@
 """Approvals across processes: the typed input a paused run waits for, and how a decision
 (from Slack, the CLI, or expiry) reaches the paused run.
 
-Owns: ``ApprovalDecision`` (the ``RunInput`` a run pauses for), ``pending_approval`` (which step of
-an incident waits, read from its timeline), ``find_paused_run`` and ``submit_decision`` (resume
-the paused flow run with a decision). The rules of who may approve live in
-``flows.engine.approval_policy``; the pause itself in ``flows.engine.scheduler``.
+Owns: ``ApprovalDecision`` (the ``RunInput`` a run pauses for), ``await_approval`` (the pause,
+and the verdict on each decision received), and ``submit_decision`` for processes that run
+Prefect anyway (the Slack app, drills: the API from their Prefect settings). Sending a decision
+itself is plain HTTP in ``flows.engine.decisions`` (Prefect-free, so ``stanch approve`` takes
+about a second); the rules of who may approve live in ``flows.engine.approval_policy``.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
-from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.settings import get_current_settings
 
+from flows.engine import decisions
 from flows.engine.approval_keys import SignedFields
 from flows.engine.approval_keys import verify as verify_signed
 from flows.engine.approval_policy import ApprovalTally, allowed_approvers, refusal
 from flows.engine.compiler import PlannedStep
-from flows.engine.incident import Incident
-from flows.engine.run_api import decision_api
-from flows.engine.run_labels import incident_tag
+from flows.engine.decisions import OUTCOMES, PrefectApi, auth_headers, pending_approval, recorded_api, wait_outcome
+from flows.engine.run_api import current_api_url
 from flows.engine.spec.models import Approval
-from integrations.errors import InputError, StanchError
 from integrations.settings import StanchSettings
+
+__all__ = ["OUTCOMES", "ApprovalDecision", "await_approval", "pending_approval", "prefect_api", "submit_decision",
+           "wait_outcome"]
 
 
 class ApprovalDecision(RunInput):
@@ -60,76 +60,32 @@ def _bare(identity: str) -> str:
     return identity.split(":", 1)[1] if ":" in identity else identity
 
 
-OUTCOMES = ("approval.approved", "approval.denied", "approval.refused", "approval.expired")
+def prefect_api() -> PrefectApi | None:
+    """The Prefect API this process's Prefect settings name (PREFECT_API_URL from the environment,
+    a profile, or a test harness), with Prefect's auth headers; None when none is configured."""
+    api = get_current_settings().api
 
+    def secret(value: Any) -> str | None:
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
-def pending_approval(incident: Incident) -> dict[str, Any] | None:
-    """The latest ``approval.requested`` event whose step is not decided yet, else None."""
-    pending: dict[str, dict[str, Any]] = {}
-    for e in incident.events():
-        if e["kind"] == "approval.requested":
-            pending[e["step"]] = e
-        elif e["kind"] in ("approval.granted", "approval.denied", "approval.expired") and e["step"] in pending:
-            del pending[e["step"]]
-    return list(pending.values())[-1] if pending else None
-
-
-def find_paused_run(incident_id: str) -> FlowRun | None:
-    """The PAUSED flow run tagged ``incident:<id>`` (``run_labels.incident_tag``), on the server at
-    PREFECT_API_URL — by tag, not by name, so flow-run names stay free to be readable."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[incident_tag(incident_id)]),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
-    return runs[0] if runs else None
+    return PrefectApi(str(api.url), auth_headers(secret(api.auth_string), secret(api.key))) if api.url else None
 
 
 def submit_decision(store: Path, incident_id: str, step_id: str, approver: str, approve: bool,
                     comment: str = "", wait: float = 10.0, *, nonce: str = "", signed_at: float = 0.0,
                     signature: str = "") -> str:
-    """Resume the incident's paused run with one decision; returns its nonce (``wait_outcome``).
-    Raises InputError when the incident is not waiting for ``step_id``. Whether the approver
-    counts is decided by the run itself (and recorded in its timeline), so a forged decision can
-    never grant a step."""
-    incident = Incident.open_existing(store, incident_id)
-    pending = pending_approval(incident)
-    if pending is None or pending["step"] != step_id:
-        waiting = f"it waits for {pending['step']!r}" if pending else "it is not waiting for an approval"
-        raise InputError(f"{incident_id}: cannot decide {step_id!r}: {waiting}")
-    deadline = time.monotonic() + wait
-    try:
-        meta = incident.read_meta()
-    except (OSError, ValueError):
-        meta = {}
-    with decision_api(meta):  # the run's own server, also when it is `stanch run`'s temporary one
-        run = find_paused_run(incident.id)
-        while run is None and time.monotonic() < deadline:  # the pause is proposed just after the event
-            time.sleep(0.2)
-            run = find_paused_run(incident.id)
-        if run is None:
-            raise StanchError(f"{incident_id}: no paused Prefect run found for it (is the run still alive, and is "
-                              "PREFECT_API_URL the server it runs on?)")
-        nonce = nonce or uuid4().hex
-        decision = ApprovalDecision(approve=approve, approver=approver, step=step_id, comment=comment,
-                                    nonce=nonce, signed_at=signed_at, signature=signature)
-        resume_flow_run(run.id, run_input=decision.model_dump())
-    return nonce
+    """``flows.engine.decisions.submit_decision`` from a process that runs Prefect (the Slack app,
+    drills): to the server Prefect is configured for here, else the one the run recorded, else
+    the temporary server Prefect started in this process. Returns the decision's nonce."""
+    def api_of(meta: dict[str, Any]) -> PrefectApi:
+        configured = prefect_api()
+        if configured is not None:
+            return configured
+        here = current_api_url() if not meta.get("prefect_api_url") else None
+        return PrefectApi(here) if here else recorded_api(meta)
 
-
-def wait_outcome(store: Path, incident_id: str, nonce: str, timeout: float = 30.0) -> dict[str, Any] | None:
-    """The ``approval.approved/denied/refused`` event the run recorded for decision ``nonce``, or
-    None when it did not within ``timeout`` seconds (or the run finished without it)."""
-    incident = Incident.open_existing(store, incident_id)
-    deadline = time.monotonic() + timeout
-    while True:
-        finished = False
-        for e in incident.events():
-            if e["kind"] in OUTCOMES and (e.get("data") or {}).get("decision") == nonce:
-                return e
-            finished = finished or e["kind"] == "run.finished"
-        if finished or time.monotonic() >= deadline:
-            return None
-        time.sleep(0.2)
+    return decisions.submit_decision(store, incident_id, step_id, approver, approve, comment, wait, nonce=nonce,
+                                     signed_at=signed_at, signature=signature, api_of=api_of)
 
 
 def _group_members(settings: StanchSettings, approval: Approval) -> tuple[dict[str, list[str]], str | None]:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flows.engine import reports
 from flows.engine.redaction import Redactor
 from flows.engine.timeline import Timeline
 from flows.store import current, materialize, mirror
@@ -110,6 +109,8 @@ class Incident:
     def render_postmortem(self, template: Path | None = None) -> Path:
         """Re-render ``postmortem.md``; never raises for the template (a failed template gives the
         default post-mortem under a note naming it and the error; see ``last_postmortem_problem``)."""
+        from flows.engine import reports  # here, not at the top: reading an incident needs no Jinja2 (~0.8 s)
+
         text, self.last_postmortem_problem = reports.render_postmortem_safely(
             self.events(), {**self.read_plan(), "incident_id": self.id}, template)
         _atomic_write(self.postmortem_path, self.redactor.text(text), self.folder)

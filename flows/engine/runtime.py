@@ -9,8 +9,10 @@ The scheduling itself lives in ``flows.engine.scheduler``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from flows.engine.notify import NO_RUN_LINK
 from flows.engine.redaction import Redactor
 from flows.engine.resume import PriorProgress, prior_progress
 from flows.engine.run_api import current_api_url
-from flows.engine.run_labels import incident_tag, label_current_run, run_tags
+from flows.engine.run_labels import incident_tag, run_name, run_tags
 from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
@@ -39,7 +41,8 @@ from integrations.base import default_registry
 from integrations.errors import InputError
 from integrations.settings import StanchSettings
 
-__all__ = ["add_listener", "rollback_incident", "run_runbook"]
+__all__ = ["add_listener", "label_current_run", "rollback_incident", "run_runbook"]
+log = logging.getLogger("stanch.labels")
 
 
 def _store_path(store: str) -> Path:
@@ -120,7 +123,66 @@ def _finish(engine: Engine, outcome: str, started: float) -> Any:
     return Completed(message="all required steps succeeded", data=summary)
 
 
-@flow(name="stanch-runbook", flow_run_name="{incident_id}",
+def label_current_run(tags: Iterable[str], name: str | None = None) -> list[str] | None:
+    """Add ``tags`` (``run_labels.run_tags``) to the current flow run and give it ``name``
+    (``run_labels.run_name``): one API call, none when it already has both. Tags already on the
+    run (``prefect.tags(...)``, ``run_deployment(tags=…)``, deployment tags) are kept. Best
+    effort: a failure is logged and never fails the run. The run's tags afterwards, or None
+    outside a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    have = list(ctx.flow_run.tags or [])
+    wanted = have + [t for t in tags if t not in have]
+    rename = name if name and name != ctx.flow_run.name else None
+    if wanted == have and rename is None:
+        return have
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, tags=wanted, name=rename)
+        ctx.flow_run.tags = wanted
+        if rename:
+            ctx.flow_run.name = rename
+    except Exception as exc:
+        log.warning("could not tag flow run %s: %s", ctx.flow_run.id, exc)
+        return have
+    return wanted
+
+
+def _run_name() -> str:
+    """The name Prefect gives a runbook run as it starts (``run_labels.run_name``), with the
+    runbook file's stem for the runbook's name; ``label_current_run`` corrects it once the
+    runbook is loaded if the two differ. Whoever created the run (CLI, Slack, worker, drill)."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    return run_name(Path(str(params.get("runbook_path") or "runbook")).stem, str(params.get("incident_id")),
+                    drill=bool(params.get("drill")))
+
+
+def _rollback_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"rollback · {flow_run.parameters.get('incident_id')}"
+
+
+def _record_api(incident: Incident) -> None:
+    """This attempt's Prefect API in ``incident.json`` (``prefect_api_url``, newest wins), so
+    ``stanch approve`` reaches the paused run also after ``stanch resume`` started a temporary
+    server of its own (bug B5: it kept the first attempt's, long gone)."""
+    try:
+        meta = incident.read_meta()
+    except (OSError, ValueError):
+        return
+    url = current_api_url()
+    if meta.get("prefect_api_url") != url:
+        incident.write_meta({**meta, "prefect_api_url": url})
+
+
+@flow(name="stanch-runbook", flow_run_name=_run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, store: str,
@@ -137,7 +199,8 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     engine = _prepare(runbook_path, inputs, incident_id, store, drill, initiator, prior, slack_channel)
     plan, incident = engine.plan, engine.incident
     label_current_run(run_tags(plan.name, plan.runbook.severity, drill=drill,
-                               extra=[incident_tag(incident_id), *engine.settings.extra_run_tags]))
+                               extra=[incident_tag(incident_id), *engine.settings.extra_run_tags]),
+                      name=run_name(plan.name, incident_id, drill=drill))
     shown_inputs = public_inputs(plan, engine.inputs)  # secret inputs only as their marker
     incident.write_plan(plan.to_json() | {"incident_id": incident_id, "inputs": shown_inputs, "drill": drill})
     if resume and engine.prior.runs:
@@ -145,6 +208,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
             "incident_id": incident_id, "already_done": sorted(engine.prior.steps),
             "target": RunTarget.of(engine.settings, drill=drill).model_dump(),
             "items_done": {k: sorted(v) for k, v in engine.prior.items.items()}})
+        _record_api(incident)
     else:
         incident.write_meta({"id": incident_id, "runbook": plan.name, "runbook_path": str(plan.source),
                              "inputs": shown_inputs, "drill": drill, "initiator": initiator,
@@ -173,7 +237,7 @@ def run_runbook(runbook_path: str, inputs: dict[str, Any], incident_id: str, sto
     return _finish(engine, outcome, started)
 
 
-@flow(name="stanch-rollback", flow_run_name="rollback-{incident_id}",
+@flow(name="stanch-rollback", flow_run_name=_rollback_name,
       task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
       validate_parameters=False, persist_result=False)
 def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> Any:
@@ -184,7 +248,8 @@ def rollback_incident(incident_id: str, store: str, initiator: str = "cli") -> A
     engine = _prepare(meta["runbook_path"], meta["inputs"], incident.id, str(incident.folder.parent),
                       bool(meta.get("drill")), initiator, prior, strict=False)
     label_current_run(run_tags(engine.plan.name, engine.plan.runbook.severity, drill=engine.drill,
-                               extra=["rollback", incident_tag(incident.id), *engine.settings.extra_run_tags]))
+                               extra=["rollback", incident_tag(incident.id), *engine.settings.extra_run_tags]),
+                      name=run_name(engine.plan.name, incident.id, drill=engine.drill, rollback=True))
     engine.record("rollback.started", actor=initiator, data={"steps": list(reversed(prior.succeeded_order))})
     failures = engine.compensate()
     undone, not_undone = rollback_coverage(engine, prior)

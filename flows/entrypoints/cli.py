@@ -370,19 +370,21 @@ def rollback(incident: Annotated[str, typer.Argument(help="Incident id or folder
 def _decide(incident: str, step: str, approver: str, approve: bool, comment: str, key: Path | None,
             wait: float) -> None:
     """Sign the decision with the approver's Ed25519 key, hand it to the paused run, and report
-    what the run made of it: exit 0 only when the run counted it (flows.engine.approval_keys)."""
-    import getpass
-    import time
-    import uuid
-
-    from flows.engine.approval_keys import SignedFields, load_private_key, sign
-    from flows.engine.approvals import submit_decision, wait_outcome
-
+    what the run made of it: exit 0 only when the run counted it (flows.engine.approval_keys).
+    Arguments are checked first, and nothing on the way imports Prefect (plain HTTP to the run's
+    server, flows.engine.decisions): a decision takes about a second, a mistake less."""
     if not approver:
         raise _fail("say who decides: --as <Slack user id>; the decision is signed with that approver's key (--key)")
     if key is None:
         raise _fail("no approver key: pass --key or set STANCH_APPROVER_KEY (an Ed25519 private key whose public "
                     "half is listed for your Slack id in the run's STANCH_APPROVER_KEYS_FILE; see docs/slack.md)")
+    import getpass
+    import time
+    import uuid
+
+    from flows.engine.approval_keys import SignedFields, load_private_key, sign
+    from flows.engine.decisions import store_dir, submit_decision, wait_outcome
+
     try:
         try:
             private = load_private_key(key)
@@ -392,7 +394,7 @@ def _decide(incident: str, step: str, approver: str, approve: bool, comment: str
             private = load_private_key(key, getpass.getpass(f"passphrase for {key}: ").encode())
         fields = SignedFields(incident=incident, step=step, approve=approve, approver=approver, comment=comment,
                               signed_at=round(time.time(), 3), nonce=uuid.uuid4().hex)
-        store = _settings().store_dir
+        store = store_dir()
         nonce = submit_decision(store, incident, step, f"cli:{approver}", approve, comment, nonce=fields.nonce,
                                 signed_at=fields.signed_at, signature=sign(private, fields))
         outcome = wait_outcome(store, incident, nonce, timeout=wait)
@@ -426,7 +428,8 @@ def approve(incident: Annotated[str, typer.Argument(help="Incident id.")],
             step: Annotated[str, typer.Argument(help="The approval step waiting.")],
             as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
     """Approve a gated step from the CLI (for when Slack is down), signed with your approver key.
-    Exit 0 when the run counted it, 1 when it refused it. Needs PREFECT_API_URL of the run."""
+    Exit 0 when the run counted it, 1 when it refused it, 2 for bad input or when no paused run
+    takes it. Finds the run on the Prefect server it recorded (PREFECT_API_URL, when set, wins)."""
     _decide(incident, step, as_, True, comment, key, wait)
 
 
@@ -434,7 +437,8 @@ def approve(incident: Annotated[str, typer.Argument(help="Incident id.")],
 def deny(incident: Annotated[str, typer.Argument(help="Incident id.")],
          step: Annotated[str, typer.Argument(help="The approval step waiting.")],
          as_: AsOpt = "", comment: CommentOpt = "", key: KeyOpt = None, wait: WaitOpt = 30.0) -> None:
-    """Deny a gated step from the CLI (signed): the step fails and the run's compensations run."""
+    """Deny a gated step from the CLI (signed): the step fails and the run's compensations run.
+    Exit codes and the Prefect server as for `stanch approve`."""
     _decide(incident, step, as_, False, comment, key, wait)
 
 

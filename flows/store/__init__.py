@@ -22,8 +22,10 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flows.store.postgres import _HEAD_WIDTH, HEAD_DOC, PostgresStore
+if TYPE_CHECKING:
+    from flows.store.postgres import PostgresStore
 
 __all__ = ["HEAD_DOC", "PostgresStore", "current", "export_record", "is_url", "materialize", "mirror",
            "open_store"]
@@ -33,12 +35,24 @@ _lock = threading.Lock()
 TIMELINE = "timeline.jsonl"
 
 
+def __getattr__(name: str) -> Any:
+    """``PostgresStore`` and ``HEAD_DOC`` load psycopg only when asked for: a folder store (and
+    ``stanch approve``, which opens an incident) never pays for importing it (~0.25 s)."""
+    if name in ("PostgresStore", "HEAD_DOC"):
+        from flows.store import postgres
+
+        return getattr(postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def is_url(value: str | None) -> bool:
     return bool(value) and str(value).startswith(("postgresql://", "postgres://"))
 
 
 def open_store(url: str) -> PostgresStore:
     """The process's store for ``url`` (one per process: connections never cross a fork)."""
+    from flows.store.postgres import PostgresStore
+
     key = (url, os.getpid())
     with _lock:
         if key not in _stores:
@@ -65,6 +79,7 @@ def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
     """Bring ``folder`` (``<dir>/<incident>``) up to the database: missing timeline lines are
     appended (the database's lines are the record: a local file that disagrees is rewritten) and
     every document is written. Returns the number of events."""
+    from flows.store.postgres import HEAD_DOC
     count = sync_timeline(store, incident, folder)
     for name, doc in store.documents(incident).items():
         if name == HEAD_DOC:
@@ -104,6 +119,8 @@ def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
     """Append the database's timeline lines the local ``timeline.jsonl`` lacks (under an exclusive
     flock, so two local writers never interleave), and its head record; the number of events."""
     import fcntl
+
+    from flows.store.postgres import _HEAD_WIDTH, HEAD_DOC
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TIMELINE

@@ -29,7 +29,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sandboxes import seeded_sandbox
@@ -108,7 +108,8 @@ class Cluster:
     def runs(self, incident: str) -> list[Any]:
         with temporary_settings(updates={PREFECT_API_URL: self.state.prefect_api_url}), \
                 get_client(sync_client=True) as client:
-            return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[incident])))
+            return client.read_flow_runs(flow_run_filter=FlowRunFilter(  # by its tag: names are for people
+                tags=FlowRunFilterTags(all_=[f"incident:{incident}"])))
 
     def events(self, incident: str) -> list[dict[str, Any]]:
         """The incident's timeline as the database holds it."""

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
-    FlowRunFilterName,
+    FlowRunFilterTags,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -33,9 +33,11 @@ RUNBOOK = HERE.parents[1] / "runbooks" / "compromised-dependency.yaml"
 CANARY = "cnry-5b1d0e7a93f4-do-not-leak"
 
 
-def _flow_run(name: str) -> Any:
+def _flow_run(incident: str) -> Any:
+    """The incident's one flow run, by its incident tag (names are for people)."""
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[f"incident:{incident}"])))
     assert len(runs) == 1, runs
     return runs[0]
 

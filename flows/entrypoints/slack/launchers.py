@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.engine.redaction import Redactor
-from flows.engine.run_labels import incident_tag
+from flows.engine.run_labels import incident_tag, run_name
 from flows.engine.timeline import read_events
 from integrations.errors import StartError
 
@@ -104,6 +104,12 @@ def flow_parameters(request: LaunchRequest) -> dict[str, Any]:
     return {"runbook_path": str(request.runbook_path.resolve()), "inputs": request.inputs,
             "incident_id": request.incident_id, "store": str(request.store.resolve()),
             "drill": request.drill, "initiator": request.initiator, "slack_channel": request.slack_channel}
+
+
+def _name(request: LaunchRequest) -> str:
+    """The run's readable name from its creation on (``run_labels.run_name``; the run itself
+    keeps it, or corrects the runbook's name once loaded). Lookups go by the incident tag."""
+    return run_name(request.runbook_path.stem, request.incident_id, drill=request.drill)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -319,7 +325,7 @@ class InProcessLauncher:
         def create(client: SyncPrefectClient) -> FlowRun:
             body = FlowRunCreate(
                 flow_id=client.create_flow(run_runbook), flow_version=run_runbook.version,
-                name=request.incident_id, parameters=params, idempotency_key=request.idempotency_key,
+                name=_name(request), parameters=params, idempotency_key=request.idempotency_key,
                 tags=[incident_tag(request.incident_id)], state=to_state_create(Pending()),
                 empirical_policy=FlowRunPolicy(retries=run_runbook.retries,
                                                retry_delay=int(run_runbook.retry_delay_seconds or 0)))
@@ -432,7 +438,7 @@ class DeploymentLauncher:
                 self._deployment_id = client.read_deployment_by_name(self.name).id
             return client.create_flow_run_from_deployment(
                 self._deployment_id, parameters=params, idempotency_key=request.idempotency_key,
-                name=request.incident_id, tags=[incident_tag(request.incident_id)])
+                name=_name(request), tags=[incident_tag(request.incident_id)])
 
         try:
             run, attempts = create_with_retries(create, request, self.policy, self.api)

@@ -32,6 +32,14 @@ def test_rollback_runs_each_compensation_once_in_reverse(tmp_path: Path) -> None
     assert again.is_completed()
     assert len(_undone(tmp_path / "INC-RB")) == 3  # nothing undone twice
     assert "## Compensations (rollback)" in (tmp_path / "INC-RB" / "postmortem.md").read_text()
+    # the Prefect UI lists the incident's three runs by readable names (found by the incident tag)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["incident:INC-RB"])))
+    assert sorted((r.name, "rollback" in r.tags) for r in runs) == [
+        ("rollback · undoable · INC-RB", True), ("rollback · undoable · INC-RB", True), ("undoable · INC-RB", False)]
 
 
 def test_a_compensation_that_cannot_be_built_fails_alone_not_the_run(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_a_secret_passed_to_the_flow_as_a_value_is_refused(tmp_path: Path) -> No
 
 def test_batched_fan_out_keeps_per_item_retries_events_and_failures(tmp_path: Path) -> None:
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
 
     state, folder = _run(tmp_path, "batched.yaml")
     assert state.is_failed()  # item e fails permanently after its transient failure
@@ -160,16 +160,16 @@ def test_batched_fan_out_keeps_per_item_retries_events_and_failures(tmp_path: Pa
     assert {i for k, _, i in events if k == "item.failed"} == {"e"}
     assert sorted(i for k, _, i in events if k == "item.retrying") == ["a", "b", "c", "d", "e"]
     with get_client(sync_client=True) as client:
-        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            name=FlowRunFilterName(any_=["INC-TEST-batched"])))[0]
+        run = client.read_flow_runs(flow_run_filter=FlowRunFilter(  # by its incident tag, not its name
+            tags=FlowRunFilterTags(all_=["incident:INC-TEST-batched"])))[0]
         names = sorted(t.name for t in client.read_task_runs() if t.flow_run_id == run.id)
     assert names == ["flaky-batch[a +1]", "flaky-batch[c +1]", "flaky-batch[e]"]
-    # Prefect tags for the UI's filters, read back through the API with a tag filter
-    from prefect.client.schemas.filters import FlowRunFilterTags
-
+    # Prefect tags for the UI's filters, read back through the API with a tag filter; a readable name
+    runbook = run.tags[0].split(":", 1)[1]
+    assert run.name == f"{runbook} · INC-TEST-batched"
     with get_client(sync_client=True) as client:
         tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=["live", f"runbook:{run.tags[0].split(':', 1)[1]}"]),
-            name=FlowRunFilterName(any_=["INC-TEST-batched"])))
+            tags=FlowRunFilterTags(all_=["live", f"runbook:{runbook}"]),
+            name=FlowRunFilterName(any_=[run.name])))
     assert [r.id for r in tagged] == [run.id]
     assert "live" in run.tags and any(t.startswith("severity:sev") for t in run.tags)

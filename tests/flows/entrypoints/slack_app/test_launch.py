@@ -26,6 +26,7 @@ from slack_harness import SECRET, SlackHarness, serve_app, sign
 from typer.testing import CliRunner
 
 from flows.engine.checkpoints import trusted_keys, verify_record
+from flows.engine.run_labels import incident_of, incident_tag
 from flows.engine.timeline import read_events
 from flows.entrypoints.slack.commands import render_status
 from flows.entrypoints.slack.launchers import InProcessLauncher, RunLauncher, StartPolicy
@@ -263,13 +264,14 @@ class LosesFirstAnswer:
         self.server.server_close()
 
 
-def _flow_runs(names: list[str]) -> list[Any]:
+def _flow_runs(incidents: list[str]) -> list[Any]:
+    """The incidents' flow runs, by their ``incident:<id>`` tags (names are for people)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
     with get_client(sync_client=True) as client:
-        return list(client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)),
-                                          limit=200))
+        return list(client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(any_=[incident_tag(i) for i in incidents])), limit=200))
 
 
 def _unsigned(kinds: list[str]) -> list[str]:
@@ -342,10 +344,11 @@ def test_a_burst_of_run_commands_starts_every_announced_run_once(env: LaunchEnv,
         kinds = _kinds(h.store / inc)
         assert kinds.count("run.started") == 1 and _unsigned(kinds)[-1] == "run.finished"
     runs = _flow_runs(incidents)
-    assert sorted(r.name for r in runs) == sorted(incidents)  # one flow run per announcement, no duplicate
+    assert sorted(incident_of(r.tags) or "" for r in runs) == sorted(incidents)  # one flow run per announcement
+    assert sorted(r.name for r in runs) == sorted(f"note · {i}" for i in incidents)  # readable: runbook · incident
     assert {r.state_type.value for r in runs} == {"COMPLETED"}
     # the announcement and the incident's header message (as it stands in Slack) link that run
-    run_of = {r.name: str(r.id) for r in runs}
+    run_of = {incident_of(r.tags): str(r.id) for r in runs}
     headers = {(m.get("metadata") or {}).get("event_payload", {}).get("incident"): json.dumps(m["blocks"])
                for m in h.standin.messages() if (m.get("metadata") or {}).get("event_type") == "stanch_incident"}
     for inc, text in zip(incidents, announced, strict=True):
