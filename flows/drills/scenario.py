@@ -1,6 +1,7 @@
 """Drill scenarios: ``runbooks/drills/*.yaml`` -> a validated ``Scenario``, or every problem at once.
 
-Owns: the scenario models (pydantic, ``extra="forbid"``), ``load_scenario`` / ``validate_scenario_file``
+Owns: the scenario models (pydantic, ``extra="forbid"``), ``load_scenario`` / ``validate_scenario_file``,
+``is_scenario_file`` (scenario or runbook, by content)
 (located ``file:line:col: error[DRxxx]`` diagnostics, the runbook YAML dialect and source marks of
 ``flows.engine.spec.loader``), ``resolve_scenario`` (name -> file), ``seconds`` (duration text ->
 seconds), ``DRILL_CODES`` and ``ScenarioDiagnostic`` (a ``Diagnostic`` with DR codes).
@@ -47,6 +48,7 @@ __all__ = [
     "SlackOutage",
     "Targets",
     "Trigger",
+    "is_scenario_file",
     "load_scenario",
     "resolve_scenario",
     "scenario_schema",
@@ -530,6 +532,25 @@ def load_scenario(path: str | Path) -> Scenario:
         n = len(errors)
         raise RunbookError(f"{path}: {n} error{'s' if n != 1 else ''}\n{format_all(errors)}".rstrip("\n"), diagnostics)
     return scenario
+
+
+#: top-level keys only a scenario has (a runbook has ``steps``, which a scenario never has)
+SCENARIO_KEYS = frozenset({"runbook", "probes", "injects", "fleet", "approvers", "targets", "approval_expires"})
+
+
+def is_scenario_file(path: str | Path) -> bool:
+    """Whether ``stanch validate`` should read ``path`` as a drill scenario rather than a runbook:
+    it lives in a folder named ``drills``, or its top level is a mapping with a scenario key
+    (``runbook:``, ``probes:``, ``injects:`` …) and no ``steps:``. Parsed with the runbook loader's
+    limits, so a hostile file costs no more here than when it is validated."""
+    path = Path(path)
+    if path.resolve().parent.name == "drills":
+        return True
+    text, _ = read_runbook(path)
+    if text is None:
+        return False
+    data = load_yaml(text, str(path)).data
+    return isinstance(data, dict) and "steps" not in data and bool(SCENARIO_KEYS & set(map(str, data)))
 
 
 def resolve_scenario(ref: str) -> Path:

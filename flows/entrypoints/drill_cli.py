@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.entrypoints.drill_ops_cli import register
-from flows.entrypoints.terminal import console, err
+from flows.entrypoints.terminal import console, print_diagnostics, print_error
 from integrations.errors import RunbookError, StanchError
 
 drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.", no_args_is_help=True)
@@ -52,7 +53,7 @@ def _summary(card: dict[str, Any]) -> Table:
 @drill_app.command("run")
 def run(
     scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills) or path to its YAML.")],
-    keep: Annotated[bool, typer.Option(help="Keep the drill's sandbox folder (<store>/.drills/INC-…).")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the drill's sandbox folder (`<store>/.drills/INC-…`).")] = False,
     store: Annotated[Path | None, typer.Option(help="Incident store (default: STANCH_STORE or "
                                                     "<STANCH_HOME>/incidents).")] = None,
 ) -> None:
@@ -66,18 +67,16 @@ def run(
         path = contract.resolve_scenario(scenario)
         contract.load_scenario(path)  # located diagnostics before anything starts
     except RunbookError as exc:
-        for d in getattr(exc, "diagnostics", None) or []:
-            err.print(d.format(), markup=False, soft_wrap=True)
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_diagnostics(exc)  # each once, literally (no markup)
         raise typer.Exit(1) from None
     except StanchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(2) from None
-    console.print(f"drill [bold]{scenario}[/] ({path}) — own sandbox, DRILL mode")
+    console.print(f"drill [bold]{escape(scenario)}[/] ({escape(str(path))}) — own sandbox, DRILL mode")
     try:
         result = run_drill_flow(scenario=str(path), store=str(store) if store else "", keep=keep, echo=True)
     except StanchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(2) from None
     console.print()
     console.print(_summary(result["scorecard"]))

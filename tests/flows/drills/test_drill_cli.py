@@ -27,6 +27,29 @@ def test_unknown_scenario_name_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no-such-drill" in result.output
 
 
+@pytest.mark.parametrize("command", ["run", "schedule", "schedules", "unschedule", "history", "report"])
+def test_help_keeps_every_placeholder(command: str) -> None:
+    """The CLI renders help as Markdown: a bare ``<store>`` is an HTML tag to it and vanishes.
+    Every ``<placeholder>`` in a drill command's help must reach the screen."""
+    import re
+
+    import typer
+
+    from flows.entrypoints.drill_cli import drill_app
+
+    group = typer.main.get_command(drill_app)
+    cmd = group.commands[command]  # type: ignore[attr-defined]
+    texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+    wanted = {m for t in texts for m in re.findall(r"<[^<>\s]+>", t)}
+    shown = CliRunner().invoke(app, ["drill", command, "--help"], env={"COLUMNS": "200"}).output
+    for placeholder in wanted:
+        assert placeholder in shown, f"{placeholder} lost from `stanch drill {command} --help`:\n{shown}"
+    if command == "run":
+        assert "<store>/.drills/INC-…" in shown
+    if command == "schedule":
+        assert "runbooks/drills/<name>.yaml" in shown
+
+
 def test_injects_never_leave_loopback() -> None:
     with pytest.raises(ConfigurationError, match="non-loopback"):
         _call("POST", "http://10.0.0.1:5000/_fault", {})
