@@ -34,7 +34,7 @@ class HistoryRow:
     @classmethod
     def of(cls, card: dict[str, Any]) -> HistoryRow:
         failed = [f"{p.get('phase', '?')}:{p.get('name') or p.get('probe')}" for p in card.get("probes") or []
-                  if not p.get("passed")]
+                  if not p.get("passed") and p.get("scored", True)]  # a baseline is not a failed probe
         ttc = card.get("time_to_contain_s")
         target = card.get("target_time_to_contain_s")
         return cls(str(card.get("incident_id", "?")), str(card.get("scenario", "?")),

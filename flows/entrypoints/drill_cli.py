@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from flows.entrypoints.drill_ops_cli import register
 from flows.entrypoints.terminal import console, print_diagnostics, print_error
@@ -23,30 +24,40 @@ drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.
 
 
 def _summary(card: dict[str, Any]) -> Table:
+    """The scorecard as a table; every text that comes from the drill (details, descriptions) is
+    shown literally (``Text``), never as Rich markup."""
+    ok, fail = Text("pass", "green"), Text("FAIL", "bold red")
     table = Table(title=f"Drill {card['scenario']}: {'PASSED' if card['passed'] else 'FAILED'} "
                         f"— score {card['score']}/100", title_justify="left")
     for col in ("check", "result", "observed / detail"):
         table.add_column(col)
     for p in card.get("probes", []):
-        table.add_row(f"{p['phase']}: {p['name']}", "[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]",
-                      str(p.get("detail") or ""))
+        result = (ok if p["passed"] else fail) if p.get("scored", True) else Text("baseline", "dim")
+        table.add_row(Text(f"{p['phase']}: {p['name']}"), result, Text(str(p.get("detail") or "")))
     target = card.get("target_time_to_contain_s")
     ttc = card.get("time_to_contain_s")
-    ok = target is None or (ttc is not None and ttc <= target)
-    table.add_row("time to contain", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+    met = target is None or (ttc is not None and ttc <= target)
+    table.add_row("time to contain", ok if met else fail,
                   f"{ttc}s (target {target}s)" if target is not None else f"{ttc}s")
     if card.get("target_time_to_first_decision_s") is not None:
         tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
-        ok = tfd is not None and tfd <= tgt
-        table.add_row("time to first decision", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+        met = tfd is not None and tfd <= tgt
+        table.add_row("time to first decision", ok if met else fail,
                       f"{tfd if tfd is not None else 'no decision'}{'s' if tfd is not None else ''} (target {tgt}s)")
     for a in card.get("approvers", []):
         answered = a.get("response_s") is not None
-        table.add_row(f"approver {a['user']}", a["decision"] if answered else "[yellow]never answered[/]",
-                      f"{a['step']}: {a['response_s']}s" if answered else f"{a['step']}: no response")
+        table.add_row(Text(f"approver {a['user']}"), a["decision"] if answered else Text("never answered", "yellow"),
+                      Text(f"{a['step']}: {a['response_s']}s" if answered else f"{a['step']}: no response"))
     for i in card.get("injects", []):
-        table.add_row(f"inject: {i['kind']}", "survived" if i["survived"] else "[yellow]not survived[/]",
-                      f"{i['description']} (fired {i['fired']} times)")
+        outcome = str(i.get("result") or "")
+        style = "green" if outcome == "survived" else "dim" if outcome == "did not fire" else "yellow"
+        retried = f", {i['retried']} retried" if i.get("retried") else ""
+        table.add_row(Text(f"inject: {i['kind']}"), Text(outcome, style),
+                      Text(f"{i['description']} (fired {i['fired']}, survived {i['survived']}{retried})"))
+    retries = card.get("retries")
+    if retries:
+        table.add_row("retries", str(retries), f"{card.get('retries_engine', 0)} by the engine, "
+                      f"{card.get('retries_aws', 0)} AWS calls after an injected fault")
     return table
 
 

@@ -65,7 +65,7 @@ def test_ready_scenarios_validate_and_resolve() -> None:
     assert (acm.kind, acm.service, acm.operation, acm.account, acm.error) == (  # type: ignore[union-attr]
         "aws_fault", "acm", "ImportCertificate", "222222222222", "AccessDenied")
     kill = load_scenario(resolve_scenario("killed-mid-fanout")).injects[0]
-    assert isinstance(kill, KillAndResume) and (kill.operation, kill.when) == ("SendEmail", "after")
+    assert isinstance(kill, KillAndResume) and (kill.operation, kill.when, kill.skip) == ("PutObject", "after", 1)
     with pytest.raises(InputError, match="no drill scenario named 'nope'"):
         resolve_scenario("nope")
 

@@ -96,6 +96,17 @@ def test_an_interval_schedule_fires_twice_through_the_scheduler_and_the_worker(
     try:
         bad = runner.invoke(app, ["drill", "schedule", "smoke", "--cron", "not a cron"])
         assert bad.exit_code == 2 and "not a valid cron" in bad.output
+        # a scenario that does not resolve or load is refused before a deployment exists
+        missing = runner.invoke(app, ["drill", "schedule", "no-such-scenario", "--cron", "0 10 * * 1"])
+        assert missing.exit_code == 2 and "no drill scenario named 'no-such-scenario'" in missing.output
+        (tmp_path / "runbooks" / "drills" / "broken.yaml").write_text(SMOKE.replace("name: smoke", "name: broken")
+                                                                      .replace("probe: iam.ci_keys_inactive",
+                                                                               "probe: iam.nope"), encoding="utf-8")
+        broken = runner.invoke(app, ["drill", "schedule", "broken", "--cron", "0 10 * * 1"])
+        assert broken.exit_code == 2 and "broken.yaml:6:" in broken.output and "error[DR104]" in broken.output, \
+            broken.output
+        assert "broken" not in runner.invoke(app, ["drill", "schedules"]).output
+        assert "no-such-scenario" not in runner.invoke(app, ["drill", "schedules"]).output
         res = runner.invoke(app, ["drill", "schedule", "smoke", "--interval", "3"])
         assert res.exit_code == 0, res.output
         deadline = time.monotonic() + 120
