@@ -1,8 +1,9 @@
 """Drill history and trend: reading scorecards back and rendering the trend chart.
 
 Owns: ``iter_scorecards`` (the one place that reads ``scorecard.json`` documents from the incident
-store — today the folder ``<store>/<incident>/scorecard.json``; switch it to
-``flows.store.open_store(...)`` here only), ``HistoryRow`` (what ``stanch drill history`` shows),
+store: the folder ``<store>/<incident>/scorecard.json``, or with ``STANCH_STORE=postgresql://…``
+the database's ``scorecard.json`` documents — the record, whichever machine ran the drill — read
+in one query), ``HistoryRow`` (what ``stanch drill history`` shows),
 ``trend`` (arrow + sparkline), ``render_chart`` (matplotlib, Agg; returns the plotted points so
 tests check data, not pixels), ``render_table`` (Markdown) and ``write_report``.
 Must not touch: how scorecards are computed (``flows.drills.scorecard``) or written (the runner).
@@ -43,19 +44,31 @@ class HistoryRow:
                    None if target is None else float(target), failed)
 
 
-def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first.
-    A folder without a scorecard (a live incident) or with an unreadable one is skipped."""
-    cards: list[dict[str, Any]] = []
+def _raw_scorecards(store: Path) -> Iterator[bytes]:
+    from flows.store import current
+
+    remote = current()
+    if remote is not None:  # the database is the record (the folder is only a working copy)
+        yield from remote.named("scorecard.json").values()
+        return
     if not store.is_dir():
-        return iter(())
+        return
     for folder in store.iterdir():
-        path = folder / "scorecard.json"
-        if not path.is_file():
-            continue
         try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            yield (folder / "scorecard.json").read_bytes()
+        except OSError:
+            continue  # no scorecard: a live incident
+
+
+def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first:
+    the folder ``store``, or the PostgreSQL store when ``STANCH_STORE`` names one. An incident
+    without a scorecard (a live one) or with an unreadable one is skipped."""
+    cards: list[dict[str, Any]] = []
+    for raw in _raw_scorecards(store):
+        try:
+            card = json.loads(raw)
+        except ValueError:
             continue
         if not isinstance(card, dict) or "started_at" not in card:
             continue

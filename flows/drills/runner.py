@@ -1,6 +1,7 @@
 """Running one drill: a fresh sandbox, the runbook in drill mode, injects, probes, a scorecard.
 
-Owns: ``run_drill`` (DRILL-INTERFACE.md), ``DrillResult`` and the Prefect flow ``run_drill_flow``.
+Owns: ``run_drill``, ``DrillResult``, ``run_inputs`` (a scenario's inputs as ``stanch run -i``) and
+the Prefect flow ``run_drill_flow``.
 
 How a drill runs (each step is the real thing, nothing is mocked):
 1. ``DrillSandbox``: the drill's own moto + Slack stand-in in a child process (loopback only),
@@ -154,20 +155,19 @@ def _run_probes(uses: list[Any], ctx: Any) -> list[Any]:
     return results
 
 
-def _inputs(scenario: Any, sb: DrillSandbox, *, accepts_inventory: bool) -> list[str]:
+def run_inputs(inputs: dict[str, Any], *, inventory: Path, fleet: dict[str, Any], accepts_inventory: bool) -> list[str]:
     """``-i key=value`` for ``stanch run``, for any runbook: ``{sandbox.inventory}`` and
-    ``{fleet.<field>}`` filled in from the drill's sandbox, lists and mappings as JSON; and
-    ``inventory`` defaulted to the sandbox's inventory when the runbook declares that input."""
-    assert sb.state is not None
-    fleet = sb.fleet()
+    ``{fleet.<field>}`` filled in from the drill's sandbox (``inventory``: its inventory file,
+    ``fleet``: its fleet JSON), lists and mappings as JSON; and ``inventory`` defaulted to the
+    sandbox's inventory when the runbook declares that input."""
 
     def fill(value: str) -> str:  # {sandbox.inventory}, {fleet.<field>} (e.g. {fleet.leaked_access_key_id})
-        value = value.replace("{sandbox.inventory}", str(sb.state.inventory_path) if sb.state else "")
+        value = value.replace("{sandbox.inventory}", str(inventory))
         return re.sub(r"\{fleet\.([a-z_]+)\}", lambda m: str(fleet.get(m.group(1), m.group(0))), value)
     # a list or mapping goes to `stanch run -i` as JSON (str() would give "['a']", which no input parses)
-    values = {str(k): fill(v if isinstance(v, str) else json.dumps(v)) for k, v in scenario.inputs.items()}
+    values = {str(k): fill(v if isinstance(v, str) else json.dumps(v)) for k, v in inputs.items()}
     if accepts_inventory:
-        values.setdefault("inventory", str(sb.state.inventory_path))
+        values.setdefault("inventory", str(inventory))
     pairs = []
     for k, v in values.items():
         pairs += ["-i", f"{k}={v}"]
@@ -261,7 +261,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         if scenario.approval_expires:
             env["STANCH_DRILL_APPROVAL_EXPIRES"] = str(contract.seconds(scenario.approval_expires))
         env["PREFECT_API_URL"] = _prefect_api_url()
-        inputs = _inputs(scenario, sb, accepts_inventory=accepts_inventory)
+        inputs = run_inputs(scenario.inputs, inventory=sb.state.inventory_path, fleet=sb.fleet(),
+                            accepts_inventory=accepts_inventory)
         runbook_path = str(runbook)
         cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
         injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,

@@ -21,6 +21,14 @@ def _store() -> Path:
     return StanchSettings().store_dir
 
 
+def _where() -> str:
+    """Where history is read from, for messages: the PostgreSQL store (no password) or the folder."""
+    from flows.store import current
+
+    remote = current()
+    return remote.display if remote is not None else str(_store())
+
+
 def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
                 ) -> None:
     """Past drills, oldest first: date, score, time to contain vs target, failed probes, trend."""
@@ -30,7 +38,7 @@ def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario na
 
     rows = history(_store(), scenario)
     if not rows:
-        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}", markup=False)
         raise typer.Exit(0)
     table = Table(box=None, pad_edge=False)
     for col in ("date (UTC)", "scenario", "score", "contain", "target", "failed probes"):
@@ -52,7 +60,7 @@ def report_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario nam
 
     rows = history(_store(), scenario)
     if not rows:
-        print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}")
         raise typer.Exit(1)
     chart, table, _ = write_report(rows, out, scenario)
     console.print(f"chart: {chart}\ntable: {table}")

@@ -138,3 +138,19 @@ def test_step_triggers_windows_and_fault_shapes(tmp_path: Path, fault_server: tu
         "Slack down from 2s for 3s when announce starts", "+500 ms latency on iam:* (2 call(s))",
         "5xx on s3:PutObject (1 call(s))"]
     assert injector.rules() == []  # finish removed the faults: after-probes see a healthy sandbox
+
+
+def test_inputs_are_filled_for_a_runbook_without_an_inventory_input(tmp_path: Path) -> None:
+    """api-key-exposure declares no ``inventory``: its inputs are still filled in from the drill's
+    sandbox ({fleet.*}, {sandbox.inventory}) and a list still goes to `stanch run` as JSON."""
+    from flows.drills.runner import run_inputs
+    from flows.engine.compiler import parse_input_pairs
+
+    inputs = {"account": "{fleet.tenant_account}", "tenants": ["t-01", "t-02"], "notes": "{sandbox.inventory}",
+              "sender": "security@platform.example"}
+    inventory = tmp_path / "inventory.yaml"
+    pairs = run_inputs(inputs, inventory=inventory, fleet={"tenant_account": "111111111111"}, accepts_inventory=False)
+    assert parse_input_pairs(pairs[1::2]) == {"account": "111111111111", "tenants": '["t-01", "t-02"]',
+                                              "notes": str(inventory), "sender": "security@platform.example"}
+    with_inventory = run_inputs({}, inventory=inventory, fleet={}, accepts_inventory=True)
+    assert with_inventory == ["-i", f"inventory={inventory}"]
