@@ -186,7 +186,7 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
         "PutSecretValue": [1] * 3}, counted
     assert all(t.startswith(("400000000001 ", "400000000002 ", "400000000003 "))
                for t in counted["observed"]["UpdateAccessKey"])
-    # a continuous probe sampled every second through the kill and the resume: nothing unaffected touched
+    # a continuous probe sampled every 2 s through the kill and the resume: nothing unaffected touched
     samples = [p for p in card["probes"] if p["phase"] == "continuous"]
     assert len(samples) >= 2 and all(p["passed"] and p["name"] == "iam.keys_untouched" for p in samples), samples
     assert all(len(p["observed"]) == 9 for p in samples)
