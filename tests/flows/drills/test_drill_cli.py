@@ -76,7 +76,7 @@ def fault_server() -> Iterator[tuple[str, FaultInjector]]:
     answers 200: what the Injector arms is read back from it."""
     injector = FaultInjector(lambda environ, start_response: (start_response("200 OK", []), [b"{}"])[1])
     server = make_server("127.0.0.1", 0, injector, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", injector
