@@ -81,6 +81,31 @@ def scheduling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             proc.kill()
 
 
+def _sandboxes_left(root: Path, wait: float = 5.0) -> list[int]:
+    """Pids of drill sandboxes under ``root`` still alive after ``wait`` s (a sandbox stops itself
+    within 0.5 s once its drill is gone); any found are stopped, so the test leaves nothing behind."""
+    pids = []
+    for state in root.rglob("sandbox.json"):
+        try:
+            pids.append(int(json.loads(state.read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    deadline = time.monotonic() + wait
+    def running(pid: int) -> bool:  # a zombie (exited, not yet reaped) runs no more
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    alive = [p for p in pids if running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if running(p)]
+    for pid in alive:
+        os.kill(pid, signal.SIGTERM)
+    return alive
+
+
 def _worker(server: str, cwd: Path, home: Path) -> subprocess.Popen[bytes]:
     """``stanch worker`` as its own process, as an operator starts it (output in <home>/worker.log)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -142,6 +167,8 @@ def test_an_interval_schedule_fires_twice_through_the_scheduler_and_the_worker(
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        left = _sandboxes_left(tmp_path)  # a firing cut off at shutdown must not leave its sandbox
+        assert not left, f"drill sandboxes outlived the worker: {left}"
     with get_client(sync_client=True) as client:  # the worker executed them: completed, tagged
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["scenario:smoke"])),
                                      flow_filter=FlowFilter(name=FlowFilterName(any_=["stanch-drill"])))
