@@ -1,8 +1,9 @@
 """Drill history and trend: reading scorecards back and rendering the trend chart.
 
 Owns: ``iter_scorecards`` (the one place that reads ``scorecard.json`` documents from the incident
-store — today the folder ``<store>/<incident>/scorecard.json``; switch it to
-``flows.store.open_store(...)`` here only), ``HistoryRow`` (what ``stanch drill history`` shows),
+store: the folder ``<store>/<incident>/scorecard.json``, or with ``STANCH_STORE=postgresql://…``
+the database's ``scorecard.json`` documents — the record, whichever machine ran the drill — read
+in one query), ``HistoryRow`` (what ``stanch drill history`` shows),
 ``trend`` (arrow + sparkline), ``render_chart`` (matplotlib, Agg; returns the plotted points so
 tests check data, not pixels), ``render_table`` (Markdown) and ``write_report``.
 Must not touch: how scorecards are computed (``flows.drills.scorecard``) or written (the runner).
@@ -34,7 +35,7 @@ class HistoryRow:
     @classmethod
     def of(cls, card: dict[str, Any]) -> HistoryRow:
         failed = [f"{p.get('phase', '?')}:{p.get('name') or p.get('probe')}" for p in card.get("probes") or []
-                  if not p.get("passed")]
+                  if not p.get("passed") and p.get("scored", True)]  # a baseline is not a failed probe
         ttc = card.get("time_to_contain_s")
         target = card.get("target_time_to_contain_s")
         return cls(str(card.get("incident_id", "?")), str(card.get("scenario", "?")),
@@ -43,19 +44,31 @@ class HistoryRow:
                    None if target is None else float(target), failed)
 
 
-def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first.
-    A folder without a scorecard (a live incident) or with an unreadable one is skipped."""
-    cards: list[dict[str, Any]] = []
+def _raw_scorecards(store: Path) -> Iterator[bytes]:
+    from flows.store import current
+
+    remote = current()
+    if remote is not None:  # the database is the record (the folder is only a working copy)
+        yield from remote.named("scorecard.json").values()
+        return
     if not store.is_dir():
-        return iter(())
+        return
     for folder in store.iterdir():
-        path = folder / "scorecard.json"
-        if not path.is_file():
-            continue
         try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            yield (folder / "scorecard.json").read_bytes()
+        except OSError:
+            continue  # no scorecard: a live incident
+
+
+def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first:
+    the folder ``store``, or the PostgreSQL store when ``STANCH_STORE`` names one. An incident
+    without a scorecard (a live one) or with an unreadable one is skipped."""
+    cards: list[dict[str, Any]] = []
+    for raw in _raw_scorecards(store):
+        try:
+            card = json.loads(raw)
+        except ValueError:
             continue
         if not isinstance(card, dict) or "started_at" not in card:
             continue
@@ -101,16 +114,40 @@ def render_table(rows: list[HistoryRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _duration_tick(value: float, _pos: object = None) -> str:
+    """Axis label of a duration in seconds: ``0.5s``, ``1.4s``, ``45s``, ``5m``, ``1h30m``."""
+    if value <= 0:
+        return "0"
+    if value < 10:
+        return f"{value:.2g}s"
+    if value < 120:
+        return f"{value:.0f}s"
+    if value < 7200:
+        return f"{value / 60:.3g}m"
+    hours, minutes = divmod(round(value / 60), 60)
+    return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+
+
 def render_chart(rows: list[HistoryRow], out: Path, title: str = "stanch drills") -> dict[str, Any]:
-    """Write a PNG trend chart (score and time to contain over date, with the time-to-contain
-    target line) and return the data plotted: {"dates": [...ISO], "scores": [...],
-    "time_to_contain_s": [...], "target_time_to_contain_s": float | None}. The same data is
-    embedded in the PNG's text metadata under ``stanch-data``."""
+    """Write a PNG trend chart and return the data plotted: {"dates": [...ISO], "scores": [...],
+    "time_to_contain_s": [...], "target_time_to_contain_s": float | None, "layout": {...}}. The
+    same data is embedded in the PNG's text metadata under ``stanch-data``.
+
+    Made for a person: score on top (green passed, red failed, each point labelled), time to
+    contain below with the target as a dashed line (labelled), each point labelled with its
+    duration; a log scale when the times and the target differ by more than 20x (a 1.4 s sandbox
+    drill against a 5-minute target); dates on the x axis, the drills' span (a day around a single
+    drill); the legends outside the plots, so no point is hidden. ``layout`` says what was drawn
+    (x range, y scale, where each time point sits in its axes, whether a legend covers a point),
+    so tests check the chart's readability without looking at pixels."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from datetime import timedelta
+
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     data: dict[str, Any] = {
         "dates": [r.started_at.isoformat() for r in rows],
@@ -120,32 +157,84 @@ def render_chart(rows: list[HistoryRow], out: Path, title: str = "stanch drills"
                                           if r.target_time_to_contain_s is not None), None),
     }
     dates = [r.started_at for r in rows]
-    fig, (ax_score, ax_ttc) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    target = data["target_time_to_contain_s"]
+    ttc = [(d, v) for d, v in zip(dates, data["time_to_contain_s"], strict=True) if v is not None]
+    fig, (ax_score, ax_ttc) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
     try:
-        ax_score.plot(dates, data["scores"], marker="o", color="tab:blue", label="score")
-        ax_score.set_ylim(0, 105)
+        ax_score.plot(dates, data["scores"], color="tab:blue", zorder=1, label="score")
+        ax_score.scatter([d for d, r in zip(dates, rows, strict=True) if r.passed],
+                         [r.score for r in rows if r.passed], color="tab:green", zorder=2, label="passed")
+        ax_score.scatter([d for d, r in zip(dates, rows, strict=True) if not r.passed],
+                         [r.score for r in rows if not r.passed], color="tab:red", marker="X", s=60, zorder=2,
+                         label="failed")
+        for d, r in zip(dates, rows, strict=True):
+            ax_score.annotate(str(r.score), (d, r.score), textcoords="offset points", xytext=(0, 7), ha="center",
+                              fontsize=8)
+        ax_score.set_ylim(0, 112)
         ax_score.set_ylabel("score (0-100)")
         ax_score.set_title(title)
         ax_score.grid(True, alpha=0.3)
-        ttc = [(d, v / 60) for d, v in zip(dates, data["time_to_contain_s"], strict=True) if v is not None]
+        values = [v for _, v in ttc] + ([target] if target is not None else [])
+        positive = [v for v in values if v > 0]
+        log = len(positive) == len(values) and bool(positive) and max(positive) / min(positive) > 20
         if ttc:
             ax_ttc.plot([d for d, _ in ttc], [v for _, v in ttc], marker="o", color="tab:orange",
                         label="time to contain")
-        if data["target_time_to_contain_s"] is not None:
-            ax_ttc.axhline(data["target_time_to_contain_s"] / 60, color="tab:red", linestyle="--",
-                           label="target")
-        ax_ttc.set_ylabel("time to contain (min)")
+            for d, v in ttc:
+                ax_ttc.annotate(fmt_seconds(v) if v >= 10 else f"{v:.2g}s", (d, v), textcoords="offset points",
+                                xytext=(0, 7), ha="center", fontsize=8)
+        if target is not None:
+            ax_ttc.axhline(target, color="tab:red", linestyle="--", label=f"target {fmt_seconds(target)}")
+        if log:
+            ax_ttc.set_yscale("log")
+            ax_ttc.set_ylim(min(positive) / 3, max(positive) * 3)
+        elif values:
+            ax_ttc.set_ylim(0, max(values) * 1.25 or 1)
+        ax_ttc.yaxis.set_major_formatter(FuncFormatter(_duration_tick))
+        ax_ttc.set_ylabel("time to contain" + (" (log scale)" if log else ""))
         ax_ttc.set_xlabel("drill date (UTC)")
         ax_ttc.grid(True, alpha=0.3)
-        ax_ttc.legend(loc="upper left")
-        ax_ttc.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d\n%H:%M"))
-        fig.autofmt_xdate()
+        if dates:  # the drills' own span plus a margin; a single drill: one day around it (not years)
+            lo, hi = min(dates), max(dates)
+            pad = max((hi - lo) * 0.08, timedelta(minutes=1)) if hi > lo else timedelta(hours=12)
+            ax_ttc.set_xlim(lo - pad, hi + pad)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        ax_ttc.xaxis.set_major_locator(locator)
+        ax_ttc.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        legends = [ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=9)
+                   for ax in (ax_score, ax_ttc)]
         fig.tight_layout()
+        fig.canvas.draw()
+        data["layout"] = _layout(fig, ax_ttc, [ax_score, ax_ttc], legends, dates, ttc, log)
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, format="png", dpi=100, metadata={"stanch-data": json.dumps(data)})
     finally:
         plt.close(fig)
     return data
+
+
+def _layout(fig: Any, ax_ttc: Any, axes: list[Any], legends: list[Any], dates: list[datetime],
+            ttc: list[tuple[datetime, float]], log: bool) -> dict[str, Any]:
+    """What a reader sees: the x range (ISO dates), the time axis' scale, each time point's height
+    in its axes (0 bottom .. 1 top) and whether any legend box covers any plotted point."""
+    import matplotlib.dates as mdates
+
+    renderer = fig.canvas.get_renderer()
+    boxes = [legend.get_window_extent(renderer) for legend in legends]
+    points = []
+    for ax in axes:
+        for line in ax.get_lines():
+            xs, ys = line.get_xdata(), line.get_ydata()
+            if len(xs) and not isinstance(xs[0], float | int):
+                points += [tuple(p) for p in ax.transData.transform(
+                    list(zip(mdates.date2num(list(xs)), ys, strict=True)))]
+    covered = any(box.contains(x, y) for box in boxes for x, y in points)
+    lo, hi = ax_ttc.get_xlim()
+    heights = [round(float(ax_ttc.transLimits.transform(ax_ttc.transScale.transform((mdates.date2num(d), v)))[1]), 3)
+               for d, v in ttc]
+    return {"x_from": mdates.num2date(lo).isoformat(), "x_to": mdates.num2date(hi).isoformat(),
+            "time_scale": "log" if log else "linear", "time_points_height": heights,
+            "legend_covers_a_point": covered}
 
 
 def write_report(rows: list[HistoryRow], out_dir: Path,

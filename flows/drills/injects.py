@@ -1,15 +1,22 @@
 """Injects of a drill: when each fires and what it does to the drill's own sandbox.
 
-Owns: ``InjectRecord`` (what the scorecard shows: kind, description, fired, survived) and
-``Injector``, which the runner calls on every tick with the run's timeline. Triggers: an offset
-from the start (``at: 30s``), ``on: {step_started: X}`` (read from the incident's timeline, since
-the run is a child process), ``on: {calls: N, operation: Op}`` (a latency-only, 0 ms rule on
-the drill's moto counts the calls of ``Op``; the inject arms once it saw N); without any, at the
-start. ``late_discovery``: the service (seeded in AWS by the fleet, e.g. ``legacy-desktop`` of
-the ``two-lines`` variant) is taken out of the inventory file before the run and put back when
-the trigger fires — the run's scope did not see it, the probes do. Effects go only through the
-sandbox's control endpoints (``/_fault`` on moto and on the Slack stand-in, ``/_killpoint`` on
-moto), the drill's own inventory file, or a SIGKILL of the run process the runner started.
+Owns: ``InjectRecord`` (what the scorecard shows: kind, description, fired, survived, retried),
+``Injector``, which the runner calls on every tick with the run's timeline, and ``install`` (the
+probes' call counters, before the run). Triggers: an offset from the start (``at: 30s``),
+``on: {step_started: X}`` or ``at_step: X`` (the same: when step X starts, read from the
+incident's timeline, since the run is a child process), ``on: {calls: N, operation: Op}`` (a
+latency-only, 0 ms rule on the drill's moto counts the calls of ``Op``; the inject arms once it
+saw N); without any, at the start. ``aws_fault``: an error rule (Throttling, AccessDenied, 5xx),
+or with ``error: null`` a latency-only rule. ``slack_outage``: a window that opens ``from`` after
+the trigger and lasts ``for``. ``late_discovery``: the service (seeded in AWS by the fleet, e.g.
+``legacy-desktop`` of the ``two-lines`` variant) is taken out of the inventory file before the
+run and put back when the trigger fires — the run's scope did not see it, the probes do.
+What an AWS fault did is read back from the sandbox at the end (``finish``): ``fired`` (calls it
+faulted or delayed), ``retried`` (of those, the same call came again) and ``survived`` (of those,
+the same call then succeeded); the fault rules are then removed, so the after-probes read a
+healthy sandbox. Effects go only through the sandbox's control endpoints (``/_fault`` on moto
+and on the Slack stand-in, ``/_killpoint`` on moto), the drill's own inventory file, or a
+SIGKILL of the run process the runner started.
 
 Must not touch: any process or endpoint that is not this drill's.
 """
@@ -38,12 +45,18 @@ ERRORS = {"Throttling": (400, "Throttling"), "AccessDenied": (403, "AccessDenied
 
 
 class InjectRecord(BaseModel):
+    """``fired``: how often it acted (an AWS fault: calls it faulted or delayed); ``survived``: of
+    those, how many the drill came through (an AWS fault: the same call then succeeded, as the
+    sandbox saw it; any other inject: every firing when the run still succeeded, else none);
+    ``retried``: an AWS fault's faulted calls that were attempted again."""
+
     model_config = ConfigDict(extra="forbid")
 
     kind: str
     description: str
     fired: int = 0
-    survived: bool = True
+    survived: int = 0
+    retried: int = 0
 
 
 def _call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
@@ -62,27 +75,50 @@ def _seconds(v: str | None) -> float | None:
     return seconds(v)
 
 
+def _step_trigger(inject: Any) -> str | None:
+    """The step whose start fires the inject: ``on: {step_started: X}`` or ``at_step: X``."""
+    if inject.on is not None and inject.on.step_started:
+        return str(inject.on.step_started)
+    step = getattr(inject, "at_step", None)
+    return str(step) if step else None
+
+
 def describe(inject: Any) -> str:
     k = inject.kind
     when = f" at {inject.at}" if inject.at else ""
-    if inject.on is not None and inject.on.step_started:
-        when = f" when {inject.on.step_started} starts"
+    if _step_trigger(inject):
+        when = f" when {_step_trigger(inject)} starts"
     elif inject.on is not None and inject.on.calls:
         when = f" after {inject.on.calls} {inject.on.operation} call(s)"
     if k == "aws_fault":
         how = f"rate {inject.rate:.0%}" if inject.rate is not None else (
             f"{inject.count} call(s)" if inject.count else "every call")
         acct = f" in account {inject.account}" if inject.account else ""
-        lat = f", +{inject.latency_ms:.0f} ms" if inject.latency_ms else ""
+        if inject.error is None:
+            return f"+{inject.latency_ms:g} ms latency on {inject.service}:{inject.operation}{acct} ({how}){when}"
+        lat = f", +{inject.latency_ms:g} ms" if inject.latency_ms else ""
         return f"{inject.error} on {inject.service}:{inject.operation}{acct} ({how}{lat}){when}"
     if k == "slack_outage":
-        return f"Slack down for {inject.for_}{when}"
+        start = f" from {inject.from_}" if inject.from_ else ""
+        return f"Slack down{start} for {inject.for_}{when}"
     if k == "kill_and_resume":
-        at = inject.operation or inject.at_step
-        return f"run killed ({inject.when} {at}) and resumed{when}"
+        if inject.operation:
+            nth = f" the {_ordinal(inject.skip + 1)}" if inject.skip else ""
+            where = f"{inject.when}{nth} {inject.operation}"
+            return f"run killed ({where}) and resumed{when}"
+        return f"run killed and resumed{when}"
     if k == "late_discovery":
         return f"{inject.service} discovered late (added to the inventory){when}"
     return f"{k}{when}"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def install(moto_url: str, rules: list[dict[str, Any]]) -> list[str]:
+    """Add ``rules`` (e.g. the probes' call counters) to the drill's moto; their ids."""
+    return [str(_call("POST", f"{moto_url.rstrip('/')}/_fault", r)["id"]) for r in rules]
 
 
 class Injector:
@@ -99,6 +135,7 @@ class Injector:
         self.records = [InjectRecord(kind=i.kind, description=describe(i)) for i in injects]
         self._armed = [False] * len(injects)
         self._fault_ids: dict[int, str] = {}
+        self._outage_from: dict[int, float] = {}  # slack_outage due, its window opens at this clock time
         self._outage_until: dict[int, float | None] = {}
         self.killed = 0  # kills of the run process done by us or by a kill point we set
         self._kill_ids: dict[int, str] = {}
@@ -113,7 +150,7 @@ class Injector:
             if inj.on is not None and inj.on.calls:
                 if not inj.on.operation:
                     raise ConfigurationError("a calls trigger needs an operation")
-                rule = {"action": inj.on.operation, "status": None, "delay_ms": 0}
+                rule = {"action": inj.on.operation, "status": None, "delay_ms": 0, "label": "inject:trigger"}
                 self._counters[i] = _call("POST", f"{self.moto_url}/_fault", rule)["id"]
 
     def _inventory(self) -> dict[str, Any]:
@@ -148,8 +185,9 @@ class Injector:
 
     # -- triggers
     def _due(self, i: int, inj: Any, started_steps: set[str], calls: dict[int, int]) -> bool:
-        if inj.on is not None and inj.on.step_started:
-            return inj.on.step_started in started_steps
+        step = _step_trigger(inj)
+        if step is not None:
+            return step in started_steps
         if inj.on is not None and inj.on.calls:
             return calls.get(i, 0) >= inj.on.calls
         offset = _seconds(inj.at) or 0.0
@@ -161,10 +199,14 @@ class Injector:
         waiting = [i for i in self._counters if not self._armed[i]]
         calls = self._calls_seen() if waiting else {}
         for i, inj in enumerate(self.injects):
-            if inj.kind == "slack_outage" and i in self._outage_until:
-                until = self._outage_until[i]
-                if until is not None and self.clock() >= until:
-                    self._end_outage(i)
+            if inj.kind == "slack_outage":
+                if i in self._outage_from and self.clock() >= self._outage_from[i]:
+                    del self._outage_from[i]
+                    self._outage(i, inj)
+                if i in self._outage_until:
+                    until = self._outage_until[i]
+                    if until is not None and self.clock() >= until:
+                        self._end_outage(i)
             if self._armed[i] or not self._due(i, inj, started_steps, calls):
                 continue
             if inj.kind == "kill_and_resume" and run_pid is None:
@@ -172,8 +214,11 @@ class Injector:
             self._armed[i] = True
             if inj.kind == "aws_fault":
                 self._fault(i, inj)
-            elif inj.kind == "slack_outage":
-                self._outage(i, inj)
+            elif inj.kind == "slack_outage":  # its window opens `from` after now (at once without one)
+                self._outage_from[i] = self.clock() + (_seconds(inj.from_) or 0.0)
+                if not inj.from_:
+                    del self._outage_from[i]
+                    self._outage(i, inj)
             elif inj.kind == "late_discovery":
                 data = self._inventory()
                 data.setdefault("services", []).append(self._hidden.pop(i))
@@ -183,7 +228,7 @@ class Injector:
                 assert run_pid is not None
                 if inj.operation:
                     rule = _call("POST", f"{self.moto_url}/_killpoint",
-                                 {"pid": run_pid, "operation": inj.operation, "when": inj.when})
+                                 {"pid": run_pid, "operation": inj.operation, "when": inj.when, "skip": inj.skip})
                     self._kill_ids[i] = rule["id"]
                 else:  # at a step start: SIGKILL the run process now
                     os.kill(run_pid, signal.SIGKILL)
@@ -192,8 +237,12 @@ class Injector:
         return killed
 
     def _fault(self, i: int, inj: Any) -> None:
-        status, code = ERRORS[inj.error]
-        rule: dict[str, Any] = {"service": inj.service, "action": inj.operation, "status": status, "code": code}
+        rule: dict[str, Any] = {"service": inj.service, "action": inj.operation, "label": f"inject:{i}"}
+        if inj.error is None:  # latency only: delayed, then answered normally
+            rule.update(status=None, delay_ms=inj.latency_ms or 0.0)
+        else:
+            status, code = ERRORS[inj.error]
+            rule.update(status=status, code=code)
         if inj.account:
             rule["account"] = inj.account
         if inj.rate is not None:
@@ -231,13 +280,16 @@ class Injector:
                 del self._kill_ids[i]
         return fired
 
-    def finish(self, survived: bool) -> list[InjectRecord]:
-        """End open outages, put back late discoveries that never fired, read fault counts back
-        from the injector, set ``survived``."""
+    def finish(self, run_succeeded: bool) -> list[InjectRecord]:
+        """End open outages (and windows that never opened), put back late discoveries that never
+        fired, read each AWS fault's fired/retried/survived back from the sandbox and remove the
+        fault rules (the after-probes must not be throttled); every other inject survived each of
+        its firings when the run succeeded."""
         for i in list(self._hidden):
             data = self._inventory()
             data.setdefault("services", []).append(self._hidden.pop(i))
             self._write_inventory(data)
+        self._outage_from.clear()
         for i in list(self._outage_until):
             self._end_outage(i)
         if self._fault_ids:
@@ -245,7 +297,12 @@ class Injector:
             rules = rules.get("rules", rules) if isinstance(rules, dict) else rules
             by_id = {r.get("id"): r for r in rules}
             for i, rid in self._fault_ids.items():
-                self.records[i].fired = int(by_id.get(rid, {}).get("fired", 0))
-        for rec in self.records:
-            rec.survived = survived
+                seen = by_id.get(rid, {})
+                rec = self.records[i]
+                rec.fired, rec.retried = int(seen.get("fired", 0)), int(seen.get("retried", 0))
+                rec.survived = min(rec.fired, int(seen.get("survived", 0)))
+                _call("DELETE", f"{self.moto_url}/_fault?id={rid}")
+        for i, rec in enumerate(self.records):
+            if i not in self._fault_ids:
+                rec.survived = rec.fired if run_succeeded else 0
         return self.records

@@ -4,7 +4,8 @@ Owns: ``DrillSandbox`` — starts ``python -m integrations.sandbox serve --home 
 (moto's backends are process-global, so a separate process is what keeps two drills that run at
 the same time from sharing any AWS state), waits for its ``sandbox.json``, checks that every
 endpoint is loopback (``integrations.urls.is_loopback``; anything else is refused), and stops it
-by its pid. Kill points are enabled in that server only (``STANCH_SANDBOX_KILLPOINTS=1``): it is
+by its pid; if this process dies first (SIGKILL, a worker cut off mid-drill), the sandbox notices
+within 0.5 s and stops itself. Kill points are enabled in that server only (``STANCH_SANDBOX_KILLPOINTS=1``): it is
 the drill's own, and the kill_and_resume inject needs them.
 
 Must not touch: any sandbox but its own, any endpoint that is not loopback.
@@ -45,6 +46,7 @@ class DrillSandbox:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         env["STANCH_SANDBOX_KILLPOINTS"] = "1"
+        env["STANCH_SANDBOX_EXIT_WITH_PARENT"] = "1"  # never outlives this drill (a worker shut down mid-drill)
         env.pop("STANCH_SANDBOX_SLACK_FACTORY", None)
         log = open(self.home / "sandbox.log", "ab")  # noqa: SIM115 - the child owns it
         with log:

@@ -1,10 +1,12 @@
 """Running one drill: a fresh sandbox, the runbook in drill mode, injects, probes, a scorecard.
 
-Owns: ``run_drill`` (DRILL-INTERFACE.md), ``DrillResult`` and the Prefect flow ``run_drill_flow``.
+Owns: ``run_drill``, ``DrillResult``, ``run_inputs`` (a scenario's inputs as ``stanch run -i``) and
+the Prefect flow ``run_drill_flow``.
 
 How a drill runs (each step is the real thing, nothing is mocked):
 1. ``DrillSandbox``: the drill's own moto + Slack stand-in in a child process (loopback only),
    seeded with the scenario's fleet; the drill's own state dir ``<store>/.drills/<incident>``.
+   The call counters the scenario's probes read are installed on its moto.
 2. Before-probes (steady state) against that sandbox.
 3. The runbook runs as ``stanch run RUNBOOK --drill`` in a child process pointed at the sandbox
    (so two drills never share environment or AWS state, and a kill inject can SIGKILL it). The
@@ -15,6 +17,13 @@ How a drill runs (each step is the real thing, nothing is mocked):
 4. After-probes, ``build_scorecard``; ``scorecard.json``/``scorecard.md`` into the incident
    folder, the scorecard posted in the incident's Slack thread (``slack.header`` event), a Prefect
    markdown artifact. ``exit_code`` 0 when everything passed, 1 otherwise.
+
+The store: a folder, or PostgreSQL (``store_url``; ``run_drill_flow`` passes ``STANCH_STORE``
+through when it is ``postgresql://…``): then the run and its resumes write the database (their
+working copy is the drill's own, ``<drill>/sandbox/incidents``), the scorecard goes into the
+database too, and ``store`` is this process's working copy, brought up to the database at the end.
+The drill's own flow run carries the Prefect tags ``runbook:``, ``drill``, ``severity:`` and
+``scenario:`` (``flows.engine.run_labels``), like the runbook run it starts.
 
 Must not touch: any endpoint that is not loopback, any sandbox but the drill's own.
 """
@@ -38,11 +47,13 @@ from typing import Any
 from prefect import flow
 
 from flows.drills import contract
-from flows.drills.injects import Injector, InjectRecord
+from flows.drills.injects import Injector, InjectRecord, install
 from flows.drills.isolation import REPO, DrillSandbox
 from flows.engine.incident import new_incident_id
+from flows.engine.run_labels import run_tags
+from flows.engine.runtime import label_current_run
 from flows.engine.timeline_keys import key_for_children
-from flows.store import mirror
+from flows.store import materialize, open_store
 from integrations.errors import StanchError
 from integrations.settings import StanchSettings
 
@@ -147,16 +158,19 @@ def _run_probes(uses: list[Any], ctx: Any) -> list[Any]:
     return results
 
 
-def _inputs(scenario: Any, sb: DrillSandbox) -> list[str]:
-    assert sb.state is not None
-    fleet = sb.fleet()
+def run_inputs(inputs: dict[str, Any], *, inventory: Path, fleet: dict[str, Any], accepts_inventory: bool) -> list[str]:
+    """``-i key=value`` for ``stanch run``, for any runbook: ``{sandbox.inventory}`` and
+    ``{fleet.<field>}`` filled in from the drill's sandbox (``inventory``: its inventory file,
+    ``fleet``: its fleet JSON), lists and mappings as JSON; and ``inventory`` defaulted to the
+    sandbox's inventory when the runbook declares that input."""
 
     def fill(value: str) -> str:  # {sandbox.inventory}, {fleet.<field>} (e.g. {fleet.leaked_access_key_id})
-        value = value.replace("{sandbox.inventory}", str(sb.state.inventory_path) if sb.state else "")
+        value = value.replace("{sandbox.inventory}", str(inventory))
         return re.sub(r"\{fleet\.([a-z_]+)\}", lambda m: str(fleet.get(m.group(1), m.group(0))), value)
     # a list or mapping goes to `stanch run -i` as JSON (str() would give "['a']", which no input parses)
-    values = {str(k): fill(v if isinstance(v, str) else json.dumps(v)) for k, v in scenario.inputs.items()}
-    values.setdefault("inventory", str(sb.state.inventory_path))
+    values = {str(k): fill(v if isinstance(v, str) else json.dumps(v)) for k, v in inputs.items()}
+    if accepts_inventory:
+        values.setdefault("inventory", str(inventory))
     pairs = []
     for k, v in values.items():
         pairs += ["-i", f"{k}={v}"]
@@ -171,12 +185,13 @@ def _runbook_path(scenario: Any, scenario_path: Path) -> Path:
     return (beside if beside.is_file() else resolve_runbook(scenario.runbook)).resolve()
 
 
-def _accepts_inventory(runbook: Path) -> bool:
+def _runbook_facts(runbook: Path) -> tuple[str, str | None, bool]:
+    """(name, severity, declares an ``inventory`` input) of the scenario's runbook."""
     from flows.engine.spec import load_runbook
     from integrations.base import default_registry
 
-    loaded = load_runbook(runbook, default_registry())
-    return "inventory" in loaded.runbook.inputs
+    loaded = load_runbook(runbook, default_registry()).runbook
+    return loaded.name, loaded.severity, "inventory" in loaded.inputs
 
 
 def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) -> tuple[bool, str]:
@@ -212,23 +227,38 @@ def _artifact(incident_id: str, markdown: str) -> None:
                              description=f"Drill scorecard for {incident_id}")
 
 
+def _counters(scenario: Any) -> list[dict[str, Any]]:
+    """The sandbox call counters the scenario's probes read (installed before the run)."""
+    uses = [(u.probe, dict(u.with_)) for phase in ("before", "continuous", "after")
+            for u in getattr(scenario.probes, phase)]
+    return contract.default_probes().counters(uses)
+
+
 def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = None, keep: bool = False,
-              echo: bool = False, timeout: float = 600.0, tick: float = 0.1) -> DrillResult:
+              echo: bool = False, timeout: float = 600.0, tick: float = 0.1,
+              store_url: str | None = None) -> DrillResult:
     """Run one drill (module docstring). ``keep`` keeps the drill's sandbox dir; ``echo`` passes
-    the run's live progress through to this process's stdout."""
+    the run's live progress through to this process's stdout; ``store_url``: the PostgreSQL store
+    (``store`` is then the local working copy)."""
     scenario = contract.load_scenario(Path(scenario_path))
+    runbook = _runbook_path(scenario, Path(scenario_path))
+    runbook_name, severity, accepts_inventory = _runbook_facts(runbook)
+    label_current_run(run_tags(runbook_name, severity, drill=True, scenario=scenario.name))
     inc = incident_id or new_incident_id()
     store = store.resolve()
     store.mkdir(parents=True, exist_ok=True)
     home = store / ".drills" / inc
     folder = store / inc
+    # where the run's timeline is written: the store itself, or with PostgreSQL the run's working copy
+    live = home / "sandbox" / "incidents" / inc if store_url else folder
     started = datetime.now(UTC)
     with DrillSandbox(home / "sandbox", scenario.fleet.sandbox_variant()) as sb:
         assert sb.state is not None
-        before_results = _run_probes(scenario.probes.before, _probe_context(sb, folder, {}))
+        install(sb.moto_url, _counters(scenario))  # before anything runs: a counter sees every call
+        before_results = _run_probes(scenario.probes.before, _probe_context(sb, live, {}))
         before_obs = {r.name: r.observed for r in before_results}
         env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
-               "STANCH_STORE": str(store), "PYTHONPATH": str(REPO)}
+               "STANCH_STORE": store_url or str(store), "PYTHONPATH": str(REPO)}
         # the run's home is inside the store: it signs with this installation's key (verifiable here)
         env.update(key_for_children(StanchSettings()))
         env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
@@ -236,9 +266,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         if scenario.approval_expires:
             env["STANCH_DRILL_APPROVAL_EXPIRES"] = str(contract.seconds(scenario.approval_expires))
         env["PREFECT_API_URL"] = _prefect_api_url()
-        runbook = _runbook_path(scenario, Path(scenario_path))
-        inputs = _inputs(scenario, sb) if _accepts_inventory(runbook) else [
-            a for pair in (["-i", f"{k}={v}"] for k, v in scenario.inputs.items()) for a in pair]
+        inputs = run_inputs(scenario.inputs, inventory=sb.state.inventory_path, fleet=sb.fleet(),
+                            accepts_inventory=accepts_inventory)
         runbook_path = str(runbook)
         cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
         injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
@@ -254,12 +283,12 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=str(home))
         try:
             while True:
-                events = _events(folder)
+                events = _events(live)
                 started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
                 killed = injector.tick(started_steps, proc.pid if proc.poll() is None else None)
                 approvers.tick(events)
                 if scenario.probes.continuous and time.monotonic() >= next_probe:
-                    continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, folder, before_obs))
+                    continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, live, before_obs))
                     next_probe = time.monotonic() + interval
                 code = proc.poll()
                 if code is not None:
@@ -281,10 +310,12 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             raise
         for t in approvers.threads:
             t.join(timeout=35)
+        if store_url:  # the database is the record: this process's working copy from it
+            materialize(open_store(store_url), inc, folder)
         events = _events(folder)
         outcome = next(((e.get("data") or {}).get("outcome") for e in reversed(events)
                         if e["kind"] == "run.finished"), None)
-        records = injector.finish(survived=outcome == "succeeded")
+        records = injector.finish(run_succeeded=outcome == "succeeded")
         after_results = _run_probes(scenario.probes.after, _probe_context(sb, folder, before_obs))
         finished = datetime.now(UTC)
         card = contract.build_scorecard(
@@ -296,11 +327,13 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         (folder / "scorecard.json").write_text(
             json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
         (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
-        for name in ("scorecard.json", "scorecard.md"):
-            mirror(folder, folder / name)  # the PostgreSQL store keeps the scorecard too
         posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
         if not posted:
             (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")
+        if store_url:  # the PostgreSQL store keeps the scorecard too
+            for name in ("scorecard.json", "scorecard.md", "scorecard.slack-error.txt"):
+                if (folder / name).is_file():
+                    open_store(store_url).put(inc, name, (folder / name).read_bytes())
         _artifact(inc, markdown)
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
@@ -320,10 +353,16 @@ def _drill_run_name() -> str:
 def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False, echo: bool = False) -> dict[str, Any]:
     """A scheduled or manual drill (drill-ops schedules it): ``scenario`` is a name in
     runbooks/drills or a path; ``store`` defaults to STANCH_STORE / <STANCH_HOME>/incidents. Every
-    call gets a new incident id; ``echo`` shows the run's progress on stdout. Returns the scorecard
+    call gets a new incident id; ``echo`` shows the run's progress on stdout. The flow run is tagged
+    ``runbook:``/``drill``/``severity:``/``scenario:`` (``run_drill``). Returns the scorecard
     as JSON plus ``exit_code`` (1: a probe or target failed). The flow run completes either way
     (a failed drill is a result, not a crash); it fails only when the drill could not run."""
-    target = Path(store) if store else StanchSettings().store_dir
-    result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo)
+    from integrations.settings import StanchSettings
+
+    settings = StanchSettings()
+    # no --store: STANCH_STORE, a folder or PostgreSQL (then the database is the record of the run)
+    target = Path(store) if store else settings.store_dir
+    url = None if store else settings.store_url
+    result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo, store_url=url)
     return {"incident_id": result.incident_id, "folder": str(result.folder), "exit_code": result.exit_code,
             "scorecard": result.scorecard.model_dump(mode="json")}

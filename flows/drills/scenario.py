@@ -1,6 +1,7 @@
 """Drill scenarios: ``runbooks/drills/*.yaml`` -> a validated ``Scenario``, or every problem at once.
 
-Owns: the scenario models (pydantic, ``extra="forbid"``), ``load_scenario`` / ``validate_scenario_file``
+Owns: the scenario models (pydantic, ``extra="forbid"``), ``load_scenario`` / ``validate_scenario_file``,
+``is_scenario_file`` (scenario or runbook, by content)
 (located ``file:line:col: error[DRxxx]`` diagnostics, the runbook YAML dialect and source marks of
 ``flows.engine.spec.loader``), ``resolve_scenario`` (name -> file), ``seconds`` (duration text ->
 seconds), ``DRILL_CODES`` and ``ScenarioDiagnostic`` (a ``Diagnostic`` with DR codes).
@@ -47,6 +48,7 @@ __all__ = [
     "SlackOutage",
     "Targets",
     "Trigger",
+    "is_scenario_file",
     "load_scenario",
     "resolve_scenario",
     "scenario_schema",
@@ -183,7 +185,9 @@ class _Inject(_M):
 
 
 class AwsFault(_Inject):
-    """An AWS API fault in the sandbox (``integrations.sandbox.faults.FaultRule``)."""
+    """An AWS API fault in the sandbox (``integrations.sandbox.faults.FaultRule``): an error
+    (Throttling 400, AccessDenied 403, 5xx 503), optionally slowed by ``latency_ms``, or with
+    ``error: null`` a latency-only fault (the call is delayed, then answered normally)."""
 
     kind: Literal["aws_fault"]
     service: str = Field(description="SigV4 service name: iam, acm, s3, ses, secretsmanager, sts…")
@@ -204,35 +208,58 @@ class AwsFault(_Inject):
 
 
 class SlackOutage(_Inject):
-    """The Slack stand-in answers 503 from ``from`` for ``for`` (a duration or ``run``)."""
+    """The Slack stand-in answers 503 in a window: it opens ``from`` after the run starts (or
+    after the ``on:`` trigger fires) and lasts ``for`` (a duration, or ``run``: until the end)."""
 
     kind: Literal["slack_outage"]
-    from_: Duration | None = Field(default=None, alias="from")
+    from_: Duration | None = Field(default=None, alias="from", description="when the window opens: an offset from "
+                                   "the start of the run, or from the on: trigger")
     for_: Annotated[str, Field(pattern=_DURATION_OR_RUN)] = Field(default="run", alias="for")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> SlackOutage:
+        if self.at is not None and self.from_ is not None:
+            raise ValueError("give the window's start once: at: or from:, not both")
+        return self
+
+
+def _one_trigger(inj: _Inject, at_step: str | None) -> None:
+    if at_step is not None and (inj.at is not None or inj.on is not None):
+        raise ValueError("at_step is a trigger (the same as on: {step_started: X}): give at_step, at: or on:, "
+                         "not several")
 
 
 class KillAndResume(_Inject):
-    """The run process is SIGKILLed (at a step start, or in an AWS call's side-effect window via
-    ``integrations.sandbox.killpoints``) and then resumed with ``stanch resume``."""
+    """The run process is SIGKILLed and then resumed with ``stanch resume``: without
+    ``operation``, when the trigger fires (``at_step``: as that step starts); with ``operation``,
+    inside that AWS call's side-effect window (a kill point, ``integrations.sandbox.killpoints``,
+    set when the trigger fires; ``skip`` lets that many matching calls through first)."""
 
     kind: Literal["kill_and_resume"]
-    at_step: str | None = None
+    at_step: str | None = Field(default=None, description="trigger: when this step starts")
     operation: str | None = Field(default=None, description="kill point: the AWS operation, e.g. SendEmail")
     when: Literal["before", "after", "answered"] = "after"
+    skip: int = Field(default=0, ge=0, description="kill point: matching calls let through first")
 
     @model_validator(mode="after")
     def _where(self) -> KillAndResume:
-        if self.at_step is None and self.operation is None and self.on is None:
-            raise ValueError("kill_and_resume needs at_step, operation or on")
+        if self.at_step is None and self.operation is None and self.on is None and self.at is None:
+            raise ValueError("kill_and_resume needs at_step, operation, on or at")
+        _one_trigger(self, self.at_step)
         return self
 
 
 class LateDiscovery(_Inject):
-    """A second affected service appears in the inventory mid-run."""
+    """A second affected service appears in the inventory mid-run (``at_step``: as that step starts)."""
 
     kind: Literal["late_discovery"]
-    at_step: str | None = None
+    at_step: str | None = Field(default=None, description="trigger: when this step starts")
     service: str
+
+    @model_validator(mode="after")
+    def _trigger(self) -> LateDiscovery:
+        _one_trigger(self, self.at_step)
+        return self
 
 
 Inject = Annotated[AwsFault | SlackOutage | KillAndResume | LateDiscovery, Field(discriminator="kind")]
@@ -530,6 +557,25 @@ def load_scenario(path: str | Path) -> Scenario:
         n = len(errors)
         raise RunbookError(f"{path}: {n} error{'s' if n != 1 else ''}\n{format_all(errors)}".rstrip("\n"), diagnostics)
     return scenario
+
+
+#: top-level keys only a scenario has (a runbook has ``steps``, which a scenario never has)
+SCENARIO_KEYS = frozenset({"runbook", "probes", "injects", "fleet", "approvers", "targets", "approval_expires"})
+
+
+def is_scenario_file(path: str | Path) -> bool:
+    """Whether ``stanch validate`` should read ``path`` as a drill scenario rather than a runbook:
+    it lives in a folder named ``drills``, or its top level is a mapping with a scenario key
+    (``runbook:``, ``probes:``, ``injects:`` …) and no ``steps:``. Parsed with the runbook loader's
+    limits, so a hostile file costs no more here than when it is validated."""
+    path = Path(path)
+    if path.resolve().parent.name == "drills":
+        return True
+    text, _ = read_runbook(path)
+    if text is None:
+        return False
+    data = load_yaml(text, str(path)).data
+    return isinstance(data, dict) and "steps" not in data and bool(SCENARIO_KEYS & set(map(str, data)))
 
 
 def resolve_scenario(ref: str) -> Path:

@@ -41,8 +41,14 @@ class ScheduleInfo:
 
 
 def _check(scenario: str, cron: str | None, interval: float | None, timezone: str | None) -> None:
+    """Everything a schedule can be refused for, before anything is created: the scenario must
+    resolve (``./runbooks/drills``, then the bundled ones) and load — a deployment that fails at
+    every firing is worse than none (``InputError``; ``RunbookError`` with located diagnostics)."""
     if not _NAME.match(scenario):
         raise InputError(f"scenario name {scenario!r}: use letters, digits, '.', '_' or '-'")
+    from flows.drills.scenario import load_scenario, resolve_scenario
+
+    load_scenario(resolve_scenario(scenario))
     if (cron is None) == (interval is None):
         raise InputError("give exactly one of --cron or --interval")
     if cron is not None:

@@ -6,7 +6,10 @@ DRILL-INTERFACE.md), ``build_scorecard`` (timeline + probe results + inject reco
 Measures, from the incident's timeline: time to contain = first ``run.started`` -> last
 ``run.finished`` with outcome ``succeeded`` (None when the run never succeeded); time to first
 decision = first ``approval.requested`` -> first ``approval.approved``/``approval.denied``;
-per-approver response times; retries (``item.retrying``).
+per-approver response times; engine retries (``item.retrying``). From the runner's inject
+records: per inject fired / survived / retried as the sandbox saw them (AWS retries). A
+before-probe that only records a baseline for an after-probe (``needs_before``) is shown, not
+scored; an inject that never fired is shown as "did not fire", not scored.
 Must not touch: files, Slack, Prefect, boto3 — the runner writes and posts what this returns.
 """
 
@@ -25,9 +28,9 @@ __all__ = ["WEIGHTS", "ApproverLine", "InjectLine", "ProbeLine", "Scorecard", "b
 
 #: points out of 100 (docs/drills.md "The score"): each component scores its share of passes.
 WEIGHTS: dict[str, int] = {
-    "probes": 50,  # share of probes (before, continuous, after) that passed
+    "probes": 50,  # share of scored probes (before, continuous, after; not baselines) that passed
     "targets": 25,  # share of the set targets (time to contain, time to first decision) met
-    "faults_survived": 15,  # share of injects the run survived
+    "faults_survived": 15,  # injects that fired: mean share of their firings survived
     "approver_response": 10,  # share of approver requests answered before the approval expired
 }
 
@@ -44,6 +47,7 @@ class ProbeLine(_M):
     observed: Any
     expected: str
     detail: str
+    scored: bool = True  # False: a before-observation kept only as an after-probe's baseline
 
 
 class ApproverLine(_M):
@@ -59,7 +63,17 @@ class InjectLine(_M):
     kind: str
     description: str
     fired: int
-    survived: bool
+    survived: int  # of the firings: the same AWS call then succeeded / the run still succeeded
+    retried: int = 0  # AWS faults: faulted calls attempted again
+    result: str = ""  # did not fire | survived | not survived | partly survived (k of n)
+
+
+def inject_result(fired: int, survived: int) -> str:
+    if fired <= 0:
+        return "did not fire"
+    if survived >= fired:
+        return "survived"
+    return "not survived" if survived <= 0 else f"partly survived ({survived} of {fired})"
 
 
 class Scorecard(_M):
@@ -80,13 +94,15 @@ class Scorecard(_M):
     probes: list[ProbeLine]
     approvers: list[ApproverLine]
     injects: list[InjectLine]
-    retries: int
+    retries: int  # engine + AWS
+    retries_engine: int = 0  # step/item retries of the run (item.retrying)
+    retries_aws: int = 0  # faulted AWS calls attempted again (botocore's retries and the engine's)
     weights: dict[str, int]
     components: dict[str, float]  # component -> achieved share 0..1
 
     @property
     def failed_probes(self) -> list[ProbeLine]:
-        return [p for p in self.probes if not p.passed]
+        return [p for p in self.probes if p.scored and not p.passed]
 
 
 def _ts(value: str) -> datetime:
@@ -133,6 +149,16 @@ def _approvers(timeline: list[dict[str, Any]], people: Sequence[str] = ()) -> li
     return lines
 
 
+def _baseline_probes(scenario: Scenario) -> set[str]:
+    """Probes whose before-observation is only the baseline a later use compares with
+    (``needs_before`` in the registry, e.g. the certificate's serial): recorded, not scored."""
+    from integrations.probes import default_probes
+
+    registry = default_probes()
+    known = set(registry.names())
+    return {u.probe for u in scenario.probes.before if u.probe in known and registry.get(u.probe).needs_before}
+
+
 def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict[str, Any]],
                     probe_results: dict[str, list[Any]], injects: list[Any], started_at: datetime,
                     finished_at: datetime) -> Scorecard:
@@ -140,12 +166,15 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
     ``scenario.probes.<phase>`` (continuous: repeated rounds of that list); ``injects`` are the
     runner's ``InjectRecord``s (or dicts with kind, description, fired, survived)."""
     probes: list[ProbeLine] = []
+    baselines = _baseline_probes(scenario)
     for phase in ("before", "continuous", "after"):
         uses = getattr(scenario.probes, phase)
         for i, r in enumerate(probe_results.get(phase) or []):
             use = uses[i % len(uses)] if uses else None
-            probes.append(ProbeLine(phase=phase, name=r.name, probe=use.probe if use else r.name, passed=r.passed,
-                                    observed=r.observed, expected=r.expected, detail=r.detail))
+            probe = use.probe if use else r.name
+            probes.append(ProbeLine(phase=phase, name=r.name, probe=probe, passed=r.passed, observed=r.observed,
+                                    expected=r.expected, detail=r.detail,
+                                    scored=not (phase == "before" and probe in baselines)))
     started = _first(timeline, "run.started")
     finishes = [e for e in timeline if e.get("kind") == "run.finished"]
     outcome = str((finishes[-1].get("data") or {}).get("outcome", "unknown")) if finishes else "unfinished"
@@ -162,28 +191,37 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
         targets_met.append(ttc is not None and ttc <= target_ttc)
     if target_ttfd is not None and requested is not None:  # no approval asked: nothing to measure
         targets_met.append(ttfd is not None and ttfd <= target_ttfd)
-    inject_lines = [InjectLine(kind=str(_field(x, "kind")), description=str(_field(x, "description")),
-                               fired=int(_field(x, "fired")), survived=bool(_field(x, "survived"))) for x in injects]
+    inject_lines = []
+    for x in injects:
+        fired, survived = int(_field(x, "fired")), int(_field(x, "survived"))
+        survived = max(0, min(fired, survived))
+        inject_lines.append(InjectLine(kind=str(_field(x, "kind")), description=str(_field(x, "description")),
+                                       fired=fired, survived=survived, retried=int(_field(x, "retried") or 0),
+                                       result=inject_result(fired, survived)))
     approvers = _approvers(timeline, [str(_field(b, 'user')) for b in scenario.approvers])
 
     def share(flags: list[bool]) -> float:
         return sum(flags) / len(flags) if flags else 1.0
 
+    went_off = [i for i in inject_lines if i.fired > 0]  # a never-fired inject proves nothing either way
+    scored = [p for p in probes if p.scored]
     components = {
-        "probes": share([p.passed for p in probes]),
+        "probes": share([p.passed for p in scored]),
         "targets": share(targets_met),
-        "faults_survived": share([i.survived for i in inject_lines]),
+        "faults_survived": sum(i.survived / i.fired for i in went_off) / len(went_off) if went_off else 1.0,
         "approver_response": share([a.decision != "none" for a in approvers]),
     }
     score = round(sum(WEIGHTS[k] * v for k, v in components.items()))
+    engine_retries = sum(1 for e in timeline if e.get("kind") == "item.retrying")
+    aws_retries = sum(i.retried for i in inject_lines)
     return Scorecard(
         scenario=scenario.name, title=scenario.title, runbook=scenario.runbook, incident_id=incident_id,
         started_at=started_at.isoformat(), finished_at=finished_at.isoformat(), outcome=outcome, score=score,
-        passed=all(p.passed for p in probes) and all(targets_met),
+        passed=all(p.passed for p in scored) and all(targets_met),
         time_to_contain_s=ttc, target_time_to_contain_s=target_ttc,
         time_to_first_decision_s=ttfd, target_time_to_first_decision_s=target_ttfd,
         probes=probes, approvers=approvers, injects=inject_lines,
-        retries=sum(1 for e in timeline if e.get("kind") == "item.retrying"),
+        retries=engine_retries + aws_retries, retries_engine=engine_retries, retries_aws=aws_retries,
         weights=dict(WEIGHTS), components={k: round(v, 4) for k, v in components.items()})
 
 
@@ -204,6 +242,12 @@ def _met(measured: float | None, target: float | None, applicable: bool = True) 
     if target is None or not applicable:
         return "n/a"
     return "✅ met" if measured is not None and measured <= target else "❌ missed"
+
+
+def _probe_result(p: ProbeLine) -> str:
+    if not p.scored:
+        return "baseline" if p.passed else "baseline not recorded"
+    return "✅ pass" if p.passed else "❌ FAIL"
 
 
 def render_markdown(sc: Scorecard) -> str:
@@ -233,8 +277,7 @@ def render_markdown(sc: Scorecard) -> str:
     ]
     if sc.probes:
         out += ["| phase | probe | result | detail |", "|---|---|---|---|"]
-        out += [f"| {p.phase} | {_cell(p.name)} | {'✅ pass' if p.passed else '❌ FAIL'} | {_cell(p.detail)} |"
-                for p in sc.probes]
+        out += [f"| {p.phase} | {_cell(p.name)} | {_probe_result(p)} | {_cell(p.detail)} |" for p in sc.probes]
         failed = sc.failed_probes
         if failed:
             out += ["", "Failed probes, with what was observed:", ""]
@@ -251,11 +294,13 @@ def render_markdown(sc: Scorecard) -> str:
         out.append("No approval was requested.")
     out += ["", "## Injects", ""]
     if sc.injects:
-        out += ["| inject | fired | survived |", "|---|---|---|"]
-        out += [f"| {_cell(i.description)} | {i.fired} | {'yes' if i.survived else 'no'} |" for i in sc.injects]
+        out += ["| inject | fired | survived | retried | result |", "|---|---|---|---|---|"]
+        out += [f"| {_cell(i.description)} | {i.fired} | {i.survived} | {i.retried} | {i.result} |"
+                for i in sc.injects]
     else:
         out.append("No injects.")
-    out += ["", f"Retries: {sc.retries}", "", "## Score", "",
+    out += ["", f"Retries: {sc.retries} ({sc.retries_engine} by the engine, {sc.retries_aws} AWS calls "
+                "attempted again after an injected fault)", "", "## Score", "",
             "| component | weight | achieved | points |", "|---|---|---|---|"]
     for k, w in sc.weights.items():
         share = sc.components.get(k, 0.0)

@@ -50,7 +50,14 @@ from flows.entrypoints.drill_cli import drill_app  # noqa: E402
 app.add_typer(drill_app, name="drill")
 
 from flows.engine.runbooks import REPO_RUNBOOKS, resolve_runbook  # noqa: E402
-from flows.entrypoints.terminal import console, err, execute_run, report_summary, run_with_progress  # noqa: E402
+from flows.entrypoints.terminal import (  # noqa: E402
+    console,
+    err,
+    execute_run,
+    print_diagnostics,
+    report_summary,
+    run_with_progress,
+)
 
 InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="Runbook input as key=value (repeat).")]
 
@@ -95,7 +102,8 @@ def _print_diagnostics(diags: list[Any]) -> None:
 @app.command()
 def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook files or folders "
                                                                   "(default: ./runbooks).")] = None) -> None:
-    """Check runbooks and report every error at once as file:line:col: error[CODE]: message."""
+    """Check runbooks and drill scenarios (recognised by their content: `runbook:`, `probes:`, …
+    and no `steps:`) and report every error at once as file:line:col: error[CODE]: message."""
     from flows.engine.spec import validate_file
     from integrations.base import default_registry
 
@@ -111,10 +119,10 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook fi
         raise _fail("no runbooks found")
     registry = default_registry()
     total = 0
-    for t in targets:
-        from flows.drills.scenario import validate_scenario_file  # a runbooks/drills/*.yaml is a drill scenario
+    from flows.drills.scenario import is_scenario_file, validate_scenario_file
 
-        diags = validate_scenario_file(t) if t.resolve().parent.name == "drills" else validate_file(t, registry)
+    for t in targets:  # a drill scenario (by its content, or in a folder named drills) is checked as one
+        diags = validate_scenario_file(t) if is_scenario_file(t) else validate_file(t, registry)
         errors = [d for d in diags if d.severity == "error"]
         total += len(errors)
         _print_diagnostics(diags)
@@ -158,8 +166,8 @@ def plan(
 
         rows = Redactor({str(values[k]) for k, s in plan_.inputs.items() if s.secret and values.get(k)})(rows)
     except RunbookError as exc:
-        _print_diagnostics(exc.diagnostics)
-        raise _fail(str(exc), 1) from None
+        print_diagnostics(exc)
+        raise typer.Exit(1) from None
     except StanchError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -192,8 +200,8 @@ def _runbook_inputs_help(runbook: str) -> None:
     try:
         plan_, _ = _load_plan(runbook)
     except RunbookError as exc:
-        _print_diagnostics(exc.diagnostics)
-        raise _fail(str(exc), 1) from None
+        print_diagnostics(exc)
+        raise typer.Exit(1) from None
     except StanchError as exc:
         raise _fail(str(exc)) from None
     console.print(inputs_table(plan_))
@@ -248,8 +256,8 @@ def run(
         given = parse_input_pairs(input or [])
         resolve_inputs(plan_, given)  # fail fast, before any Prefect machinery starts
     except RunbookError as exc:
-        _print_diagnostics(exc.diagnostics)
-        raise _fail(str(exc), 1) from None
+        print_diagnostics(exc)
+        raise typer.Exit(1) from None
     except StanchError as exc:
         raise _fail(str(exc)) from None
     inc = incident_id or new_incident_id()

@@ -12,47 +12,59 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from flows.entrypoints.drill_ops_cli import register
-from flows.entrypoints.terminal import console, err
+from flows.entrypoints.terminal import console, print_diagnostics, print_error
 from integrations.errors import RunbookError, StanchError
 
 drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.", no_args_is_help=True)
 
 
 def _summary(card: dict[str, Any]) -> Table:
+    """The scorecard as a table; every text that comes from the drill (details, descriptions) is
+    shown literally (``Text``), never as Rich markup."""
+    ok, fail = Text("pass", "green"), Text("FAIL", "bold red")
     table = Table(title=f"Drill {card['scenario']}: {'PASSED' if card['passed'] else 'FAILED'} "
                         f"— score {card['score']}/100", title_justify="left")
     for col in ("check", "result", "observed / detail"):
         table.add_column(col)
     for p in card.get("probes", []):
-        table.add_row(f"{p['phase']}: {p['name']}", "[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]",
-                      str(p.get("detail") or ""))
+        result = (ok if p["passed"] else fail) if p.get("scored", True) else Text("baseline", "dim")
+        table.add_row(Text(f"{p['phase']}: {p['name']}"), result, Text(str(p.get("detail") or "")))
     target = card.get("target_time_to_contain_s")
     ttc = card.get("time_to_contain_s")
-    ok = target is None or (ttc is not None and ttc <= target)
-    table.add_row("time to contain", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+    met = target is None or (ttc is not None and ttc <= target)
+    table.add_row("time to contain", ok if met else fail,
                   f"{ttc}s (target {target}s)" if target is not None else f"{ttc}s")
     if card.get("target_time_to_first_decision_s") is not None:
         tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
-        ok = tfd is not None and tfd <= tgt
-        table.add_row("time to first decision", "[green]pass[/]" if ok else "[bold red]FAIL[/]",
+        met = tfd is not None and tfd <= tgt
+        table.add_row("time to first decision", ok if met else fail,
                       f"{tfd if tfd is not None else 'no decision'}{'s' if tfd is not None else ''} (target {tgt}s)")
     for a in card.get("approvers", []):
         answered = a.get("response_s") is not None
-        table.add_row(f"approver {a['user']}", a["decision"] if answered else "[yellow]never answered[/]",
-                      f"{a['step']}: {a['response_s']}s" if answered else f"{a['step']}: no response")
+        table.add_row(Text(f"approver {a['user']}"), a["decision"] if answered else Text("never answered", "yellow"),
+                      Text(f"{a['step']}: {a['response_s']}s" if answered else f"{a['step']}: no response"))
     for i in card.get("injects", []):
-        table.add_row(f"inject: {i['kind']}", "survived" if i["survived"] else "[yellow]not survived[/]",
-                      f"{i['description']} (fired {i['fired']} times)")
+        outcome = str(i.get("result") or "")
+        style = "green" if outcome == "survived" else "dim" if outcome == "did not fire" else "yellow"
+        retried = f", {i['retried']} retried" if i.get("retried") else ""
+        table.add_row(Text(f"inject: {i['kind']}"), Text(outcome, style),
+                      Text(f"{i['description']} (fired {i['fired']}, survived {i['survived']}{retried})"))
+    retries = card.get("retries")
+    if retries:
+        table.add_row("retries", str(retries), f"{card.get('retries_engine', 0)} by the engine, "
+                      f"{card.get('retries_aws', 0)} AWS calls after an injected fault")
     return table
 
 
 @drill_app.command("run")
 def run(
     scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills) or path to its YAML.")],
-    keep: Annotated[bool, typer.Option(help="Keep the drill's sandbox folder (<store>/.drills/INC-…).")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the drill's sandbox folder (`<store>/.drills/INC-…`).")] = False,
     store: Annotated[Path | None, typer.Option(help="Incident store (default: STANCH_STORE or "
                                                     "<STANCH_HOME>/incidents).")] = None,
 ) -> None:
@@ -66,18 +78,16 @@ def run(
         path = contract.resolve_scenario(scenario)
         contract.load_scenario(path)  # located diagnostics before anything starts
     except RunbookError as exc:
-        for d in getattr(exc, "diagnostics", None) or []:
-            err.print(d.format(), markup=False, soft_wrap=True)
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_diagnostics(exc)  # each once, literally (no markup)
         raise typer.Exit(1) from None
     except StanchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(2) from None
-    console.print(f"drill [bold]{scenario}[/] ({path}) — own sandbox, DRILL mode")
+    console.print(f"drill [bold]{escape(scenario)}[/] ({escape(str(path))}) — own sandbox, DRILL mode")
     try:
         result = run_drill_flow(scenario=str(path), store=str(store) if store else "", keep=keep, echo=True)
     except StanchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(2) from None
     console.print()
     console.print(_summary(result["scorecard"]))

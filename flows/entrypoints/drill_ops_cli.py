@@ -12,13 +12,21 @@ from typing import Annotated
 
 import typer
 
-from flows.entrypoints.terminal import console, err
+from flows.entrypoints.terminal import console, print_diagnostics, print_error
 
 
 def _store() -> Path:
     from integrations.settings import StanchSettings
 
     return StanchSettings().store_dir
+
+
+def _where() -> str:
+    """Where history is read from, for messages: the PostgreSQL store (no password) or the folder."""
+    from flows.store import current
+
+    remote = current()
+    return remote.display if remote is not None else str(_store())
 
 
 def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
@@ -30,7 +38,7 @@ def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario na
 
     rows = history(_store(), scenario)
     if not rows:
-        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}", markup=False)
         raise typer.Exit(0)
     table = Table(box=None, pad_edge=False)
     for col in ("date (UTC)", "scenario", "score", "contain", "target", "failed probes"):
@@ -52,7 +60,7 @@ def report_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario nam
 
     rows = history(_store(), scenario)
     if not rows:
-        err.print(f"error: no drills recorded{f' for {scenario}' if scenario else ''} in {_store()}")
+        print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}")
         raise typer.Exit(1)
     chart, table, _ = write_report(rows, out, scenario)
     console.print(f"chart: {chart}\ntable: {table}")
@@ -65,26 +73,30 @@ def _need_api() -> None:
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        err.print("error: schedules live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+        print_error("schedules live on a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
         raise typer.Exit(2)
 
 
 def schedule_cmd(
-    scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills/<name>.yaml).")],
+    scenario: Annotated[str, typer.Argument(help="Scenario name (`runbooks/drills/<name>.yaml`).")],
     cron: Annotated[str | None, typer.Option(help='Cron expression, e.g. "0 10 * * 1" (Mondays 10:00).')] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA time zone of the cron, e.g. Europe/Berlin.")] = None,
     interval: Annotated[float | None, typer.Option(help="Every N seconds instead of a cron (tests).")] = None,
 ) -> None:
     """Schedule a drill on the Prefect server (one schedule per scenario; replaces an earlier
-    one). `stanch worker` executes the firings; each gets a new incident id."""
+    one). The scenario must resolve and load first (exit 2 otherwise, nothing is created).
+    `stanch worker` executes the firings; each gets a new incident id."""
     from flows.drills.schedules import schedule
-    from integrations.errors import StanchError
+    from integrations.errors import RunbookError, StanchError
 
     _need_api()
     try:
         deployment_id = schedule(scenario, cron=cron, interval=interval, timezone=timezone)
+    except RunbookError as exc:  # the scenario does not load: its located diagnostics, nothing created
+        print_diagnostics(exc)
+        raise typer.Exit(2) from None
     except StanchError as exc:
-        err.print(f"error: {exc}")
+        print_error(str(exc))
         raise typer.Exit(2) from None
     console.print(f"scheduled drill {scenario} (deployment stanch-drill/{scenario}, {deployment_id}); "
                   "run `stanch worker` to execute it")
@@ -110,7 +122,7 @@ def unschedule_cmd(scenario: Annotated[str, typer.Argument(help="Scenario name."
 
     _need_api()
     if not unschedule(scenario):
-        err.print(f"error: no schedule for drill {scenario!r} (see `stanch drill schedules`)")
+        print_error(f"no schedule for drill {scenario!r} (see `stanch drill schedules`)")
         raise typer.Exit(1)
     console.print(f"unscheduled drill {scenario}")
 

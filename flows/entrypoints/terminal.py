@@ -2,8 +2,10 @@
 
 Owns: the shared consoles (stdout, stderr), ``execute_run`` (start a run with live progress),
 ``run_with_progress`` (Prefect's log lines go to ``<incident>/prefect.log`` meanwhile, not into
-the table) and ``report_summary`` / ``report_where`` (each said once; paths and commands printed
-whole: a terminal wraps them, a pipe gets them in one piece). Used by ``stanch run|resume|rollback`` (cli) and
+the table), ``report_summary`` / ``report_where`` (each said once; paths and commands printed
+whole: a terminal wraps them, a pipe gets them in one piece), ``print_diagnostics`` and
+``print_error`` (a runbook's or scenario's located diagnostics, each printed once and literally).
+Used by ``stanch run|resume|rollback`` (cli) and
 ``stanch demo`` (demo), which must not import each other. Must not touch: argument parsing.
 """
 
@@ -16,6 +18,30 @@ from rich.console import Console
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def print_diagnostics(exc: Any) -> None:
+    """A ``RunbookError``: each diagnostic once, then one summary line (``<file>: N errors``).
+    Never through Rich markup: a message quotes user text and regexes (``'^[a-z][a-z0-9-]{0,62}$'``)
+    that markup would eat. The exception's own text repeats the diagnostics, so it is shown only
+    when there are none."""
+
+    diags = list(getattr(exc, "diagnostics", None) or [])
+    for d in diags:
+        err.print(d.format(), markup=False, highlight=False, soft_wrap=True)
+    errors = [d for d in diags if getattr(d, "severity", "error") == "error"]
+    if errors:
+        summary = f"{errors[0].file}: {len(errors)} error{'s' if len(errors) != 1 else ''}"
+    else:
+        summary = str(exc)
+    print_error(summary)
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, the message literally (it may quote user text or brackets)."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
 
 
 def execute_run(runbook_path: Path, given: dict[str, Any], incident_id: str, store: Path, *,

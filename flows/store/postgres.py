@@ -255,6 +255,13 @@ class PostgresStore:
                     item.documents[str(name)] = bytes(body)
         return {k: v for k, v in sorted(out.items()) if v.has_timeline}  # documents alone are no incident
 
+    def named(self, name: str) -> dict[str, bytes]:
+        """incident -> the document ``name`` of every incident that has one (e.g. each drill's
+        ``scorecard.json``), in one query."""
+        cur = self._conn().execute("SELECT incident, body FROM stanch_documents WHERE name = %s ORDER BY incident",
+                                   (name,))
+        return {str(i): bytes(b) for i, b in cur}
+
     def incidents(self) -> list[str]:
         cur = self._conn().execute("SELECT DISTINCT incident FROM stanch_events UNION "
                                    "SELECT DISTINCT incident FROM stanch_documents ORDER BY 1")

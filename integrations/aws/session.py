@@ -2,8 +2,10 @@
 
 Owns: how stanch authenticates to an account (STS ``AssumeRole`` into
 ``arn:aws:iam::<account>:role/<settings.assume_role_name>`` with the ambient credentials),
-the botocore configuration every client uses (no botocore retries — the engine retries
-``TransientActionError`` itself —, bounded timeouts, ``max_pool_connections=32``), the
+the botocore configuration every client uses (botocore's standard retry mode with
+``STANCH_AWS_MAX_ATTEMPTS`` attempts per call — throttling and 5xx, jittered backoff — and the
+engine's step retries of ``TransientActionError`` on top; STS AssumeRole gets one attempt;
+bounded timeouts, ``max_pool_connections=32``), the
 ``endpoint_url`` override for the sandbox, and a thread-safe cache of one refreshable session per
 (endpoint, role, account).
 

@@ -1,6 +1,7 @@
 """The probe registry's core: ``ProbeContext``, ``ProbeResult``, ``Probe`` and ``ProbeRegistry``.
 
-Owns: how a probe is declared (name, family, parameter model, a read-only check function), how
+Owns: how a probe is declared (name, family, parameter model, a read-only check function, the
+sandbox call counters it reads, whether its before-run observation is only a baseline), how
 parameters are validated (``ConfigurationError`` for an unknown probe or bad ``with:``), and the
 rule that a failing check is a result, never an exception (AWS/Slack errors while observing
 become a failed result that says what went wrong), plus the fleet/clients helpers probes share.
@@ -62,6 +63,7 @@ class ServicesParams(ProbeParams):
 
 
 Check = Callable[[Any, ProbeContext, str], ProbeResult]
+Counters = Callable[[Any], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Probe:
     params: type[ProbeParams]
     check: Check
     needs_before: bool = False  # compares with its own before-observation: meaningless without one
+    #: sandbox call counters (``/_fault`` rule bodies) it reads; installed before the run by the drill
+    counters: Counters | None = None
 
 
 class ProbeRegistry:
@@ -104,6 +108,16 @@ class ProbeRegistry:
                 f"{'.'.join(str(p) for p in e['loc']) or 'with'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigurationError(f"probe {name!r}: invalid parameters: {problems}") from None
+
+    def counters(self, uses: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The sandbox call counters the probes ``uses`` (name, ``with:``) read, each once: a drill
+        installs them before the run starts (a counter added later misses the calls before it)."""
+        out: list[dict[str, Any]] = []
+        for name, params in uses:
+            probe = self.get(name)
+            if probe.counters is not None:
+                out += [c for c in probe.counters(self.check_params(name, params)) if c not in out]
+        return out
 
     def run(self, name: str, params: dict[str, Any], ctx: ProbeContext) -> ProbeResult:
         probe = self.get(name)

@@ -1,8 +1,9 @@
 """Server-side fault injection in front of moto (a WSGI middleware), controlled over HTTP.
 
 Owns: ``FaultRule`` (what to fail or slow down, how, how often), ``FaultInjector`` (the
-middleware) and the small HTTP client helpers ``inject_fault`` / ``inject_latency`` /
-``clear_faults`` / ``list_faults``.
+middleware, with the ledger of what became of the calls a rule fired on) and the small HTTP
+client helpers ``inject_fault`` / ``inject_latency`` / ``add_counter`` / ``clear_faults`` /
+``list_faults``.
 
 Control API (served by the middleware itself, never reaches moto):
 - ``POST /_fault`` JSON ``{"service"?, "action", "status", "code", "count"|"rate", "retry_after"?,
@@ -14,6 +15,15 @@ Control API (served by the middleware itself, never reaches moto):
   delay; the first matching error rule ends the evaluation. ``count``/``rate`` apply as for faults.
 - ``GET /_fault`` -> the rules with how often each fired; ``DELETE /_fault`` clears them
   (``DELETE /_fault?id=...`` clears one).
+- What became of the calls a rule fired on (so a drill can tell a fault that was survived from
+  one that was not, read back from the server, not from the client's claims): ``retried`` — the
+  same call (operation, account and target) came again afterwards; ``survived`` — the same call
+  then got a successful (< 400) answer from moto (for a latency rule: the delayed call itself
+  succeeded, or a retry of it did). With ``"by_target": true`` a rule also keeps ``targets``:
+  successful calls per target, e.g. ``{"111111111111 UserName=ci AccessKeyId=AKIA…": 1}`` — a
+  0 ms latency-only rule with it is a side-effect counter (``label`` names whose counter it is).
+  The target is read from identifying request parameters only (user, key id, ARN, secret id,
+  recipients, bucket/key — ``TARGET_PARAMS``), never from values such as a secret's body.
 - Killing a process inside a side-effect window (tests only) is not a fault rule: see
   ``integrations.sandbox.killpoints`` (``/_killpoint``, in front of this middleware).
 
@@ -43,7 +53,8 @@ from xml.sax.saxutils import escape
 import urllib3
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FaultInjector", "FaultRule", "clear_faults", "inject_fault", "inject_latency", "list_faults"]
+__all__ = ["TARGET_PARAMS", "FaultInjector", "FaultRule", "add_counter", "clear_faults", "inject_fault",
+           "inject_latency", "list_faults", "request_target"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -96,7 +107,12 @@ class FaultRule(BaseModel):
     account: str | None = Field(default=None, description="Only requests pinned to this account")
     delay_ms: float | None = Field(default=None, ge=0, le=600_000, description="Sleep before answering")
     jitter_ms: float = Field(default=0.0, ge=0, le=600_000, description="Extra uniform 0..jitter_ms")
+    label: str | None = Field(default=None, max_length=200, description="Who added it (e.g. a probe's counter)")
+    by_target: bool = Field(default=False, description="Keep ``targets``: successful calls per target")
     fired: int = 0
+    retried: int = Field(default=0, description="Calls it fired on that came again afterwards")
+    survived: int = Field(default=0, description="Calls it fired on that then succeeded (themselves or a retry)")
+    targets: dict[str, int] = Field(default_factory=dict, description="by_target: successful calls per target")
 
     @model_validator(mode="after")
     def _does_something(self) -> FaultRule:
@@ -182,6 +198,60 @@ def identify(environ: dict[str, Any]) -> tuple[str | None, str | None, str]:
     return service, None, "rest-json"
 
 
+#: request parameters that say what a call acts on (query-protocol form fields and JSON body keys);
+#: only these reach ``targets`` — never a message body, a secret value or a key's material
+TARGET_PARAMS = ("UserName", "AccessKeyId", "RoleName", "GroupName", "PolicyArn", "ServerCertificateName",
+                 "CertificateArn", "SecretId", "Name", "KeyId", "FunctionName", "TopicArn", "Source",
+                 "ProfileName", "ClusterName", "ServiceName", "Destination.ToAddresses.member")
+_MAX_JSON_BODY = 1 << 20
+
+
+def _rewrap(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return bytes(body)
+
+
+def request_target(environ: dict[str, Any], service: str | None, protocol: str) -> str:
+    """What a call acts on, for counting and for telling a retry of it: the identifying parameters
+    of ``TARGET_PARAMS`` (``UserName=ci AccessKeyId=AKIA…``; e-mail recipients as ``to=a,b``), for
+    S3 ``bucket/key`` from the path. Empty when nothing identifies it. Re-wraps a body it reads."""
+    if protocol == "rest-xml" or protocol == "rest-json":
+        return str(environ.get("PATH_INFO", "/")).lstrip("/")
+    params: dict[str, Any] = {}
+    if protocol == "query":
+        raw = _rewrap(environ) if str(environ.get("CONTENT_TYPE", "")).startswith(
+            "application/x-www-form-urlencoded") else b""
+        form = parse_qs(raw.decode("utf-8", "replace")) or parse_qs(environ.get("QUERY_STRING", ""))
+        params = {k: v[0] for k, v in form.items()}
+    elif protocol == "json":
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= _MAX_JSON_BODY:
+            try:
+                loaded = json.loads(_rewrap(environ) or b"{}")
+            except ValueError:
+                loaded = {}
+            params = loaded if isinstance(loaded, dict) else {}
+    parts: list[str] = []
+    recipients: list[str] = []
+    for key in TARGET_PARAMS:
+        if key.endswith(".member"):
+            recipients = [str(v) for k, v in sorted(params.items(), key=lambda kv: kv[0])
+                          if k.startswith(key + ".")]
+        elif isinstance(params.get(key), str | int):
+            parts.append(f"{key}={params[key]}")
+    if recipients:
+        parts.append("to=" + ",".join(sorted(recipients)))
+    return " ".join(parts)
+
+
 def error_response(rule: FaultRule, protocol: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """(status line, headers, body) of the injected error in the request's protocol."""
     assert rule.status is not None, "latency-only rules never answer with an error"
@@ -222,6 +292,8 @@ class FaultInjector:
         self.app = app
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
+        # call -> [rule id, retried yet] for each time a rule fired on it and no success came yet
+        self._pending: dict[tuple[str | None, str | None, str | None, str], list[list[Any]]] = {}
         # STANCH_SANDBOX_FAULT_SEED makes ``rate`` rules repeatable: the draws come in a fixed order,
         # and a throttled call's retry is one more draw, so the same calls give the same faults
         seed = os.environ.get("STANCH_SANDBOX_FAULT_SEED")
@@ -236,6 +308,8 @@ class FaultInjector:
     def clear(self, rule_id: str | None = None) -> None:
         with self._lock:
             self._rules = [r for r in self._rules if rule_id is not None and r.id != rule_id]
+            if rule_id is None:
+                self._pending.clear()
 
     def rules(self) -> list[FaultRule]:
         with self._lock:
@@ -245,20 +319,57 @@ class FaultInjector:
         self, service: str | None, action: str | None, account: str | None
     ) -> tuple[float, FaultRule | None]:
         """(seconds to sleep, error rule to answer with) for one request; counts what fired."""
+        delay, rule, _ = self._decide(service, action, account, "")
+        return delay, rule
+
+    def _decide(
+        self, service: str | None, action: str | None, account: str | None, target: str
+    ) -> tuple[float, FaultRule | None, list[FaultRule]]:
+        """``_take`` plus the ledger: this call is a retry of the earlier calls of the same
+        (service, operation, account, target) that a rule fired on; every rule that fires now is
+        waiting for this call's success. Returns the rules that fired (for ``_settle``)."""
         delay = 0.0
+        fired: list[FaultRule] = []
+        key = (service, action, account, target)
         with self._lock:
+            by_id = {r.id: r for r in self._rules}
+            for entry in self._pending.get(key, []):
+                if not entry[1] and entry[0] in by_id:
+                    entry[1] = True
+                    by_id[entry[0]].retried += 1
+            error: FaultRule | None = None
             for rule in self._rules:
                 if rule.exhausted or not rule.matches(service, action, account):
                     continue
                 if rule.rate is not None and self._rng.random() >= rule.rate:
                     continue
                 rule.fired += 1
+                fired.append(rule)
                 if rule.delay_ms is not None:
                     jitter = self._rng.uniform(0.0, rule.jitter_ms) if rule.jitter_ms else 0.0
                     delay += (rule.delay_ms + jitter) / 1000.0
                 if not rule.is_latency_only:
-                    return delay, rule.model_copy()
-        return delay, None
+                    error = rule
+                    break
+            if fired:
+                self._pending.setdefault(key, []).extend([r.id, False] for r in fired)
+        return delay, (error.model_copy() if error is not None else None), fired
+
+    def _settle(self, key: tuple[str | None, str | None, str | None, str], ok: bool,
+                fired: list[FaultRule]) -> None:
+        """moto answered the call ``key``: on success every rule that fired on it (now or on an
+        earlier attempt) survived, and ``by_target`` rules that fired now count it."""
+        if not ok:
+            return
+        with self._lock:
+            by_id = {r.id: r for r in self._rules}
+            for rule_id, _ in self._pending.pop(key, []):
+                if rule_id in by_id:
+                    by_id[rule_id].survived += 1
+            shown = " ".join(p for p in (key[2], key[3]) if p)
+            for rule in fired:
+                if rule.by_target:
+                    rule.targets[shown] = rule.targets.get(shown, 0) + 1
 
     # -- WSGI --------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -266,13 +377,21 @@ class FaultInjector:
             return self._control(environ, start_response)
         if self._rules:
             service, action, protocol = identify(environ)
-            delay, rule = self._take(service, action, environ.get("HTTP_X_MOTO_ACCOUNT_ID"))
+            account = environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+            key = (service, action, account, request_target(environ, service, protocol))
+            delay, rule, fired = self._decide(*key)
             if delay > 0:
                 time.sleep(delay)  # the server is threaded: only this request waits
             if rule is not None:
                 status, headers, body = error_response(rule, protocol)
                 start_response(status, headers)
                 return [body]
+
+            def answered(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                self._settle(key, int(status.split()[0]) < 400, fired)
+                return start_response(status, headers, exc_info)
+
+            return self.app(environ, answered)
         return self.app(environ, start_response)
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -374,6 +493,18 @@ def inject_latency(
         delay_ms=delay_ms,
         jitter_ms=jitter_ms,
     )
+
+
+def add_counter(endpoint: str, action: str, *, service: str | None = None, label: str | None = None) -> str:
+    """A side-effect counter: a 0 ms latency-only rule on ``action`` that keeps ``targets``
+    (successful calls per account and target); nothing is delayed or failed. Returns its id."""
+    rule: dict[str, Any] = {"action": action, "service": service, "status": None, "delay_ms": 0,
+                            "by_target": True, "label": label}
+    resp = _http.request("POST", f"{endpoint.rstrip('/')}/_fault", body=json.dumps(rule).encode(),
+                         headers={"Content-Type": "application/json"})
+    if resp.status != 200:
+        raise ValueError(f"counter rule rejected: {resp.data.decode()}")
+    return str(json.loads(resp.data)["id"])
 
 
 def clear_faults(endpoint: str, rule_id: str | None = None) -> None:

@@ -267,13 +267,19 @@ def load_factory(spec: str | None) -> Callable[[], SlackService] | None:
 
 
 def serve(home: str | Path, slack: str | None = None, fleet_variant: str = "default") -> None:
-    """Run the sandbox in the foreground until SIGTERM/SIGINT; writes/removes ``sandbox.json``.
+    """Run the sandbox in the foreground until SIGTERM/SIGINT (or, with
+    ``STANCH_SANDBOX_EXIT_WITH_PARENT=1``, until the process that started it is gone);
+    writes/removes ``sandbox.json``.
 
     ``slack``: ``module:callable`` of a Slack stand-in factory, ``"none"`` for no Slack, or None
     for ``$STANCH_SANDBOX_SLACK_FACTORY`` / the built-in stand-in. ``fleet_variant``: see ``fleet``.
     """
     slack_factory = load_factory(slack or os.environ.get("STANCH_SANDBOX_SLACK_FACTORY"))
     stop = threading.Event()
+    # a drill's sandbox (STANCH_SANDBOX_EXIT_WITH_PARENT=1) stops when the drill that started it is
+    # gone (killed, or cut off by a worker shutdown): it never outlives its drill; `stanch sandbox up`
+    # is meant to outlive its CLI and does not set it
+    parent = os.getppid() if os.environ.get("STANCH_SANDBOX_EXIT_WITH_PARENT") == "1" else None
 
     def _on_signal(signum: int, frame: object) -> None:
         stop.set()
@@ -283,7 +289,8 @@ def serve(home: str | Path, slack: str | None = None, fleet_variant: str = "defa
         with Sandbox(home, slack_factory=slack_factory, write_state=True, fleet_variant=fleet_variant) as sb:
             print(f"stanch sandbox: moto at {sb.url}; state in {state_path(sb.home)}", flush=True)
             while not stop.wait(0.5):
-                pass
+                if parent is not None and os.getppid() != parent:
+                    break
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterTags,
+)
 from typer.testing import CliRunner
 
 from flows.drills.runner import DrillResult, run_drill
@@ -22,6 +29,7 @@ from flows.entrypoints.cli import app
 
 HERE = Path(__file__).parent / "scenarios"
 BUNDLED = Path(__file__).parents[3] / "runbooks" / "drills"
+THROTTLED = 2  # IAM calls throttled in iam-throttling-30pct with STANCH_SANDBOX_FAULT_SEED=7 (repeatable)
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +75,19 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
         prefect_server: None, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``stanch drill run iam-throttling-30pct`` (CLI -> Prefect flow -> run_drill; the bundled
     scenario by name, its 30 % rate made repeatable by a seed) next to an AccessDenied drill, a
-    throttled drill whose second affected service turns up mid-run, and a generated fleet."""
+    throttled drill whose second affected service turns up mid-run (S3 503s once, ACM is slow), and
+    leaked-access-key's ready clean drill."""
     monkeypatch.setenv("STANCH_SANDBOX_FAULT_SEED", "7")  # rate rules repeatable (integrations/sandbox/faults.py)
     with ThreadPoolExecutor(3) as pool:
         cli = pool.submit(_cli_drill, "iam-throttling-30pct", store / "cli")
         late_f = pool.submit(run_drill, HERE / "late-discovery-throttled.yaml", store=store,
                              incident_id="INC-DRILL-LATE")
-        grid_f = pool.submit(run_drill, BUNDLED / "fleet-grid.yaml", store=store, incident_id="INC-DRILL-GRID")
+        leaked_f = pool.submit(run_drill, BUNDLED / "leaked-access-key-clean.yaml", store=store,
+                               incident_id="INC-DRILL-LEAKED")
         acm = run_drill(BUNDLED / "acm-access-denied.yaml", store=store, incident_id="INC-DRILL-ACM")
         code, output = cli.result()
         late = late_f.result()
-        grid = grid_f.result()
+        leaked = leaked_f.result()
     assert code == 0, output
     assert "Drill iam-throttling-30pct: PASSED" in output and "score 100/100" in output and "time to contain" in output
     folder = Path(output.split("scorecard: ", 1)[1].split()[0]).parent
@@ -91,8 +101,13 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     phases = [p["phase"] for p in card["probes"]]
     assert phases.count("before") >= 1 and phases.count("after") >= 5
     assert card["time_to_contain_s"] < card["target_time_to_contain_s"]
-    (inject,) = card["injects"]  # 30 % of IAM calls throttled: it fired, the run retried and survived
-    assert inject["fired"] >= 1 and inject["survived"], inject
+    (inject,) = card["injects"]  # 30 % of IAM calls throttled, seeded: the same calls throttled every time
+    assert (inject["fired"], inject["retried"], inject["survived"], inject["result"]) == (
+        THROTTLED, THROTTLED, THROTTLED, "survived"), inject  # every throttled call was retried to a success
+    assert (card["retries_aws"], card["retries_engine"]) == (THROTTLED, 0), card
+    assert card["components"]["faults_survived"] == 1.0
+    counted = _after(card, "aws.no_duplicate_side_effects")  # moto's count: each key switched off once
+    assert counted["passed"] and sorted(counted["observed"]["UpdateAccessKey"].values()) == [1, 1], counted
     assert set(_after(card, "iam.ci_keys_inactive")["observed"]["desktop-app"]["keys"].values()) == {"Inactive"}
     assert "scorecard" in (by_name.folder / "scorecard.md").read_text().lower()
     # posted into the incident's Slack thread (the header the run recorded)
@@ -100,13 +115,20 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     # the run's home is the drill's folder inside the store; it signed with this installation's key
     verified = CliRunner().invoke(app, ["timeline", "verify", str(folder)], env={"COLUMNS": "300"})
     assert verified.exit_code == 0 and "head signed" in verified.output, verified.output
+    # the drill's own flow run (stanch-drill) is tagged like the runbook run it started
+    with get_client(sync_client=True) as client:
+        outer = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["scenario:iam-throttling-30pct"])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["stanch-drill"])))
+    assert len(outer) == 1 and outer[0].name == "drill iam-throttling-30pct", [(r.name, r.tags) for r in outer]
+    assert {"runbook:compromised-dependency", "drill", "severity:sev1"} <= set(outer[0].tags), outer[0].tags
 
     card = _card(acm)
     assert acm.exit_code == 1 and not card["passed"] and card["score"] < 100
     cert = _after(card, "acm.certificate_reissued")
     assert not cert["passed"] and "222222222222" in cert["detail"] and "desktop-app" in cert["detail"]
     assert _after(card, "iam.ci_keys_inactive")["passed"]  # containment up to the certificate happened
-    assert card["injects"] == [{"kind": "aws_fault", "fired": 1, "survived": False,
+    assert card["injects"] == [{"kind": "aws_fault", "fired": 1, "survived": 0, "retried": 0, "result": "not survived",
                                 "description": "AccessDenied on acm:ImportCertificate in account 222222222222 "
                                                "(every call)"}]
     assert "acm.certificate_reissued" in (acm.folder / "scorecard.md").read_text()
@@ -120,17 +142,37 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     assert child and {"runbook:compromised-dependency", "drill", "severity:sev1"} <= set(child[0].tags), \
         [(r.name, r.tags, r.parameters.get("incident_id")) for r in tagged]
 
-    # throttled twice (retried: survived); legacy-desktop appeared after the scope: not contained
+    # throttled twice, S3 503 once (each retried by botocore to a success: survived), ACM 300 ms slower
+    # on its one import; legacy-desktop appeared after the scope: not contained
     card = _card(late)
     assert late.exit_code == 1 and card["outcome"] == "succeeded"
-    throttle, found = card["injects"]
-    assert throttle["fired"] == 2 and found["fired"] == 1 and "legacy-desktop" in found["description"]
+    throttle, found, s3_5xx, slow = card["injects"]
+    assert [(i["fired"], i["retried"], i["survived"], i["result"]) for i in (throttle, s3_5xx, slow)] == [
+        (2, 2, 2, "survived"), (1, 1, 1, "survived"), (1, 0, 1, "survived")], card["injects"]
+    assert slow["description"] == "+300 ms latency on acm:ImportCertificate (every call)"
+    assert found["fired"] == 1 and "legacy-desktop" in found["description"] and card["retries_aws"] == 3
     keys = _after(card, "iam.ci_keys_inactive")
     assert not keys["passed"] and keys["detail"].startswith("legacy-desktop") and "desktop-app:" not in keys["detail"]
 
-    # a generated 4 x 3 fleet, 3 affected in 3 accounts: what the probes read back from moto
-    card = _card(grid)
-    assert grid.exit_code == 0 and card["score"] == 100, (grid.folder / "scorecard.md").read_text()
+    # a ready scenario for another runbook: leaked-access-key, the lead approves the clean-up
+    card = _card(leaked)
+    assert leaked.exit_code == 0 and card["passed"], card
+    assert [(a["user"], a["decision"]) for a in card["approvers"]] == [("U0LEAD1 via @security-leads", "approve")]
+
+
+def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        silent_f = pool.submit(run_drill, BUNDLED / "approver-silent.yaml", store=store, incident_id="INC-DRILL-SILENT")
+        runs = _together(store, INC_DRILL_KILL=BUNDLED / "killed-mid-fanout.yaml",
+                         INC_DRILL_SLACK=BUNDLED / "slack-down.yaml", INC_DRILL_APPROVERS="approvers")
+        silent = silent_f.result()
+    kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
+
+    # the 4 x 3 grid (fleet-grid's fleet: 3 affected in 3 accounts), killed right after the 2nd of 3
+    # release manifests was stored (mid publish-update), resumed: what the probes read back from moto
+    card = _card(kill)
+    assert kill.exit_code == 0 and card["score"] == 100, (kill.folder / "scorecard.md").read_text()
+    assert (card["injects"][0]["fired"], card["injects"][0]["result"]) == (1, "survived")
     inactive = _after(card, "iam.ci_keys_inactive")["observed"]
     assert sorted(inactive) == ["svc-01-01", "svc-02-01", "svc-03-01"]
     assert sorted({v["account"] for v in inactive.values()}) == ["400000000001", "400000000002", "400000000003"]
@@ -139,37 +181,32 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     assert len(untouched) == 9 and all(set(v["keys"].values()) == {"Active"} for v in untouched.values())
     certs = _after(card, "acm.certificate_reissued")["observed"]
     assert len(certs) == 3 and all(c["before"] and c["serial"] != c["before"] for c in certs.values()), certs
-    assert len(_after(card, "ses.one_email_per_address")["observed"]) == 6
-
-
-def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
-    with ThreadPoolExecutor(1) as pool:
-        silent_f = pool.submit(run_drill, BUNDLED / "approver-silent.yaml", store=store, incident_id="INC-DRILL-SILENT")
-        runs = _together(store, INC_DRILL_KILL=BUNDLED / "killed-mid-fanout.yaml",
-                         INC_DRILL_SLACK=BUNDLED / "slack-down.yaml", INC_DRILL_APPROVERS="approvers",
-                         INC_DRILL_LEAKED=BUNDLED / "leaked-access-key-clean.yaml")
-        silent = silent_f.result()
-    kill, slack, gated = runs["INC_DRILL_KILL"], runs["INC_DRILL_SLACK"], runs["INC_DRILL_APPROVERS"]
-
-    # a ready scenario for another runbook: leaked-access-key, the lead approves the clean-up
-    card = _card(runs["INC_DRILL_LEAKED"])
-    assert runs["INC_DRILL_LEAKED"].exit_code == 0 and card["passed"], card
-    assert [(a["user"], a["decision"]) for a in card["approvers"]] == [("U0LEAD1 via @security-leads", "approve")]
-
-    # killed right after the first e-mail left, resumed: every address got exactly one (read from moto)
-    card = _card(kill)
-    assert kill.exit_code == 0, (kill.folder / "scorecard.md").read_text()
-    assert card["injects"][0]["fired"] == 1 and card["injects"][0]["survived"]
-    assert sorted(_after(card, "ses.one_email_per_address")["observed"].values()) == [1, 1, 1]
-    assert _after(card, "acm.certificate_reissued")["passed"] and _after(card, "iam.ci_keys_inactive")["passed"]
-    assert [e["kind"] for e in _events(kill)].count("run.resumed") == 1
+    assert sorted(_after(card, "ses.one_email_per_address")["observed"].values()) == [1] * 6
+    # every side effect exactly once per target after the resume, as the sandbox counted them
+    counted = _after(card, "aws.no_duplicate_side_effects")
+    assert counted["passed"] and {op: sorted(t.values()) for op, t in counted["observed"].items()} == {
+        "UpdateAccessKey": [1] * 6, "ImportCertificate": [1] * 3, "PutObject": [1] * 3, "SendEmail": [1] * 6,
+        "PutSecretValue": [1] * 3}, counted
+    assert all(t.startswith(("400000000001 ", "400000000002 ", "400000000003 "))
+               for t in counted["observed"]["UpdateAccessKey"])
+    # a continuous probe sampled every 2 s through the kill and the resume: nothing unaffected touched
+    samples = [p for p in card["probes"] if p["phase"] == "continuous"]
+    assert len(samples) >= 2 and all(p["passed"] and p["name"] == "iam.keys_untouched" for p in samples), samples
+    assert all(len(p["observed"]) == 9 for p in samples)
+    events = _events(kill)
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("run.resumed") == 1
+    resumed = kinds.index("run.resumed")  # the kill came between items: not all three were done
+    done = [e for e in events[:resumed] if e["kind"] == "item.succeeded" and e["step"] == "publish-update"]
+    assert len(done) < 3 and "publish-update" not in events[resumed]["data"]["already_done"], done
 
     # Slack down all run: containment still complete; the scorecard is posted once Slack is back
     card = _card(slack)
     assert slack.exit_code == 0 and card["passed"], (slack.folder / "scorecard.md").read_text()
     kinds = [e["kind"] for e in _events(slack)]
     assert "slack.unavailable" in kinds and "slack.header" not in kinds
-    assert slack.slack.startswith("ts ") and card["injects"][0]["fired"] == 1
+    assert slack.slack.startswith("ts ") and (card["injects"][0]["fired"], card["injects"][0]["result"]) == (
+        1, "survived")
 
     # U0LEAD1 approves through the real approval path; U0LEAD2 never answers: the gate expires
     card = _card(gated)

@@ -1,12 +1,19 @@
 """Drill history and report over three scorecards: the chart's plotted data equals the
-scorecards' figures (read back from the PNG's metadata, not pixels); CLI output and exit codes."""
+scorecards' figures (read back from the PNG's metadata, not pixels), its layout is readable (no
+legend over a point, a day-wide axis for one drill, a log time axis when a sandbox drill meets a
+5-minute target); the Prefect artifact holds the same table and chart; CLI output and exit codes."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from typer.testing import CliRunner
 
 from flows.drills.history import history, iter_scorecards, trend
@@ -35,7 +42,8 @@ def write_cards(store: Path) -> None:
         {"scenario": "other", "incident_id": "INC-OTHER", "started_at": "2026-11-20T10:00:00+00:00", "score": 10}))
 
 
-def test_history_and_report_match_the_scorecards(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_history_and_report_match_the_scorecards(prefect_server: None, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                 monkeypatch) -> None:
     store = tmp_path / "incidents"
     write_cards(store)
     assert [c["incident_id"] for c in iter_scorecards(store, "clean-run")] == ["INC-A", "INC-B", "INC-C"]
@@ -47,7 +55,6 @@ def test_history_and_report_match_the_scorecards(tmp_path: Path, monkeypatch) ->
     from flows.entrypoints.cli import app
 
     monkeypatch.setenv("STANCH_STORE", str(store))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     runner = CliRunner()
     out = runner.invoke(app, ["drill", "history", "clean-run"], env={"COLUMNS": "120"})
     assert out.exit_code == 0, out.output
@@ -62,8 +69,31 @@ def test_history_and_report_match_the_scorecards(tmp_path: Path, monkeypatch) ->
     assert data["time_to_contain_s"] == [c[5] for c in CARDS]
     assert data["dates"] == [c[2] for c in CARDS]
     assert data["target_time_to_contain_s"] == 600
+    assert data["layout"]["legend_covers_a_point"] is False and data["layout"]["time_scale"] == "linear"
+    assert all(0.05 < h < 0.95 for h in data["layout"]["time_points_height"]), data["layout"]
     table = (tmp_path / "rep" / "history.md").read_text()
     assert table.count("| clean-run |") == 3 and "5m01s" in table
+    # the report is also a Prefect artifact: the same table, the same chart inline (read from the API)
+    assert "Prefect artifact: drill-trend-clean-run" in res.output, res.output
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["drill-trend-clean-run"])), limit=1)
+    body = str(artifact.data)
+    assert artifact.type == "markdown" and table.split("\n\n", 2)[2] in body
+    inline = Image.open(io.BytesIO(base64.b64decode(body.split("data:image/png;base64,", 1)[1].split(")", 1)[0])))
+    assert json.loads(inline.info["stanch-data"]) == data
+
+    # one sandbox drill (1.4 s) against a 5-minute target: a day-wide axis, not years; the time on a
+    # log scale so the point is not flattened onto the axis
+    (store / "INC-SOLO").mkdir()
+    (store / "INC-SOLO" / "scorecard.json").write_text(json.dumps(
+        {"scenario": "solo", "incident_id": "INC-SOLO", "started_at": "2026-12-06T08:00:25+00:00", "score": 100,
+         "passed": True, "time_to_contain_s": 1.4, "target_time_to_contain_s": 300, "probes": []}))
+    assert runner.invoke(app, ["drill", "report", "solo", "--out", str(tmp_path / "solo")]).exit_code == 0
+    layout = json.loads(Image.open(tmp_path / "solo" / "trend.png").info["stanch-data"])["layout"]
+    span = datetime.fromisoformat(layout["x_to"]) - datetime.fromisoformat(layout["x_from"])
+    assert timedelta(hours=6) <= span <= timedelta(days=2), layout
+    assert layout["time_scale"] == "log" and layout["time_points_height"][0] > 0.1, layout
 
     missing = runner.invoke(app, ["drill", "report", "nope", "--out", str(tmp_path / "x")])
     assert missing.exit_code == 1 and not (tmp_path / "x").exists()

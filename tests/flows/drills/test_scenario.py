@@ -65,7 +65,7 @@ def test_ready_scenarios_validate_and_resolve() -> None:
     assert (acm.kind, acm.service, acm.operation, acm.account, acm.error) == (  # type: ignore[union-attr]
         "aws_fault", "acm", "ImportCertificate", "222222222222", "AccessDenied")
     kill = load_scenario(resolve_scenario("killed-mid-fanout")).injects[0]
-    assert isinstance(kill, KillAndResume) and (kill.operation, kill.when) == ("SendEmail", "after")
+    assert isinstance(kill, KillAndResume) and (kill.operation, kill.when, kill.skip) == ("PutObject", "after", 1)
     with pytest.raises(InputError, match="no drill scenario named 'nope'"):
         resolve_scenario("nope")
 
@@ -95,12 +95,24 @@ def test_single_mistakes(text: str, expected: str) -> None:
     assert any(g.startswith(f"s.yaml:{expected}") for g in got), got
 
 
-def test_stanch_validate_reports_scenario_diagnostics() -> None:
+def test_stanch_validate_reports_scenario_diagnostics(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(REPO_DRILLS / "clean.yaml"), str(BAD)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"{BAD}:17:15: error[DR104]" in result.output
+    # a scenario is recognised by its content, whatever its folder is called; a runbook stays one
+    elsewhere = tmp_path / "x"
+    elsewhere.mkdir()
+    (elsewhere / "bad.yaml").write_text(BAD.read_text(encoding="utf-8"), encoding="utf-8")
+    (elsewhere / "good.yaml").write_text((REPO_DRILLS / "clean.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (elsewhere / "runbook.yaml").write_text("name: r\ntitle: R\nsteps:\n  - {id: a, action: nope.x}\n",
+                                            encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(elsewhere)])
+    assert result.exit_code == 1, result.output
+    assert [line.split(": error[")[1][:5] for line in result.output.splitlines() if "error[" in line] == \
+        [e.split("error[")[1][:5] for e in EXPECTED] + ["RB104"]
+    assert f"ok  {elsewhere / 'good.yaml'}" in result.output
 
 
 def test_schema_is_current_and_models_mirror_the_sandbox() -> None:

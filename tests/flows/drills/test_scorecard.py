@@ -65,15 +65,18 @@ def test_acm_access_denied_fails_and_names_the_probe_and_account() -> None:
         probe_results={"before": [_ok("iam.keys_untouched"), _ok("acm.certificate_reissued")], "after": after,
                        "continuous": []},
         injects=[{"kind": "aws_fault", "description": "AccessDenied on acm:ImportCertificate in account 222222222222",
-                  "fired": 4, "survived": False}],
+                  "fired": 4, "survived": 0, "retried": 3}],
         started_at=T0 - timedelta(seconds=3), finished_at=T0 + timedelta(seconds=12))
     assert not card.passed and card.outcome == "failed" and card.time_to_contain_s is None
-    assert card.retries == 3 and card.target_time_to_contain_s == 300
+    assert (card.retries, card.retries_engine, card.retries_aws) == (6, 3, 3) and card.target_time_to_contain_s == 300
     failed = [(p.phase, p.name) for p in card.failed_probes]
     assert ("after", "acm.certificate_reissued") in failed
     assert "222222222222" in card.failed_probes[0].detail
-    # probes 6/9, targets 0/1, faults survived 0/1, approvers n/a
-    assert card.score == round(WEIGHTS["probes"] * 6 / 9 + WEIGHTS["approver_response"])
+    assert [(p.phase, p.name, p.scored) for p in card.probes[:2]] == [
+        ("before", "iam.keys_untouched", True), ("before", "acm.certificate_reissued", False)]  # a baseline
+    assert card.injects[0].result == "not survived"
+    # probes 5/8 (the certificate's baseline is not scored), targets 0/1, faults survived 0/1, approvers n/a
+    assert card.score == round(WEIGHTS["probes"] * 5 / 8 + WEIGHTS["approver_response"]) == 41
     _check_golden("acm-access-denied", card)
 
 
@@ -133,3 +136,28 @@ def test_weights_sum_to_100() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
     for k, w in WEIGHTS.items():
         assert f"| `{k}` | {w} |" in doc
+
+
+def test_only_injects_that_fired_are_scored_and_baselines_are_not() -> None:
+    """A fault that never fired proves nothing (neither survived nor not); a partly survived one
+    scores its share; a before-probe that only records a baseline does not count, even failed."""
+    sc = load_scenario(resolve_scenario("clean"))
+    timeline = [_ev(0, "run.started"), _ev(10, "run.finished", outcome="succeeded")]
+    baseline_failed = ProbeResult("acm.certificate_reissued", False, None, "a baseline", "could not observe: boom")
+    injects = [{"kind": "aws_fault", "description": "never", "fired": 0, "survived": 0, "retried": 0},
+               {"kind": "aws_fault", "description": "all", "fired": 5, "survived": 5, "retried": 5},
+               {"kind": "aws_fault", "description": "some", "fired": 4, "survived": 1, "retried": 2}]
+    card = build_scorecard(sc, incident_id="I", timeline=timeline,
+                           probe_results={"before": [_ok("iam.keys_untouched"), baseline_failed]},
+                           injects=injects, started_at=T0, finished_at=T0)
+    assert [(i.description, i.result) for i in card.injects] == [
+        ("never", "did not fire"), ("all", "survived"), ("some", "partly survived (1 of 4)")]
+    assert card.components["faults_survived"] == (1 + 1 / 4) / 2 and card.components["probes"] == 1.0
+    assert card.passed and card.failed_probes == [] and card.retries_aws == 7
+    assert card.score == round(50 + 25 + 15 * 0.625 + 10)
+    md = render_markdown(card)
+    assert "| before | acm.certificate_reissued | baseline not recorded | could not observe: boom |" in md
+    assert "| never | 0 | 0 | 0 | did not fire |" in md
+    nothing_fired = build_scorecard(sc, incident_id="I", timeline=timeline, probe_results={}, injects=injects[:1],
+                                    started_at=T0, finished_at=T0)
+    assert nothing_fired.components["faults_survived"] == 1.0 and nothing_fired.score == 100

@@ -201,3 +201,37 @@ def test_slack_report_probe(registry: ProbeRegistry, ctx: ProbeContext, world: A
                         "scope: 2 reports with the same status")
     # No thread recorded (Slack was down at the start): a failed result, not an exception.
     assert not registry.run("slack.report_per_step", params, ctx).passed
+
+
+def test_side_effect_counter_probe(registry: ProbeRegistry, ctx: ProbeContext, world: Any) -> None:
+    """The sandbox counts successful mutating calls per target; a repeat on one target fails the
+    probe and names it; a failed call is no side effect; without its counters it cannot pass."""
+    from integrations.sandbox.faults import add_counter, clear_faults, inject_fault, list_faults
+
+    fleet: SandboxFleet = world[1]
+    billing = fleet.service("billing-api")
+    assert not registry.run("aws.no_duplicate_side_effects", {}, ctx).passed  # no counters installed
+    counters = registry.counters([("aws.no_duplicate_side_effects", {"operations": ["UpdateAccessKey"]}),
+                                  ("iam.ci_keys_inactive", {}), ("aws.no_duplicate_side_effects", {})])
+    assert [c["action"] for c in counters] == ["UpdateAccessKey", "ImportCertificate", "PutObject", "SendEmail",
+                                               "PutSecretValue"]
+    ids = [add_counter(ctx.aws, c["action"], service=c["service"], label=c["label"]) for c in counters]
+    fault = ""
+    try:
+        iam = _clients(ctx, billing.account)("iam")
+        key = billing.access_key_ids[0]
+        fault = inject_fault(ctx.aws, "UpdateAccessKey", service="iam", status=503, code="ServiceUnavailable", count=1)
+        iam.update_access_key(UserName=billing.ci_user, AccessKeyId=key, Status="Active")  # botocore retries the 503
+        r = registry.run("aws.no_duplicate_side_effects", {"operations": ["UpdateAccessKey"]}, ctx)
+        target = f"{billing.account} UserName={billing.ci_user} AccessKeyId={key}"
+        assert r.passed and r.observed == {"UpdateAccessKey": {target: 1}}, r
+        faulted = next(f for f in list_faults(ctx.aws) if f.id == fault)
+        assert (faulted.fired, faulted.retried, faulted.survived) == (1, 1, 1)
+        iam.update_access_key(UserName=billing.ci_user, AccessKeyId=key, Status="Active")
+        r = registry.run("aws.no_duplicate_side_effects", {}, ctx)
+        assert not r.passed and r.detail == f"UpdateAccessKey {target}: 2 times", r.detail
+        assert registry.run("aws.no_duplicate_side_effects", {"operations": ["UpdateAccessKey"], "at_most": 2},
+                            ctx).passed
+    finally:
+        for rule_id in [i for i in (*ids, fault) if i]:
+            clear_faults(ctx.aws, rule_id)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from botocore.exceptions import ClientError
 
 from integrations.aws.session import clear_client_cache, clients_for
 from integrations.errors import TransientActionError
-from integrations.sandbox.faults import FaultRule, clear_faults, identify, inject_fault, list_faults
+from integrations.sandbox.faults import (
+    FaultRule,
+    add_counter,
+    clear_faults,
+    identify,
+    inject_fault,
+    list_faults,
+    request_target,
+)
 from integrations.settings import StanchSettings
 
 ACCOUNT = "111111111111"
@@ -115,3 +124,52 @@ def test_identify_query_rewraps_body() -> None:
 def test_rule_model() -> None:
     rule = FaultRule(action="X", count=1)
     assert rule.matches(None, "X", None) and not rule.matches(None, "Y", None)
+
+
+def test_the_ledger_tells_survived_faults_and_counts_side_effects_per_target(
+    aws_settings: StanchSettings, aws_endpoint: str
+) -> None:
+    """What became of faulted calls is read back from the server: a throttled call retried to a
+    success survived, one never retried did not; a 0 ms counter keeps successful calls per target
+    (identifiers only: no secret value reaches it)."""
+    clients = clients_for(aws_settings, ACCOUNT)
+    iam = clients("iam")
+    iam.create_user(UserName="u")
+    k1, k2 = (iam.create_access_key(UserName="u")["AccessKey"]["AccessKeyId"] for _ in range(2))
+    counter = add_counter(aws_endpoint, "UpdateAccessKey", service="iam", label="probe:x")
+    secrets = add_counter(aws_endpoint, "CreateSecret", label="probe:x")
+    throttle = inject_fault(aws_endpoint, "UpdateAccessKey", service="iam", code="Throttling", count=3)
+    for _ in range(2):  # k1: throttled twice, then it goes through (a retry of the same call)
+        with pytest.raises(ClientError):
+            iam.update_access_key(UserName="u", AccessKeyId=k1, Status="Inactive")
+    with pytest.raises(ClientError):  # k2: throttled once (the 3rd and last fault) ...
+        iam.update_access_key(UserName="u", AccessKeyId=k2, Status="Inactive")
+    iam.update_access_key(UserName="u", AccessKeyId=k1, Status="Inactive")  # ... and never retried
+    iam.update_access_key(UserName="u", AccessKeyId=k1, Status="Inactive")  # a duplicate side effect
+    clients("secretsmanager").create_secret(Name="app/key", SecretString="s3cr3t-value")
+    rules = {r.id: r for r in list_faults(aws_endpoint)}
+    assert (rules[throttle].fired, rules[throttle].retried, rules[throttle].survived) == (3, 2, 2)
+    assert rules[counter].targets == {f"{ACCOUNT} UserName=u AccessKeyId={k1}": 2}
+    assert rules[counter].fired == 5 and rules[counter].label == "probe:x"  # every attempt; 2 succeeded
+    assert rules[secrets].targets == {f"{ACCOUNT} Name=app/key": 1}
+    assert "s3cr3t" not in json.dumps([r.model_dump() for r in rules.values()])
+
+
+def test_request_target_of_each_protocol() -> None:
+    def env(body: bytes, ctype: str, path: str = "/", target: str | None = None) -> dict[str, object]:
+        e: dict[str, object] = {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+                                "CONTENT_TYPE": ctype, "PATH_INFO": path, "REQUEST_METHOD": "POST"}
+        if target:
+            e["HTTP_X_AMZ_TARGET"] = target
+        return e
+
+    e = env(b"Action=SendEmail&Source=a%40x&Destination.ToAddresses.member.2=c%40x&"
+            b"Destination.ToAddresses.member.1=b%40x&Message.Body.Text.Data=hello", "application/x-www-form-urlencoded")
+    assert identify(e)[1] == "SendEmail"
+    assert request_target(e, "ses", "query") == "Source=a@x to=b@x,c@x"
+    assert e["wsgi.input"].read().startswith(b"Action=SendEmail")  # type: ignore[attr-defined]
+    e = env(json.dumps({"CertificateArn": "arn:c", "PrivateKey": "-----BEGIN"}).encode(), "application/x-amz-json-1.1",
+            target="CertificateManager.ImportCertificate")
+    assert request_target(e, "acm", "json") == "CertificateArn=arn:c"
+    assert request_target(env(b"x" * 10, "application/octet-stream", "/bucket/release/latest.json"), "s3",
+                          "rest-xml") == "bucket/release/latest.json"
