@@ -119,6 +119,8 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook fi
         raise _fail("no runbooks found")
     registry = default_registry()
     total = 0
+    from rich.text import Text
+
     from flows.drills.scenario import is_scenario_file, validate_scenario_file
 
     for t in targets:  # a drill scenario (by its content, or in a folder named drills) is checked as one
@@ -127,9 +129,9 @@ def validate(paths: Annotated[list[Path] | None, typer.Argument(help="Runbook fi
         total += len(errors)
         _print_diagnostics(diags)
         if not errors:
-            console.print(f"[green]ok[/]  {t}")
+            console.print(Text.assemble(("ok", "green"), f"  {t}"), soft_wrap=True)  # a path: never split
     if total:
-        err.print(f"{total} error{'s' if total != 1 else ''} in {len(targets)} runbook(s)")
+        err.print(f"{total} error{'s' if total != 1 else ''} in {len(targets)} file(s)")
         raise typer.Exit(1)
 
 

@@ -176,8 +176,12 @@ def test_an_interval_schedule_fires_twice_through_the_scheduler_and_the_worker(
     assert len(done) >= 2, [(r.name, r.state) for r in runs]
     assert all({"drill", "scenario:smoke", "runbook:revoke-ci-keys", "severity:sev3"} <= set(r.tags) for r in done)
 
-    # another machine (another STANCH_HOME, same STANCH_STORE): the whole record is in the database
+    # another machine (another STANCH_HOME, same STANCH_STORE): the whole record is in the database;
+    # its auditor trusts the worker's signing key, as `stanch timeline key` prints it on the worker
+    worker_key = runner.invoke(app, ["timeline", "key"])
+    assert worker_key.exit_code == 0 and worker_key.output.startswith("ssh-ed25519 "), worker_key.output
     monkeypatch.setenv("STANCH_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("STANCH_TIMELINE_PUBKEYS", worker_key.output.strip())
     rows = history(tmp_path / "elsewhere", "smoke")
     assert len(rows) >= 2 and len({r.incident_id for r in rows}) == len(rows)  # a new incident per firing
     listed = runner.invoke(app, ["incidents", "--drill", "--json"])
