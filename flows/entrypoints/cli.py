@@ -754,9 +754,11 @@ def store_migrate() -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise _fail(f"{remote.display}: {type(exc).__name__}: {first}") from None
     if before == after:
-        console.print(f"{remote.display}: schema already at version {after} (this stanch's is {SCHEMA_VERSION})")
+        console.print(f"{remote.display}: schema already at version {after} (this stanch's is {SCHEMA_VERSION})",
+                      soft_wrap=True, markup=False)
     else:
-        console.print(f"{remote.display}: schema migrated from version {before} to {after}")
+        console.print(f"{remote.display}: schema migrated from version {before} to {after}", soft_wrap=True,
+                      markup=False)
 
 
 @cluster_app.command("up")
