@@ -330,12 +330,22 @@ class _NoFsyncOs:
     def fsync(fd: int) -> None:
         return None
 
+    @staticmethod
+    def fdatasync(fd: int) -> None:
+        return None
+
 
 WHAT_IFS = {
     "observed-not-durable": "action.* events (one action.observed per item) not fsynced per event",
     "group-commit": "durable events fsynced after the lock is released, one fsync for all waiting appenders",
     "nofsync": "no fsync at all (the bound for a group commit of durable events)",
 }
+
+
+def _timeline_sync(fd: int) -> None:
+    from flows.engine.timeline import _sync
+
+    _sync(fd)
 
 
 def _group_commit(original: Callable[..., dict[str, Any]], durable: frozenset[str]) -> Callable[..., Any]:
@@ -352,8 +362,8 @@ def _group_commit(original: Callable[..., dict[str, Any]], durable: frozenset[st
             with sync_lock:
                 if synced.get(id(self), 0) < event["seq"]:
                     upto = self._cached[1]  # every event up to here is written and flushed
-                    os.fsync(self._fh.fileno())
-                    os.fsync(self._head_fd)
+                    _timeline_sync(self._fh.fileno())
+                    _timeline_sync(self._head_fd)
                     synced[id(self)] = upto
         return event
 
@@ -385,26 +395,40 @@ def what_if(variant: str | None) -> Iterator[None]:
         tl.Timeline.append = saved_append  # type: ignore[method-assign]
 
 
-def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None) -> StanchRun:
+def runbook_with_batch(batch: int | None, home: Path) -> Path:
+    """``bench/runbooks/revoke.yaml``, or a copy of it with another ``batch:`` (``--batch``)."""
+    if batch is None:
+        return RUNBOOK
+    text = RUNBOOK.read_text(encoding="utf-8")
+    assert "    batch: 16\n" in text
+    path = home / f"revoke-batch-{batch}.yaml"
+    path.write_text(text.replace("    batch: 16\n", f"    batch: {batch}\n"), encoding="utf-8")
+    return path
+
+
+def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None,
+               runbook: Path = RUNBOOK, users: list[tuple[str, str]] | None = None,
+               label: str = "") -> StanchRun:
     from flows.engine.runtime import run_runbook
     from integrations.aws.session import clear_client_cache
 
-    targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in fleet.users]
+    targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in (users or fleet.users)]
     clear_client_cache()  # a fresh process would have no cached sessions: pay the AssumeRoles
     store = home / "incidents"
-    incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{'p' if profile else 't'}"
+    incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{label}{'p' if profile else 't'}"
     timer = PhaseTimer()
     prof = cProfile.Profile() if profile else None
     if profile or variant:
         import prefect.task_engine as te
 
         import flows.engine.scheduler as rt
+        import flows.engine.timeline as tl
         import integrations.aws.iam as iam_mod
         from flows.engine.incident import Incident
         from flows.engine.timeline import Timeline
 
         timer.wrap(Timeline, "append", "timeline append (all threads)")
-        timer.wrap(os, "fsync", "  of which: os.fsync (all threads, timeline)")
+        timer.wrap(tl, "_sync", "  of which: fdatasync (all threads, timeline)")
         timer.wrap(rt, "render_step_report", "step report render")
         timer.wrap(rt, "create_markdown_artifact", "Prefect artifact")
         timer.wrap(Incident, "render_postmortem", "post-mortem render")
@@ -432,7 +456,7 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
         if prof is not None:
             prof.enable()
         state = run_runbook(
-            str(RUNBOOK),
+            str(runbook),
             {"targets": targets},
             incident_id,
             str(store),
@@ -557,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the 10,000-key run: 100 accounts x 50 users x 2 keys, sequential left out (~6 min)",
     )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="time stanch's first flow run on the fresh Prefect server (default: an untimed warm-up run first)",
+    )
+    p.add_argument("--batch", type=int, default=None, help="override the runbook's `batch: 16` (what-if)")
     p.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_moto:
@@ -609,11 +639,24 @@ def main(argv: list[str] | None = None) -> int:
             startup = time.perf_counter() - t_srv
             box: dict[str, StanchRun] = {}
 
+            runbook = runbook_with_batch(args.batch, home)
+
             def go(profile: bool, variant: str | None = None) -> None:
-                box["run"] = run_stanch(fleet, home, profile=profile, variant=variant)
+                box["run"] = run_stanch(fleet, home, profile=profile, variant=variant, runbook=runbook)
+
+            if not args.cold:
+                # A worker's Prefect server and process are warm when an incident comes: the first flow
+                # run on a fresh server pays its lazy set-up (~0.6 CPU-s there) and the process its own
+                # (templates compiled, models loaded; ~0.5 CPU-s). One small run first, not timed.
+                cpu0, w0 = cpu_snapshot(MOTO_PID), time.perf_counter()
+                warm = run_stanch(fleet, home, profile=False, runbook=runbook, users=fleet.users[:16], label="w")
+                spent = {k: v - cpu0[k] for k, v in cpu_snapshot(MOTO_PID).items()}
+                print(f"  warm-up run (16 users, excluded): {time.perf_counter() - w0:.2f} s, state {warm.outcome}; "
+                      "CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()), flush=True)
 
             results["stanch"] = contest(
-                fleet, "stanch (concurrency 16)", args.latency_ms, args.jitter_ms, lambda: go(False)
+                fleet, f"stanch (concurrency 16, batch {args.batch or 16})", args.latency_ms, args.jitter_ms,
+                lambda: go(False),
             )
             run = box["run"]
             print(
