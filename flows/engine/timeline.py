@@ -154,6 +154,12 @@ class Timeline:
         stamp = isoformat(ts or utcnow())
         if self.remote is not None:
             return self._append_remote(kind, step, item, actor, clean, data_json, stamp)
+        # _event_json's bytes in three parts, two of them built before the lock: the line is
+        # ``head + ,"hash":… + tail`` and what is hashed is ``head + tail`` (keys sorted: actor,
+        # data, hash, item, kind, prev, seq, step, ts)
+        head = ('{"actor":' + _scalar(actor) + ',"data":').encode() + data_json
+        before_prev = ',"item":' + _scalar(item) + ',"kind":' + _scalar(kind) + ',"prev":'
+        after_seq = ',"step":' + _scalar(step) + ',"ts":' + _scalar(stamp) + "}"
         with self._lock:
             if self._fh is None or self._fh.closed:
                 self._fh = self.path.open("a+b")
@@ -164,8 +170,9 @@ class Timeline:
                 seq, prev = self._tail(fh)
                 event: dict[str, Any] = {"seq": seq + 1, "ts": stamp, "kind": kind, "step": step, "item": item,
                                          "actor": actor, "data": clean, "prev": prev}
-                event["hash"] = hashlib.sha256(_event_json(event, data_json)).hexdigest()
-                fh.write(_event_json(event, data_json, with_hash=True) + b"\n")
+                tail = (before_prev + _scalar(prev) + ',"seq":' + str(seq + 1) + after_seq).encode()
+                event["hash"] = hashlib.sha256(head + tail).hexdigest()
+                fh.write(head + b',"hash":"' + event["hash"].encode() + b'"' + tail + b"\n")
                 fh.flush()
                 if durable:
                     _sync(fh.fileno())
