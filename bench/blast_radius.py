@@ -12,8 +12,9 @@ three contestants doing exactly the same AWS calls — per user ``ListAccessKeys
 3. stanch: ``bench/runbooks/revoke.yaml`` (one ``for_each`` step, ``concurrency: 16``) through the
    real engine, ``flows.engine.runtime.run_runbook(..., return_state=True)`` under
    ``prefect_test_harness`` (a temporary Prefect server on SQLite, started before the clock and
-   reported separately), heartbeats off. Timed: flow start, 500 task runs, 20 STS AssumeRoles,
-   timeline events, step report, artifact, post-mortem.
+   reported separately), heartbeats off, after one untimed warm-up run on that server (``--cold``:
+   none). Timed: flow start, 32 task runs of 16 items, 20 STS AssumeRoles, timeline events, step
+   report, artifact, post-mortem.
 
 Every contestant starts from all keys Active; afterwards the bench checks in moto that every key
 is Inactive and counts the requests the server saw (nobody can skip work). It prints wall time,
@@ -21,7 +22,8 @@ calls/s, the ratios and PASS/MISS against the targets (stanch within 1.3x of the
 least 4x faster than the sequential one). It exits 0 even when a target is missed.
 
     .venv/bin/python bench/blast_radius.py [--accounts 20] [--users 25] [--latency-ms 25]
-        [--jitter-ms 0] [--threads 16] [--skip-sequential] [--profile] [--what-if]
+        [--jitter-ms 0] [--threads 16] [--skip-sequential] [--profile] [--what-if] [--scale]
+        [--cold] [--batch N] [--repeat N]
 
 ``--profile`` adds a breakdown of where stanch's time goes (timeline appends, reports, artifacts,
 task submission/collection in the flow thread, action time in worker threads) by wrapping those
@@ -40,6 +42,7 @@ import io
 import os
 import pstats
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -587,6 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         help="time stanch's first flow run on the fresh Prefect server (default: an untimed warm-up run first)",
     )
     p.add_argument("--batch", type=int, default=None, help="override the runbook's `batch: 16` (what-if)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="then N more (tuned, stanch) pairs, back to back, and their medians: CPU figures of one run "
+        "swing by ±20 %% on a loaded box, a pair's difference much less",
+    )
     p.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_moto:
@@ -664,6 +674,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{startup:.1f} s and engine import + registry {imports:.1f} s (both excluded)",
                 flush=True,
             )
+            pairs: list[tuple[Result, Result]] = [(results["tuned"], results["stanch"])]
+            for _ in range(args.repeat):
+                tu_ = contest(fleet, f"tuned boto3 ({args.threads} threads)", args.latency_ms, args.jitter_ms,
+                              lambda: tuned(fleet, args.threads))
+                st_ = contest(fleet, f"stanch (concurrency 16, batch {args.batch or 16})", args.latency_ms,
+                              args.jitter_ms, lambda: go(False))
+                pairs.append((tu_, st_))
             profiled: StanchRun | None = None
             what_if_runs: dict[str, StanchRun] = {}
             if args.profile:
@@ -705,6 +722,16 @@ def main(argv: list[str] | None = None) -> int:
     for key, r in results.items():
         if key.startswith("what-if"):
             print(f"{r.name} / tuned = {r.wall / tu.wall:5.2f}x (estimate, engine patched in-process)")
+    if len(pairs) > 1:
+        n_items = len(fleet.users)
+        extra = [s_.cpu["bench process"] - t_.cpu["bench process"] for t_, s_ in pairs]
+        server = [s_.cpu["Prefect server"] for _, s_ in pairs]
+        ratio = [s_.wall / t_.wall for t_, s_ in pairs]
+        print(f"{len(pairs)} pairs, medians: stanch / tuned {statistics.median(ratio):.2f}x (each: "
+              + ", ".join(f"{r:.2f}" for r in ratio) + f"); the engine's CPU beyond the tuned script: "
+              f"{statistics.median(extra):.2f} s in this process + {statistics.median(server):.2f} s in the Prefect "
+              f"server = {1000 * (statistics.median(extra) + statistics.median(server)) / n_items:.1f} ms per item "
+              f"({n_items} items)")
     if any(r.inactive != fleet.n_keys for r in results.values()):
         print("WARNING: a contestant left keys Active (see above)")
     if profiled is not None:
