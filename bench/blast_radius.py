@@ -12,8 +12,9 @@ three contestants doing exactly the same AWS calls — per user ``ListAccessKeys
 3. stanch: ``bench/runbooks/revoke.yaml`` (one ``for_each`` step, ``concurrency: 16``) through the
    real engine, ``flows.engine.runtime.run_runbook(..., return_state=True)`` under
    ``prefect_test_harness`` (a temporary Prefect server on SQLite, started before the clock and
-   reported separately), heartbeats off. Timed: flow start, 500 task runs, 20 STS AssumeRoles,
-   timeline events, step report, artifact, post-mortem.
+   reported separately), heartbeats off, after one untimed warm-up run on that server (``--cold``:
+   none). Timed: flow start, 32 task runs of 16 items, 20 STS AssumeRoles, timeline events, step
+   report, artifact, post-mortem.
 
 Every contestant starts from all keys Active; afterwards the bench checks in moto that every key
 is Inactive and counts the requests the server saw (nobody can skip work). It prints wall time,
@@ -21,7 +22,8 @@ calls/s, the ratios and PASS/MISS against the targets (stanch within 1.3x of the
 least 4x faster than the sequential one). It exits 0 even when a target is missed.
 
     .venv/bin/python bench/blast_radius.py [--accounts 20] [--users 25] [--latency-ms 25]
-        [--jitter-ms 0] [--threads 16] [--skip-sequential] [--profile] [--what-if]
+        [--jitter-ms 0] [--threads 16] [--skip-sequential] [--profile] [--what-if] [--scale]
+        [--cold] [--batch N] [--repeat N]
 
 ``--profile`` adds a breakdown of where stanch's time goes (timeline appends, reports, artifacts,
 task submission/collection in the flow thread, action time in worker threads) by wrapping those
@@ -40,6 +42,7 @@ import io
 import os
 import pstats
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -330,12 +333,22 @@ class _NoFsyncOs:
     def fsync(fd: int) -> None:
         return None
 
+    @staticmethod
+    def fdatasync(fd: int) -> None:
+        return None
+
 
 WHAT_IFS = {
     "observed-not-durable": "action.* events (one action.observed per item) not fsynced per event",
     "group-commit": "durable events fsynced after the lock is released, one fsync for all waiting appenders",
     "nofsync": "no fsync at all (the bound for a group commit of durable events)",
 }
+
+
+def _timeline_sync(fd: int) -> None:
+    from flows.engine.timeline import _sync
+
+    _sync(fd)
 
 
 def _group_commit(original: Callable[..., dict[str, Any]], durable: frozenset[str]) -> Callable[..., Any]:
@@ -352,8 +365,8 @@ def _group_commit(original: Callable[..., dict[str, Any]], durable: frozenset[st
             with sync_lock:
                 if synced.get(id(self), 0) < event["seq"]:
                     upto = self._cached[1]  # every event up to here is written and flushed
-                    os.fsync(self._fh.fileno())
-                    os.fsync(self._head_fd)
+                    _timeline_sync(self._fh.fileno())
+                    _timeline_sync(self._head_fd)
                     synced[id(self)] = upto
         return event
 
@@ -385,26 +398,40 @@ def what_if(variant: str | None) -> Iterator[None]:
         tl.Timeline.append = saved_append  # type: ignore[method-assign]
 
 
-def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None) -> StanchRun:
+def runbook_with_batch(batch: int | None, home: Path) -> Path:
+    """``bench/runbooks/revoke.yaml``, or a copy of it with another ``batch:`` (``--batch``)."""
+    if batch is None:
+        return RUNBOOK
+    text = RUNBOOK.read_text(encoding="utf-8")
+    assert "    batch: 16\n" in text
+    path = home / f"revoke-batch-{batch}.yaml"
+    path.write_text(text.replace("    batch: 16\n", f"    batch: {batch}\n"), encoding="utf-8")
+    return path
+
+
+def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None = None,
+               runbook: Path = RUNBOOK, users: list[tuple[str, str]] | None = None,
+               label: str = "") -> StanchRun:
     from flows.engine.runtime import run_runbook
     from integrations.aws.session import clear_client_cache
 
-    targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in fleet.users]
+    targets = [{"account": a, "user": u, "name": f"{a}/{u}"} for a, u in (users or fleet.users)]
     clear_client_cache()  # a fresh process would have no cached sessions: pay the AssumeRoles
     store = home / "incidents"
-    incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{'p' if profile else 't'}"
+    incident_id = f"BENCH-{time.strftime('%H%M%S')}-{variant or ''}{label}{'p' if profile else 't'}"
     timer = PhaseTimer()
     prof = cProfile.Profile() if profile else None
     if profile or variant:
         import prefect.task_engine as te
 
         import flows.engine.scheduler as rt
+        import flows.engine.timeline as tl
         import integrations.aws.iam as iam_mod
         from flows.engine.incident import Incident
         from flows.engine.timeline import Timeline
 
         timer.wrap(Timeline, "append", "timeline append (all threads)")
-        timer.wrap(os, "fsync", "  of which: os.fsync (all threads, timeline)")
+        timer.wrap(tl, "_sync", "  of which: fdatasync (all threads, timeline)")
         timer.wrap(rt, "render_step_report", "step report render")
         timer.wrap(rt, "create_markdown_artifact", "Prefect artifact")
         timer.wrap(Incident, "render_postmortem", "post-mortem render")
@@ -432,7 +459,7 @@ def run_stanch(fleet: Fleet, home: Path, *, profile: bool, variant: str | None =
         if prof is not None:
             prof.enable()
         state = run_runbook(
-            str(RUNBOOK),
+            str(runbook),
             {"targets": targets},
             incident_id,
             str(store),
@@ -557,6 +584,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the 10,000-key run: 100 accounts x 50 users x 2 keys, sequential left out (~6 min)",
     )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="time stanch's first flow run on the fresh Prefect server (default: an untimed warm-up run first)",
+    )
+    p.add_argument("--batch", type=int, default=None, help="override the runbook's `batch: 16` (what-if)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="then N more (tuned, stanch) pairs, back to back, and their medians: CPU figures of one run "
+        "swing by ±20 %% on a loaded box, a pair's difference much less",
+    )
     p.add_argument("--serve-moto", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_moto:
@@ -609,11 +649,24 @@ def main(argv: list[str] | None = None) -> int:
             startup = time.perf_counter() - t_srv
             box: dict[str, StanchRun] = {}
 
+            runbook = runbook_with_batch(args.batch, home)
+
             def go(profile: bool, variant: str | None = None) -> None:
-                box["run"] = run_stanch(fleet, home, profile=profile, variant=variant)
+                box["run"] = run_stanch(fleet, home, profile=profile, variant=variant, runbook=runbook)
+
+            if not args.cold:
+                # A worker's Prefect server and process are warm when an incident comes: the first flow
+                # run on a fresh server pays its lazy set-up (~0.6 CPU-s there) and the process its own
+                # (templates compiled, models loaded; ~0.5 CPU-s). One small run first, not timed.
+                cpu0, w0 = cpu_snapshot(MOTO_PID), time.perf_counter()
+                warm = run_stanch(fleet, home, profile=False, runbook=runbook, users=fleet.users[:16], label="w")
+                spent = {k: v - cpu0[k] for k, v in cpu_snapshot(MOTO_PID).items()}
+                print(f"  warm-up run (16 users, excluded): {time.perf_counter() - w0:.2f} s, state {warm.outcome}; "
+                      "CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()), flush=True)
 
             results["stanch"] = contest(
-                fleet, "stanch (concurrency 16)", args.latency_ms, args.jitter_ms, lambda: go(False)
+                fleet, f"stanch (concurrency 16, batch {args.batch or 16})", args.latency_ms, args.jitter_ms,
+                lambda: go(False),
             )
             run = box["run"]
             print(
@@ -621,6 +674,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{startup:.1f} s and engine import + registry {imports:.1f} s (both excluded)",
                 flush=True,
             )
+            pairs: list[tuple[Result, Result]] = [(results["tuned"], results["stanch"])]
+            for _ in range(args.repeat):
+                tu_ = contest(fleet, f"tuned boto3 ({args.threads} threads)", args.latency_ms, args.jitter_ms,
+                              lambda: tuned(fleet, args.threads))
+                st_ = contest(fleet, f"stanch (concurrency 16, batch {args.batch or 16})", args.latency_ms,
+                              args.jitter_ms, lambda: go(False))
+                pairs.append((tu_, st_))
             profiled: StanchRun | None = None
             what_if_runs: dict[str, StanchRun] = {}
             if args.profile:
@@ -662,6 +722,16 @@ def main(argv: list[str] | None = None) -> int:
     for key, r in results.items():
         if key.startswith("what-if"):
             print(f"{r.name} / tuned = {r.wall / tu.wall:5.2f}x (estimate, engine patched in-process)")
+    if len(pairs) > 1:
+        n_items = len(fleet.users)
+        extra = [s_.cpu["bench process"] - t_.cpu["bench process"] for t_, s_ in pairs]
+        server = [s_.cpu["Prefect server"] for _, s_ in pairs]
+        ratio = [s_.wall / t_.wall for t_, s_ in pairs]
+        print(f"{len(pairs)} pairs, medians: stanch / tuned {statistics.median(ratio):.2f}x (each: "
+              + ", ".join(f"{r:.2f}" for r in ratio) + f"); the engine's CPU beyond the tuned script: "
+              f"{statistics.median(extra):.2f} s in this process + {statistics.median(server):.2f} s in the Prefect "
+              f"server = {1000 * (statistics.median(extra) + statistics.median(server)) / n_items:.1f} ms per item "
+              f"({n_items} items)")
     if any(r.inactive != fleet.n_keys for r in results.values()):
         print("WARNING: a contestant left keys Active (see above)")
     if profiled is not None:

@@ -1,6 +1,6 @@
 """In-process subscribers to timeline events (the CLI's live progress, the Slack app).
 
-Owns: ``add_listener`` and ``publish``. A broken subscriber never breaks a run.
+Owns: ``add_listener``, ``listening`` and ``publish``. A broken subscriber never breaks a run.
 Must not touch: Prefect, boto3, Slack.
 """
 
@@ -26,6 +26,11 @@ def add_listener(fn: Listener) -> Callable[[], None]:
             if fn in _listeners:
                 _listeners.remove(fn)
     return remove
+
+
+def listening() -> bool:
+    """Whether any subscriber is registered (a run with none skips building what it would publish)."""
+    return bool(_listeners)
 
 
 def publish(event: dict[str, Any]) -> None:

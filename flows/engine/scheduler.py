@@ -35,7 +35,7 @@ from prefect.states import State
 from flows.engine.checkpoints import Signer
 from flows.engine.compiler import Plan, PlannedStep
 from flows.engine.conductor import RunState, StepStatus, compensation_order
-from flows.engine.events import publish
+from flows.engine.events import listening, publish
 from flows.engine.expressions import ExpressionError, is_truthy, render_value
 from flows.engine.incident import Incident
 from flows.engine.items import item_key
@@ -67,19 +67,31 @@ def _backoff(base: float, retries: int) -> list[float]:
     return [round(base * (2**i) * random.uniform(0.75, 1.25), 3) for i in range(retries)]
 
 
-@dataclass
 class ItemCall:
-    """What a task run needs; a plain object so Prefect passes it through untouched.
+    """What a task run needs. A plain object (not a dataclass), so Prefect passes it through
+    untouched: it walks dataclasses, lists and dicts of task parameters looking for futures
+    (``visit_collection``), which for a batch of items cost more CPU than running the task.
     ``batch`` holds several (key, params) items when the step sets ``batch: N``."""
 
-    engine: Engine
-    step: PlannedStep
-    key: str | None
-    params: dict[str, Any]
-    batch: list[tuple[str, dict[str, Any]]] | None = None
+    __slots__ = ("batch", "engine", "key", "params", "step")
+
+    def __init__(self, engine: Engine, step: PlannedStep, key: str | None, params: dict[str, Any],
+                 batch: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+        self.engine = engine
+        self.step = step
+        self.key = key
+        self.params = params
+        self.batch = batch
 
     def __repr__(self) -> str:  # shows in Prefect logs; never the params (may be sensitive)
         return f"ItemCall({self.step.id}[{self.key}])" if self.key else f"ItemCall({self.step.id})"
+
+    def __str__(self) -> str:
+        """The task run's name (``task_run_name="{call}"``): ``step``, ``step[key]``, ``step[key +N]``."""
+        if self.key is None:
+            return self.step.id
+        more = f" +{len(self.batch) - 1}" if self.batch is not None and len(self.batch) > 1 else ""
+        return f"{self.step.id}[{self.key}{more}]"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -114,8 +126,9 @@ class StepRun:
     task_run_id: UUID | None = None  # the step's (first) task run: its report is attached there
 
 
-Running = dict[Any, tuple[StepRun, str | None, Any]]
-"""In-flight task runs: the wrapped concurrent future -> (step run, first item key, Prefect future)."""
+Running = dict[Any, tuple[StepRun, str | None, Any, list[dict[str, Any]]]]
+"""In-flight task runs: the wrapped concurrent future -> (step run, first item key, Prefect future,
+the entries of ``StepRun.items`` it runs)."""
 
 
 class Engine:
@@ -145,6 +158,7 @@ class Engine:
         # what actions recorded per (step, item, kind), earlier attempts included: ActionContext.history
         self._history = {k: list(v) for k, v in self.prior.history.items()}
         self.signer: Signer | None = Signer.from_settings(settings, incident.id, incident.timeline)
+        self._batch_tasks: dict[tuple[str, int], Any] = {}  # (step id, items): the batch task variant
 
     def checkpoint(self, label: str, *, final: bool = False) -> dict[str, Any] | None:
         """Sign the timeline's head (flows.engine.checkpoints: STANCH_TIMELINE_KEY, else the
@@ -171,7 +185,8 @@ class Engine:
                data: dict[str, Any] | None = None, actor: str | None = None) -> dict[str, Any]:
         event = self.incident.timeline.append(kind, step=step, item=item, data=data,
                                               actor=actor or "stanch")
-        publish({**event, "incident": self.incident.id})
+        if listening():
+            publish({**event, "incident": self.incident.id})
         if kind in _LOGGED:
             _log_event(self.incident.redactor, event)
         return event
@@ -266,17 +281,26 @@ class Engine:
     # ----- scheduling loop (flow thread) ------------------------------------------------------
     def _make_task(self, step: PlannedStep, key: str | None, batch: int | None = None) -> Any:
         """``batch``: how many items the task runs (None: one item, Prefect retries it). In a batch,
-        retries are per item inside the task and the timeout covers every item of it."""
-        name = f"{step.id}[{key}]" if key is not None else step.id
+        retries are per item inside the task and the timeout covers every item of it. Batch tasks
+        are made once per (step, size) — their name comes from the ItemCall (``"{call}"``) and
+        they have no Prefect retries — since ``with_options`` costs ~1 ms of CPU; single-item
+        tasks get their own jittered retry delays, so each is made afresh."""
         if batch is not None and batch > 1:
-            name = f"{step.id}[{key} +{batch - 1}]"
+            made = self._batch_tasks.get((step.id, batch))
+            if made is None:
+                made = self._batch_tasks[(step.id, batch)] = run_action.with_options(
+                    name=step.id, task_run_name="{call}", retries=0,
+                    retry_delay_seconds=_backoff(step.retry_delay, step.retries) or 0,
+                    retry_condition_fn=_retry_condition,
+                    timeout_seconds=step.timeout * batch if step.timeout else None)
+            return made
         return run_action.with_options(
             name=step.id,
-            task_run_name=name,
+            task_run_name=f"{step.id}[{key}]" if key is not None else step.id,
             retries=step.retries if batch is None else 0,
             retry_delay_seconds=_backoff(step.retry_delay, step.retries) or 0,
             retry_condition_fn=_retry_condition,
-            timeout_seconds=step.timeout * (batch or 1) if step.timeout else None,
+            timeout_seconds=step.timeout if step.timeout else None,
         )
 
     def _start_step(self, step: PlannedStep, running: Running) -> None:
@@ -353,16 +377,18 @@ class Engine:
             if run.task_run_id is None:
                 run.task_run_id = fut.task_run_id
             run.pending += 1
-            running[fut.wrapped_future] = (run, key, fut)  # type: ignore[attr-defined]
-            for k, p in chunk:
-                run.items.append({"key": k, "status": "running", "params": p, "chunk": key if size > 1 else None})
+            entries = [{"key": k, "status": "running", "params": p, "chunk": key if size > 1 else None}
+                       for k, p in chunk]
+            run.items.extend(entries)
+            running[fut.wrapped_future] = (run, key, fut, entries)  # type: ignore[attr-defined]
 
-    def _collect(self, run: StepRun, key: str | None, fut_state: State) -> None:
-        entry = next(it for it in run.items if it["key"] == key and it["status"] == "running")
+    def _collect(self, run: StepRun, key: str | None, fut_state: State, entries: list[dict[str, Any]]) -> None:
+        """Record what a finished task run did to its items (``entries``, in ``run.items``)."""
         run.pending -= 1
         if run.step.batch > 1 and run.fan_out:
-            self._collect_batch(run, key, fut_state)
+            self._collect_batch(run, fut_state, entries)
             return
+        entry = entries[0]
         if fut_state.is_completed():
             res = fut_state.result()
             entry.update(status="succeeded", output=res["output"])
@@ -377,8 +403,7 @@ class Engine:
                         data={"error": entry["error"], "transient": _is_transient(exc)
                               if isinstance(exc, BaseException) else False})
 
-    def _collect_batch(self, run: StepRun, key: str | None, fut_state: State) -> None:
-        members = [it for it in run.items if it.get("chunk") == key and it["status"] == "running"]
+    def _collect_batch(self, run: StepRun, fut_state: State, members: list[dict[str, Any]]) -> None:
         results = {r["key"]: r for r in fut_state.result()["batch"]} if fut_state.is_completed() else {}
         failure = None if fut_state.is_completed() else error_text(fut_state.result(raise_on_failure=False))
         for it in members:
@@ -568,9 +593,9 @@ class Engine:
                 continue
             done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
             for wrapped in done:
-                run, key, fut = running.pop(wrapped)
+                run, key, fut, entries = running.pop(wrapped)
                 fut.wait()
-                self._collect(run, key, fut.state)
+                self._collect(run, key, fut.state, entries)
                 if run.queue:
                     self._pump(run, running)
                 elif run.pending == 0:

@@ -51,3 +51,32 @@ def test_hostile_redaction_case(path: Path) -> None:
     for needle in case.get("must_contain", []):
         assert needle in dumped.replace('\\"', '"'), (needle, dumped)
     assert masked_path(case["value"]) == case.get("masked_path")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [str(k), *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_the_redactor_fast_path_skips_no_pattern() -> None:
+    """``Redactor.text`` runs the material patterns only when a cheap pre-scan finds one of their
+    prefixes: on every corpus string (and variants), it masks exactly what all patterns would."""
+    from flows.engine.redaction import _PATTERNS
+
+    def every_pattern(text: str) -> str:
+        for pat in _PATTERNS:
+            text = pat.sub(lambda m: (m.group(1) + m.group(2) + "[redacted]") if m.re.groups >= 2
+                           else "[redacted]", text)
+        return text
+
+    texts = [s for p in CASES for s in _strings(json.loads(_materialise(p.read_text(encoding="utf-8"))[0]))]
+    texts += ["AWS_Secret_Access_Key = " + "a" * 40, "SecretAccessKey: " + "b/" * 20, "x gho_" + "c" * 30,
+              "github_pat_" + "d" * 40, "xoxp-12345678", "plain ci-deploy-001", "ghp_short", "210000000001"]
+    r = Redactor()
+    for text in texts + [t.upper() for t in texts] + [t.lower() for t in texts]:
+        assert r.text(text) == every_pattern(text), text

@@ -91,3 +91,18 @@ def test_secrets_are_redacted_before_writing(tmp_path: Path) -> None:
     text = tl.path.read_text()
     assert "s3cr3t-value" not in text and "-----BEGIN" not in text
     assert verify(tl.path).ok
+
+
+def test_lines_are_the_canonical_json_of_their_events(tmp_path: Path) -> None:
+    """The writer builds each line from pieces (no encoder per field): byte for byte what
+    ``verify`` and ``event_hash`` recompute, for unicode, escapes, empty and nested data."""
+    from flows.engine.timeline import _canonical
+
+    tl = Timeline(tmp_path / "inc")
+    tl.append("run.started", actor="Zoë \"ops\" \\ <2028>\u2028", data={"b": [1, None, "ü\n"], "a": {"z": 1.5}})
+    tl.append("item.started", step="step-é", item="acct/ci-ü")
+    tl.append("action.observed", step="s", item=None, data={"subject": "\x01\t", "state": {}})
+    lines = (tmp_path / "inc" / "timeline.jsonl").read_bytes().splitlines()
+    for line in lines:
+        assert line == _canonical(json.loads(line))
+    assert verify(tmp_path / "inc" / "timeline.jsonl").ok
