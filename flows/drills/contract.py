@@ -1,4 +1,4 @@
-"""The drill-spec side of DRILL-INTERFACE.md as the runner sees it: scenarios, probes, scorecard.
+"""What the drill runner needs from the scenario, probe and scorecard modules, in one place.
 
 Owns: nothing but the names the runner imports (one place to see what it depends on).
 Must not touch: anything else.

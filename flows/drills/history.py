@@ -254,7 +254,8 @@ def publish_artifact(markdown: str, chart: Path, scenario: str | None) -> str | 
     PREFECT_API_URL is set; the artifact key, or None when no Prefect API is configured."""
     import base64
 
-    from prefect.artifacts import create_markdown_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
@@ -262,5 +263,9 @@ def publish_artifact(markdown: str, chart: Path, scenario: str | None) -> str | 
     image = base64.b64encode(chart.read_bytes()).decode("ascii")
     markdown = markdown.replace("![trend](trend.png)", f"![trend](data:image/png;base64,{image})")
     key = "drill-trend-" + "".join(ch if ch.isalnum() else "-" for ch in (scenario or "all")).lower()
-    create_markdown_artifact(markdown=markdown, key=key, description="stanch drill history and trend")
+    # through the client: `drill report` runs outside any flow run, where prefect.artifacts'
+    # helpers warn that creating an artifact there is deprecated (FutureWarning)
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(type="markdown", key=key, data=markdown,
+                                              description="stanch drill history and trend"))
     return key

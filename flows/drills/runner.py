@@ -119,7 +119,8 @@ class _Approvers:
                 if b.decision == "silent" or key in self.done:
                     continue
                 self.done.add(key)
-                t = threading.Thread(target=self._decide, args=(b, str(e["step"])), daemon=True)
+                t = threading.Thread(target=self._decide, args=(b, str(e["step"])), daemon=True,
+                                     name=f"{b.user} to {b.decision} {e['step']}")
                 t.start()
                 self.threads.append(t)
 
@@ -130,8 +131,8 @@ class _Approvers:
         try:
             submit_decision(self.store, self.incident_id, step, f"slack:{b.user}", b.decision == "approve",
                             "drill approver", wait=30.0, nonce=uuid.uuid4().hex)
-        except StanchError as exc:
-            self.errors.append(f"{b.user} on {step}: {exc}")
+        except StanchError as exc:  # shown on the scorecard, which then fails (build_scorecard)
+            self.errors.append(f"scripted approver {b.user} could not {b.decision} {step}: {exc}")
 
 
 def _probe_context(sb: DrillSandbox, folder: Path, before: dict[str, Any]) -> Any:
@@ -310,6 +311,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             raise
         for t in approvers.threads:
             t.join(timeout=35)
+        approvers.errors += [f"a scripted approver's decision was still pending after 35 s ({t.name})"
+                             for t in approvers.threads if t.is_alive()]
         if store_url:  # the database is the record: this process's working copy from it
             materialize(open_store(store_url), inc, folder)
         events = _events(folder)
@@ -321,7 +324,7 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         card = contract.build_scorecard(
             scenario, incident_id=inc, timeline=events,
             probe_results={"before": before_results, "after": after_results, "continuous": continuous},
-            injects=records, started_at=started, finished_at=finished)
+            injects=records, started_at=started, finished_at=finished, harness_problems=approvers.errors)
         markdown = contract.render_markdown(card)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "scorecard.json").write_text(

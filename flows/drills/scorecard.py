@@ -1,7 +1,7 @@
 """The drill scorecard: what a drill measured, a 0-100 score, ``scorecard.json`` and ``scorecard.md``.
 
 Owns: ``Scorecard`` (its JSON is the stable record drill-ops reads for history and trends: see
-DRILL-INTERFACE.md), ``build_scorecard`` (timeline + probe results + inject records -> Scorecard),
+docs/drills.md), ``build_scorecard`` (timeline + probe results + inject records -> Scorecard),
 ``render_markdown`` and the score's ``WEIGHTS`` (documented in docs/drills.md).
 Measures, from the incident's timeline: time to contain = first ``run.started`` -> last
 ``run.finished`` with outcome ``succeeded`` (None when the run never succeeded); time to first
@@ -99,6 +99,9 @@ class Scorecard(_M):
     retries_aws: int = 0  # faulted AWS calls attempted again (botocore's retries and the engine's)
     weights: dict[str, int]
     components: dict[str, float]  # component -> achieved share 0..1
+    # what the drill harness itself could not do (e.g. a scripted approver's decision the run
+    # refused): the drill did not rehearse what the scenario says, so it cannot pass
+    harness_problems: list[str] = []
 
     @property
     def failed_probes(self) -> list[ProbeLine]:
@@ -161,10 +164,11 @@ def _baseline_probes(scenario: Scenario) -> set[str]:
 
 def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict[str, Any]],
                     probe_results: dict[str, list[Any]], injects: list[Any], started_at: datetime,
-                    finished_at: datetime) -> Scorecard:
+                    finished_at: datetime, harness_problems: Sequence[str] = ()) -> Scorecard:
     """Score one drill. ``probe_results[phase]`` are ``ProbeResult``s in the order of
     ``scenario.probes.<phase>`` (continuous: repeated rounds of that list); ``injects`` are the
-    runner's ``InjectRecord``s (or dicts with kind, description, fired, survived)."""
+    runner's ``InjectRecord``s (or dicts with kind, description, fired, survived);
+    ``harness_problems``: what the runner could not do as scripted (any one fails the drill)."""
     probes: list[ProbeLine] = []
     baselines = _baseline_probes(scenario)
     for phase in ("before", "continuous", "after"):
@@ -217,12 +221,13 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
     return Scorecard(
         scenario=scenario.name, title=scenario.title, runbook=scenario.runbook, incident_id=incident_id,
         started_at=started_at.isoformat(), finished_at=finished_at.isoformat(), outcome=outcome, score=score,
-        passed=all(p.passed for p in scored) and all(targets_met),
+        passed=all(p.passed for p in scored) and all(targets_met) and not harness_problems,
         time_to_contain_s=ttc, target_time_to_contain_s=target_ttc,
         time_to_first_decision_s=ttfd, target_time_to_first_decision_s=target_ttfd,
         probes=probes, approvers=approvers, injects=inject_lines,
         retries=engine_retries + aws_retries, retries_engine=engine_retries, retries_aws=aws_retries,
-        weights=dict(WEIGHTS), components={k: round(v, 4) for k, v in components.items()})
+        weights=dict(WEIGHTS), components={k: round(v, 4) for k, v in components.items()},
+        harness_problems=list(harness_problems))
 
 
 # ------------------------------------------------------------------ markdown
@@ -262,6 +267,8 @@ def render_markdown(sc: Scorecard) -> str:
         f"Scenario `{sc.scenario}` · runbook `{sc.runbook}` · incident `{sc.incident_id}`  ",
         f"Started {sc.started_at} · finished {sc.finished_at}",
         "",
+        *(["**The drill did not run as scripted** (so it cannot pass):", "",
+           *[f"- {_cell(h, 400)}" for h in sc.harness_problems], ""] if sc.harness_problems else []),
         "## Targets",
         "",
         "| target | measured | target | result |",

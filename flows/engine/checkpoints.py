@@ -174,10 +174,12 @@ def _version(data: dict[str, Any]) -> int | str:
     return v if v in (1, VERSION) and isinstance(v, int) and not isinstance(v, bool) else repr(v)
 
 
-def verify_record(timeline_path: Path, keys: dict[str, Ed25519PublicKey]) -> RecordResult:
+def verify_record(timeline_path: Path, keys: dict[str, Ed25519PublicKey],
+                  incident: str | None = None) -> RecordResult:
     """The chain, then every checkpoint's signature, then the signed head (see module doc). An
     unsigned head — no ``timeline.checkpoint``, or events after it — fails, as does a signature by
-    a key not in ``keys``."""
+    a key not in ``keys``, and (``incident`` given: the id the record is kept under) a record whose
+    signatures name another incident: a signed record copied or renamed to pass for another one."""
     chain = verify(timeline_path)
     if not chain.ok:
         return RecordResult(chain, False, problem=chain.problem)
@@ -208,6 +210,9 @@ def verify_record(timeline_path: Path, keys: dict[str, Ed25519PublicKey]) -> Rec
         problem = _check(keys, data, seq, str(data.get("hash")), "checkpoint" if version == VERSION else None)
         if problem:
             return fail(f"checkpoint at seq {at}: {problem}")
+        if incident is not None and data.get("incident") != incident:
+            return fail(f"checkpoint at seq {at} is signed for incident {data.get('incident')}, not {incident}: "
+                        "the record was copied or renamed from another incident")
     signed_head = timeline_path.parent / SIGNED_HEAD
     try:
         head = json.loads(signed_head.read_bytes()[:8192])
@@ -241,6 +246,9 @@ def verify_record(timeline_path: Path, keys: dict[str, Ed25519PublicKey]) -> Rec
     problem = _check(keys, head, seq, str(digest), "head" if version == VERSION else None)
     if problem:
         return fail(f"signed head: {problem}")
+    if incident is not None and head.get("incident") != incident:
+        return fail(f"the signed head is signed for incident {head.get('incident')}, not {incident}: the "
+                    "record was copied or renamed from another incident")
     if seq != last_seq:
         return fail(f"UNSIGNED head: {last_seq - seq} event(s) after the last signed checkpoint (seq {seq}) — "
                     "appended later, or the run stopped before it could sign (resume it to sign again)")

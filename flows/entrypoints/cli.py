@@ -559,12 +559,13 @@ def timeline_verify(
             with tempfile.TemporaryDirectory(prefix="stanch-verify-") as tmp:
                 path = Path(tmp) / incident / "timeline.jsonl"
                 export_record(remote, incident, path.parent)
-                result = check_chain(path) if chain_only else verify_record(path, keys)
+                result = check_chain(path) if chain_only else verify_record(path, keys, incident)
             where = f" (from {remote.display})"
         else:
             inc = Incident.open_existing(settings.store_dir, incident)
             path, where = inc.timeline.path, ""
-            result = check_chain(path) if chain_only else verify_record(path, keys)
+            # the folder's name is the incident id the record is kept (and exported) under
+            result = check_chain(path) if chain_only else verify_record(path, keys, inc.folder.name)
     except StanchError as exc:
         raise _fail(str(exc)) from None
     if result.ok and result.chain_only:

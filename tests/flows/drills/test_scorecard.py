@@ -161,3 +161,25 @@ def test_only_injects_that_fired_are_scored_and_baselines_are_not() -> None:
     nothing_fired = build_scorecard(sc, incident_id="I", timeline=timeline, probe_results={}, injects=injects[:1],
                                     started_at=T0, finished_at=T0)
     assert nothing_fired.components["faults_survived"] == 1.0 and nothing_fired.score == 100
+
+
+def test_a_scripted_step_the_harness_could_not_do_fails_the_drill_and_says_why() -> None:
+    """A scripted approver whose decision the run refused: every probe and target may pass, yet the
+    drill did not rehearse what the scenario says, so it fails and the scorecard names the cause."""
+    sc = load_scenario(resolve_scenario("clean"))
+    timeline = [_ev(0, "run.started"), _ev(5, "run.finished", outcome="succeeded")]
+    problem = "scripted approver U0LEAD1 could not approve cleanup: no paused run takes decisions for INC-1"
+    card = build_scorecard(sc, incident_id="INC-1", timeline=timeline,
+                           probe_results={"before": [], "after": [], "continuous": []}, injects=[],
+                           started_at=T0, finished_at=T0 + timedelta(seconds=6), harness_problems=[problem])
+    assert not card.passed and card.harness_problems == [problem]
+    md = render_markdown(card)
+    assert "**FAILED**" in md and "did not run as scripted" in md and problem in md
+    clean = build_scorecard(sc, incident_id="INC-1", timeline=timeline,
+                            probe_results={"before": [], "after": [], "continuous": []}, injects=[],
+                            started_at=T0, finished_at=T0 + timedelta(seconds=6))
+    assert clean.passed and "did not run as scripted" not in render_markdown(clean)
+    # a scorecard.json written before the field existed still loads (history reads old ones)
+    old = clean.model_dump(mode="json")
+    del old["harness_problems"]
+    assert Scorecard.model_validate(old).harness_problems == []

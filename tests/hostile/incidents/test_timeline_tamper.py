@@ -162,6 +162,27 @@ def test_signed_record_verifies_and_every_tampering_fails_clearly(tmp_path: Path
     assert code == 1 and f"{SIGNED_HEAD} is garbage" in out, out
 
 
+def test_a_signed_record_copied_under_another_incident_id_fails(tmp_path: Path, key: dict[str, Any]) -> None:
+    """Every signature is genuine, but the record is another incident's: a copy (or a rename) of
+    INC-A's folder to INC-B must not verify as INC-B. The original still verifies."""
+    import shutil
+
+    store = tmp_path / "store"
+    keyed = {"STANCH_TIMELINE_PUBKEYS": key["public"]}
+    original = _record(store, key, "INC-A")
+    copy = store / "INC-B"
+    shutil.copytree(original, copy)
+    code, out = _verify(store, copy, keyed)
+    assert code == 1 and "signed for incident INC-A, not INC-B" in out and "copied or renamed" in out, out
+    # by id, as on-call types it
+    result = runner.invoke(app, ["timeline", "verify", "INC-B"], env={
+        "STANCH_STORE": str(store), "STANCH_HOME": str(tmp_path / "verifier-home"), "COLUMNS": "300", **keyed})
+    assert result.exit_code == 1 and "not INC-B" in " ".join(result.output.split()), result.output
+    assert _verify(store, original, keyed)[0] == 0
+    # the library call without an expected id still checks signatures (used by callers that know no id)
+    assert verify_record(copy / FILENAME, {key_id(key["private"].public_key()): key["private"].public_key()}).ok
+
+
 def test_an_unsigned_record_fails_and_only_chain_only_passes_it_loudly(tmp_path: Path, key: dict[str, Any]) -> None:
     store = tmp_path / "store"
     tl = Timeline(store / "INC-PLAIN")  # what stanch wrote before it signed by default
