@@ -158,6 +158,7 @@ def test_throttled_access_denied_late_discovery_each_in_its_own_sandbox(
     card = _card(leaked)
     assert leaked.exit_code == 0 and card["passed"], card
     assert [(a["user"], a["decision"]) for a in card["approvers"]] == [("U0LEAD1 via @security-leads", "approve")]
+    assert card["harness_problems"] == []  # the scripted approval was taken by the run
 
 
 def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path) -> None:
@@ -214,6 +215,7 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
     approvals = [(e["kind"], e["step"]) for e in _events(gated) if e["kind"].startswith("approval.")]
     assert ("approval.approved", "approve-revoke") in approvals
     assert ("approval.expired", "second-approval") in approvals
+    assert card["harness_problems"] == [], card["harness_problems"]  # U0LEAD1's decision was counted
     assert card["time_to_first_decision_s"] is not None and card["time_to_first_decision_s"] < 60
     assert not _after(card, "iam.ci_keys_inactive")["passed"] and _after(card, "iam.keys_untouched")["passed"]
 
