@@ -180,12 +180,7 @@ def identify(environ: dict[str, Any]) -> tuple[str | None, str | None, str]:
         return service, target.rsplit(".", 1)[-1], "json"
     ctype = environ.get("CONTENT_TYPE", "")
     if ctype.startswith("application/x-www-form-urlencoded"):
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
+        body = rewrap_body(environ)
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", [None])[0]
         if action is None:
             action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [None])[0]
@@ -206,7 +201,8 @@ TARGET_PARAMS = ("UserName", "AccessKeyId", "RoleName", "GroupName", "PolicyArn"
 _MAX_JSON_BODY = 1 << 20
 
 
-def _rewrap(environ: dict[str, Any]) -> bytes:
+def rewrap_body(environ: dict[str, Any]) -> bytes:
+    """The raw request body; the WSGI stream is re-wrapped so the app behind can read it again."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -224,7 +220,7 @@ def request_target(environ: dict[str, Any], service: str | None, protocol: str) 
         return str(environ.get("PATH_INFO", "/")).lstrip("/")
     params: dict[str, Any] = {}
     if protocol == "query":
-        raw = _rewrap(environ) if str(environ.get("CONTENT_TYPE", "")).startswith(
+        raw = rewrap_body(environ) if str(environ.get("CONTENT_TYPE", "")).startswith(
             "application/x-www-form-urlencoded") else b""
         form = parse_qs(raw.decode("utf-8", "replace")) or parse_qs(environ.get("QUERY_STRING", ""))
         params = {k: v[0] for k, v in form.items()}
@@ -235,7 +231,7 @@ def request_target(environ: dict[str, Any], service: str | None, protocol: str) 
             length = 0
         if 0 < length <= _MAX_JSON_BODY:
             try:
-                loaded = json.loads(_rewrap(environ) or b"{}")
+                loaded = json.loads(rewrap_body(environ) or b"{}")
             except ValueError:
                 loaded = {}
             params = loaded if isinstance(loaded, dict) else {}

@@ -32,7 +32,6 @@ loopback and can only signal processes of its own user. Must not touch: ``flows`
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -45,6 +44,8 @@ from typing import Any, Literal
 
 import urllib3
 from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.sandbox.faults import rewrap_body
 
 __all__ = ["ENV_FLAG", "KillPoint", "KillPoints", "add_killpoint", "clear_killpoints", "list_killpoints"]
 
@@ -198,13 +199,7 @@ class _KillWhenAnswered:
 
 def _body(environ: dict[str, Any]) -> str:
     """The raw request body as text; the stream is re-wrapped so the app can read it again."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    raw = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(raw)
-    return raw.decode("utf-8", "replace")
+    return rewrap_body(environ).decode("utf-8", "replace")
 
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10))
