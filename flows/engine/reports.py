@@ -114,6 +114,9 @@ def event_detail(event: dict[str, Any], limit: int | None = None) -> str:
     data = event.get("data") or {}
     kind = event.get("kind", "")
     parts: list[str] = []
+    if kind == "checkpoint.signed":  # what was signed, as the witnesses (Slack, Prefect) show it
+        return (f"{data.get('label', '?')}: seq {data.get('seq', '?')} sha256 {data.get('hash', '?')} "
+                f"(key {data.get('key', '?')})")
     if kind.startswith("approval."):
         if data.get("approver"):
             parts.append(f"by {data['approver']}")

@@ -193,3 +193,14 @@ def test_ids_and_nested_values_are_shown_in_full() -> None:
     keys = [f"AKIA{i:016d}" for i in range(60)]
     many = event_detail(_e("04:00:00", "step.succeeded", "cut", output={"deactivated": keys}))
     assert keys[49] in many and keys[50] not in many and many.endswith("… and 10 more")
+
+
+def test_a_checkpoint_reads_as_its_witnesses_show_it() -> None:
+    """``checkpoint.signed``: what was signed, in the words of the Slack/Prefect witness line (the
+    full hash, to compare), not the signature or the format version."""
+    from flows.engine.reports import event_detail
+
+    digest = "ee3ce8d4b139c58b9c756a2a7ea30592f82bd293b5221d118e0cc67b00ffb4d0"
+    event = _e("04:00:00", "checkpoint.signed", None, v=2, label="step scope", incident="INC-1", seq=7,
+               hash=digest, key="311a8895083566fe", signature="c2lnbmF0dXJl" * 7)
+    assert event_detail(event) == f"step scope: seq 7 sha256 {digest} (key 311a8895083566fe)"
