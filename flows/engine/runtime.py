@@ -9,6 +9,7 @@ The scheduling itself lives in ``flows.engine.scheduler``.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -36,7 +37,7 @@ from flows.engine.safety import check_drill_targets
 from flows.engine.scheduler import Engine, error_text
 from flows.engine.secret_inputs import is_ref, public_inputs, resolve, secret_names
 from flows.engine.spec import load_runbook
-from flows.engine.targets import RunTarget
+from flows.engine.targets import RunTarget, reattach
 from integrations.base import default_registry
 from integrations.errors import InputError
 from integrations.settings import StanchSettings
@@ -60,6 +61,8 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     here, in the process that runs the flow. ``strict=False`` (rollback): an unavailable secret
     is left as its reference; a compensation that needs it fails naming it."""
     settings = StanchSettings()
+    if prior is not None and prior.runs:
+        settings = _recorded_target(settings, Incident(_store_path(store), incident_id))
     if drill:
         check_drill_targets(settings)
     registry = default_registry()
@@ -78,6 +81,31 @@ def _prepare(runbook_path: str, inputs: dict[str, Any], incident_id: str, store:
     incident = Incident(_store_path(store), incident_id, redactor)
     return Engine(plan, incident, values, settings, registry, drill=drill, initiator=initiator, prior=prior,
                   slack_channel=slack_channel)
+
+
+def _recorded_target(settings: StanchSettings, incident: Incident) -> StanchSettings:
+    """A resumed run acts on exactly what the incident's first run targeted (``target`` in
+    incident.json), whoever resumes it: ``stanch resume`` points its process there first, but a
+    worker taking over a dead worker's incident runs with its own environment, which may point at
+    another sandbox or endpoint. This process's settings with the recorded endpoint, Slack URL,
+    region and role; ``ConfigurationError`` when a recorded sandbox no longer answers (never a
+    fall-through to whatever this process targets). Incidents recorded before targets were: as is."""
+    # the record's own copy (with the PostgreSQL store a take-over worker may have no working copy yet)
+    raw = incident.remote.get(incident.id, "incident.json") if incident.remote is not None else None
+    local = incident.folder / "incident.json"
+    if raw is None and local.exists():
+        raw = local.read_bytes()
+    meta = json.loads(raw) if raw else {}
+    if not isinstance(meta, dict) or "target" not in meta:
+        return settings
+    target, _env = reattach(meta, None, None)
+    update = {"aws_endpoint_url": target.aws_endpoint_url, "slack_base_url": target.slack_base_url,
+              "aws_region": target.region, "assume_role_name": target.assume_role_name}
+    if all(getattr(settings, k) == v for k, v in update.items()):
+        return settings
+    log.warning("incident %s: resuming against what its run targeted (%s), not this process's settings",
+                incident.id, target.describe())
+    return settings.model_copy(update=update)
 
 
 def _ui_link() -> str | None:

@@ -68,3 +68,42 @@ def test_hostile_recorded_targets_are_refused(path: Path) -> None:
     meta = json.loads(path.read_text())
     with pytest.raises(ConfigurationError):
         reattach(meta, None, None)
+
+
+def test_a_take_over_acts_on_the_recorded_target_not_on_its_own_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker taking over a dead worker's incident resumes it with its own environment: the
+    resumed run must still act on what incident.json recorded (the audit saw a take-over report
+    'already deleted' keys in a fresh sandbox the incident never touched), and be refused when the
+    recorded sandbox is gone — never fall through to whatever the worker points at."""
+    from flows.engine.resume import PriorProgress
+    from flows.engine.runtime import _prepare
+
+    runbook = tmp_path / "note.yaml"
+    runbook.write_text("name: note\ntitle: A note\nsteps:\n  - id: say\n    action: core.note\n"
+                       "    with: {message: hi}\n", encoding="utf-8")
+    recorded = socket.socket()  # the sandbox the incident ran against, still up
+    recorded.bind(("127.0.0.1", 0))
+    recorded.listen(4)
+    url = f"http://127.0.0.1:{recorded.getsockname()[1]}"
+    store = tmp_path / "incidents"
+    (store / "INC-TAKE").mkdir(parents=True)
+    target = RunTarget(aws_endpoint_url=url, slack_base_url=None, sandbox=True, drill=True, region="eu-west-1",
+                       assume_role_name="Responder")
+    (store / "INC-TAKE" / "incident.json").write_text(json.dumps({"id": "INC-TAKE", "target": target.model_dump()}))
+    elsewhere = f"http://127.0.0.1:{_dead_port()}"  # the taking-over worker's own sandbox
+    monkeypatch.setenv("STANCH_AWS_ENDPOINT_URL", elsewhere)
+    monkeypatch.setenv("STANCH_AWS_REGION", "us-east-1")
+    monkeypatch.setenv("STANCH_HOME", str(tmp_path / "home"))
+    try:
+        engine = _prepare(str(runbook), {}, "INC-TAKE", str(store), True, "worker", PriorProgress(runs=1))
+        assert (engine.settings.aws_endpoint_url, engine.settings.aws_region,
+                engine.settings.assume_role_name) == (url, "eu-west-1", "Responder")
+        # a first run (no earlier attempt) takes this process's settings as they are
+        fresh = _prepare(str(runbook), {}, "INC-NEW", str(store), True, "worker", PriorProgress())
+        assert fresh.settings.aws_endpoint_url == elsewhere
+    finally:
+        recorded.close()
+    # the recorded sandbox is gone: refused, whatever this process points at
+    with pytest.raises(ConfigurationError, match=r"does not answer.*never real AWS"):
+        _prepare(str(runbook), {}, "INC-TAKE", str(store), True, "worker", PriorProgress(runs=1))
