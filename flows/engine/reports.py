@@ -226,10 +226,27 @@ def _waiting_for_people(events: list[dict[str, Any]]) -> float:
     total = 0.0
     for e in events:
         if e["kind"] == "approval.requested" and e.get("step"):
-            asked[e["step"]] = _parse_ts(e["ts"])
+            # asked again after a resume or a take-over: people have been waited for since the first ask
+            asked.setdefault(e["step"], _parse_ts(e["ts"]))
         elif e["kind"] in ("approval.granted", "approval.denied", "approval.expired") and e.get("step") in asked:
             total += (_parse_ts(e["ts"]) - asked.pop(e["step"])).total_seconds()
     return total
+
+
+def _interruptions(events: list[dict[str, Any]]) -> list[str]:
+    """Each time the run stopped before finishing and was resumed (``stanch resume``, a worker's
+    take-over): the stop's cause when one was recorded (``run.aborted``), else what leaves no trace."""
+    lines, cause = [], None
+    for e in events:
+        if e["kind"] == "run.aborted":
+            cause = str((e.get("data") or {}).get("error") or "aborted")
+        elif e["kind"] == "run.resumed":
+            why = f"was interrupted ({cause})" if cause else \
+                "was interrupted without a trace (a crash, a killed process or a lost worker)"
+            lines.append(f"The run {why} and was resumed at {e['ts']}; steps and items already done "
+                         "were not repeated")
+            cause = None
+    return lines
 
 
 _NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not containing anything
@@ -520,6 +537,7 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     went_badly += [f"{r['step']}{'[' + r['item'] + ']' if r['item'] else ''} hit a transient error and was "
                    f"retried: {r['error']}" for r in retries]
     went_badly += [f"Slack was unavailable at {p['ts']}: {p['error']}" for p in slack_problems]
+    went_badly += _interruptions(events)
     went_badly += [f"{s['title']} ({s['id']}) was skipped: {s['error']}"
                    for s in steps.values() if s["status"] == "skipped" and not _benign_skip(s, steps)]
     inputs = (started or {}).get("data", {}).get("inputs", {}) or {}

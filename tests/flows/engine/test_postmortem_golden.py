@@ -204,3 +204,24 @@ def test_a_checkpoint_reads_as_its_witnesses_show_it() -> None:
     event = _e("04:00:00", "checkpoint.signed", None, v=2, label="step scope", incident="INC-1", seq=7,
                hash=digest, key="311a8895083566fe", signature="c2lnbmF0dXJl" * 7)
     assert event_detail(event) == f"step scope: seq 7 sha256 {digest} (key 311a8895083566fe)"
+
+
+def test_a_take_over_that_asks_again_counts_the_wait_from_the_first_ask_and_says_it_stopped() -> None:
+    """A worker died while the approval was pending; the take-over run asked again 5 min later and
+    the lead approved 6 min 45 s after the FIRST ask: people were waited for 6 min 45 s, not the
+    1 min 45 s since the second ask; and 'What went badly' says the run stopped and was resumed."""
+    i = next(n for n, e in enumerate(EVENTS) if e["kind"] == "approval.requested")
+    first = EVENTS[i]
+    events = [*EVENTS[:i + 1],
+              _e("04:05:00", "run.resumed", actor="cli:U0ONCALL", incident_id="INC-GOLD-1", already_done=[]),
+              {**first, "ts": "2026-03-31T04:05:00Z"},
+              _e("04:06:45", "approval.granted", "approve-email", approved_by=["slack:U0LEAD1"]),
+              _e("04:06:50", "run.finished", outcome="succeeded", failed_steps=[], declined_steps=[])]
+    ctx = postmortem_context(events, PLAN)
+    waited = (6 * 60 + 45) - int(first["ts"][14:16]) * 60 - int(first["ts"][17:19])
+    assert ctx["effort"]["people"] == f"{waited // 60} min {waited % 60:02d} s", (ctx["effort"], first["ts"])
+    resumed = [line for line in ctx["went_badly"] if "resumed at 2026-03-31T04:05:00Z" in line]
+    assert resumed and "interrupted without a trace (a crash, a killed process or a lost worker)" in resumed[0]
+    aborted = [*events[:i + 1], _e("04:04:00", "run.aborted", error="stopped by SIGTERM"), *events[i + 1:]]
+    assert any("was interrupted (stopped by SIGTERM) and was resumed" in line
+               for line in postmortem_context(aborted, PLAN)["went_badly"])
