@@ -7,6 +7,7 @@ configuration), human output (rich), and wiring the sandbox into settings for ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -852,8 +853,14 @@ def prefect_defaults(environ: Any = os.environ) -> None:
     environ.setdefault("DO_NOT_TRACK", "1")
     environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
-    home = Path(environ.get("STANCH_HOME", ".stanch"))
-    environ.setdefault("PREFECT_HOME", str((home / "prefect").resolve()))
+    if "PREFECT_HOME" not in environ:
+        prefect_home = (Path(environ.get("STANCH_HOME", ".stanch")) / "prefect").resolve()
+        environ["PREFECT_HOME"] = str(prefect_home)
+        # Prefect creates its home without parents: on a fresh clone (no .stanch yet) the first
+        # `stanch drill run` failed to open Prefect's database and timed out after 90 s. Unwritable:
+        # Prefect says so itself when it needs the folder.
+        with contextlib.suppress(OSError):
+            prefect_home.mkdir(parents=True, exist_ok=True)
 
 
 def main() -> None:

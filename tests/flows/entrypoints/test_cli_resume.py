@@ -51,6 +51,18 @@ def test_temporary_prefect_server_gets_a_longer_start_up_budget(tmp_path: Path) 
     prefect_defaults(env)
     assert env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == EPHEMERAL_STARTUP_TIMEOUT_S
     assert int(EPHEMERAL_STARTUP_TIMEOUT_S) > 20  # Prefect's default failed ~1 resume in 30 under load
-    mine = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    mine = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", "PREFECT_HOME": str(tmp_path / "p")}
     prefect_defaults(mine)
     assert mine["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "300"  # the operator's value wins
+
+
+def test_prefect_home_is_created_with_its_parents_on_a_fresh_clone(tmp_path: Path) -> None:
+    """No .stanch yet (a fresh clone): Prefect would fail to create <home>/prefect (it makes no
+    parents), fail to open its database and time out after 90 s; the CLI creates it first."""
+    env: dict[str, str] = {"STANCH_HOME": str(tmp_path / "fresh" / ".stanch")}
+    prefect_defaults(env)
+    assert env["PREFECT_HOME"] == str(tmp_path / "fresh" / ".stanch" / "prefect")
+    assert Path(env["PREFECT_HOME"]).is_dir()
+    theirs = {"STANCH_HOME": str(tmp_path / "other"), "PREFECT_HOME": str(tmp_path / "theirs")}
+    prefect_defaults(theirs)  # an operator's PREFECT_HOME is theirs: neither moved nor created
+    assert theirs["PREFECT_HOME"] == str(tmp_path / "theirs") and not (tmp_path / "theirs").exists()
