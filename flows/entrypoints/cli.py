@@ -744,6 +744,7 @@ def store_migrate() -> None:
     from flows.store import current
     from flows.store.postgres import SCHEMA_VERSION
 
+    _settings()  # a bad STANCH_STORE (another URL scheme) is one line naming it
     remote = current()
     if remote is None:
         raise _fail("STANCH_STORE is not a postgresql:// URL: the folder store has no schema to migrate")
