@@ -1,7 +1,8 @@
 """The incident record on disk: ``<store>/<incident-id>/``.
 
 With the PostgreSQL store (``flows.store``) the folder is the local working copy of the record
-in the database: every write goes to both, and opening an incident brings the copy up to date.
+in the database: every write goes to both, and opening an incident makes the copy equal to the
+database (an incident id the database does not hold is refused, whatever the folder holds).
 
 Owns: incident ids, the folder layout (``timeline.jsonl``, ``reports/<step>.md``, ``plan.json``,
 ``incident.json``, ``postmortem.md``), the redactor shared by everything written there, and

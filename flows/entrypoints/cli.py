@@ -542,7 +542,8 @@ def timeline_verify(
     dropped, inserted or reordered, the head is missing or garbage, the record is unsigned or was
     rewritten, or it was signed by a key not trusted here (STANCH_TIMELINE_PUBKEYS; this
     installation's own key is always trusted). With the PostgreSQL store, an incident id is
-    checked as the database holds it (lines, stored head and signed head)."""
+    checked as the database holds it (lines, stored head and signed head); an id it does not hold
+    is exit 2 (never the local working copy), a path with a '/' is checked as that folder."""
     import tempfile
 
     from flows.engine.checkpoints import chain_only as check_chain

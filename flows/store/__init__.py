@@ -10,8 +10,10 @@ same folder as the engine's local working copy, its head following the lines it 
 
 With PostgreSQL the database is the record: every timeline append goes through its chain
 (``flows.store.postgres``), every document is written to it, and a process that opens an
-incident first brings its working copy up to date from it — so a run started by a worker on one
-machine is resumed, approved, verified or exported from any other.
+incident first makes its working copy equal to it (lines missing appended, a copy that is longer
+or disagrees rewritten) — so a run started by a worker on one machine is resumed, approved,
+verified or exported from any other. A database that cannot be reached is ``StoreUnavailable``
+(``flows.store.postgres``), a configuration error.
 
 Must not touch: Prefect, boto3, Slack, the engine (the engine calls in, never the reverse).
 """
