@@ -6,10 +6,14 @@ Must not touch: Prefect, boto3, Slack (settings are plain values; clients are bu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")  # the URL schemes of the PostgreSQL store
 
 
 class StanchSettings(BaseSettings):
@@ -20,7 +24,8 @@ class StanchSettings(BaseSettings):
     home: Path = Field(default=Path(".stanch"), description="State directory (sandbox state, default store).")
     store: str | Path | None = Field(
         default=None, description="Incident store: a folder (default <home>/incidents), or postgresql://… for the "
-        "PostgreSQL store (the record lives in the database; <home>/incidents is then a local working copy).")
+        "PostgreSQL store (the record lives in the database; <home>/incidents is then a local working copy). Any "
+        "other scheme:// is refused.")
     aws_endpoint_url: str | None = Field(default=None, description="Override AWS endpoint (sandbox/moto).")
     aws_region: str = "us-east-1"
     aws_max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts per AWS call inside botocore "
@@ -64,6 +69,19 @@ class StanchSettings(BaseSettings):
         "themselves; one per line ('ssh-ed25519 AAAA…', or base64 of 32 raw bytes). The public half of "
         "STANCH_TIMELINE_KEY is always trusted.")
 
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_is_a_folder_or_postgresql(cls, value: Any) -> Any:
+        """A value that looks like a URL (``scheme://…``) must be ``postgresql://`` or
+        ``postgres://``: any other (``postgresql+asyncpg://``, ``mysql://``, ``sqlite://``) is
+        refused rather than taken for a relative folder path. Only the scheme is named (the rest of
+        the URL may hold a password)."""
+        if isinstance(value, str) and (m := re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", value)) \
+                and m.group(1) not in POSTGRES_SCHEMES:
+            raise ValueError(f"unsupported store URL scheme {m.group(1)!r}: STANCH_STORE is a folder or "
+                             "postgresql://user@host:port/database")
+        return value
+
     @property
     def extra_run_tags(self) -> list[str]:
         return [t.strip() for t in self.run_tags.split(",") if t.strip()]
@@ -72,7 +90,7 @@ class StanchSettings(BaseSettings):
     def store_url(self) -> str | None:
         """The PostgreSQL store's URL, or None for the folder store."""
         url = str(self.store or "")
-        return url if url.startswith(("postgresql://", "postgres://")) else None
+        return url if url.startswith(tuple(f"{s}://" for s in POSTGRES_SCHEMES)) else None
 
     @property
     def store_dir(self) -> Path:

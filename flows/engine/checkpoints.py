@@ -100,7 +100,8 @@ class Signer:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        mirror(self.timeline.folder, target)  # the PostgreSQL store keeps the signed head too
+        if self.timeline.remote is not None:  # the PostgreSQL store keeps the signed head too
+            mirror(self.timeline.folder, target)
         return {"seq": event["seq"], "hash": event["hash"], "label": label}
 
 

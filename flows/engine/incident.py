@@ -1,7 +1,8 @@
 """The incident record on disk: ``<store>/<incident-id>/``.
 
 With the PostgreSQL store (``flows.store``) the folder is the local working copy of the record
-in the database: every write goes to both, and opening an incident brings the copy up to date.
+in the database: every write goes to both, and opening an incident makes the copy equal to the
+database (an incident id the database does not hold is refused, whatever the folder holds).
 
 Owns: incident ids, the folder layout (``timeline.jsonl``, ``reports/<step>.md``, ``plan.json``,
 ``incident.json``, ``postmortem.md``), the redactor shared by everything written there, and
@@ -41,31 +42,59 @@ def _atomic_write(path: Path, text: str, folder: Path | None = None) -> None:
         mirror(folder, path)
 
 
-class Incident:
-    """One incident folder. Everything written through it is redacted first."""
+class IncidentNotFound(ConfigurationError):
+    """No incident ``ref`` in the store. ``str()`` says where it was looked for (the folders, or
+    the database's URL without its password) — for the operator's terminal; ``public`` says the
+    same in store-neutral words, for a reply to someone who must not see the server's paths
+    (Slack)."""
 
-    def __init__(self, store: Path, incident_id: str, redactor: Redactor | None = None) -> None:
+    def __init__(self, ref: str, where: str) -> None:
+        super().__init__(f"no incident {ref!r} {where}")
+        self.ref = ref
+        self.public = f"no incident {ref!r} in the incident store"
+
+
+class Incident:
+    """One incident folder. Everything written through it is redacted first.
+
+    ``local``: the folder is a record of its own (a folder path opened under the PostgreSQL store,
+    e.g. an export), not the working copy of a record in the database — its timeline and documents
+    are written to the folder only, never to the database."""
+
+    def __init__(self, store: Path, incident_id: str, redactor: Redactor | None = None, *,
+                 local: bool = False) -> None:
         self.id = incident_id
         self.folder = store / incident_id
         self.redactor = redactor or Redactor()
-        self.remote = current()  # the PostgreSQL store (STANCH_STORE=postgresql://…), else None
+        self.remote = None if local else current()  # the PostgreSQL store (STANCH_STORE=postgresql://…), else None
         self.timeline = Timeline(self.folder, redact=self.redactor, remote=self.remote)
         self.last_postmortem_problem: str | None = None
 
     @classmethod
     def open_existing(cls, store: Path, ref: str) -> Incident:
-        """``ref`` is an incident id in the store or a path to an incident folder. With the
-        PostgreSQL store, the local working copy is first brought up to the database."""
+        """``ref`` is an incident id in the store or a path to an incident folder.
+
+        With the PostgreSQL store the database is the record: an id (no ``/``) is opened only
+        when the database holds it — its local working copy is first made equal to the database —
+        and ``IncidentNotFound`` naming the database otherwise (a working copy the database does
+        not hold is never used). A path containing ``/`` is opened as that folder, a record of its
+        own that nothing writes to the database (``local``)."""
         remote = current()
-        if remote is not None and "/" not in ref and remote.exists(ref):
+        if remote is not None and "/" not in ref:
+            if not remote.exists(ref):
+                raise IncidentNotFound(ref, f"in {remote.display}")
             materialize(remote, ref, store / ref)
             return cls(store, ref)
         p = Path(ref)
         if (p / "timeline.jsonl").exists():
-            return cls(p.parent, p.name)
-        if (store / ref / "timeline.jsonl").exists():
+            return cls(p.parent, p.name, local=remote is not None)
+        if remote is None and (store / ref / "timeline.jsonl").exists():
             return cls(store, ref)
-        raise ConfigurationError(f"no incident {ref!r} (looked in {store} and at {p})")
+        raise IncidentNotFound(ref, f"(looked in {store} and at {p})")
+
+    def _write(self, path: Path, text: str) -> None:
+        """Write a file of the incident: into the database too when it is the record there."""
+        _atomic_write(path, text, self.folder if self.remote is not None else None)
 
     @property
     def reports_dir(self) -> Path:
@@ -80,8 +109,7 @@ class Incident:
         return self.folder / "postmortem.md"
 
     def write_plan(self, plan_json: dict[str, Any]) -> None:
-        _atomic_write(self.plan_path, json.dumps(self.redactor(plan_json), indent=2, default=str) + "\n",
-                      self.folder)
+        self._write(self.plan_path, json.dumps(self.redactor(plan_json), indent=2, default=str) + "\n")
 
     def read_plan(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.plan_path.read_text(encoding="utf-8"))
@@ -91,8 +119,7 @@ class Incident:
         """``incident.json``: what resume/rollback start from. The caller passes inputs as
         ``flows.engine.secret_inputs.public_inputs`` gives them (non-secret verbatim, secret as a marker);
         the redactor here is a safety net (secret-looking material), not the way secrets are kept out."""
-        _atomic_write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n",
-                      self.folder)
+        self._write(self.folder / "incident.json", json.dumps(self.redactor(meta), indent=2, default=str) + "\n")
 
     def read_meta(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.folder / "incident.json").read_text(encoding="utf-8"))
@@ -100,7 +127,7 @@ class Incident:
 
     def write_report(self, step_id: str, markdown: str) -> Path:
         path = self.reports_dir / f"{step_id}.md"
-        _atomic_write(path, self.redactor.text(markdown), self.folder)
+        self._write(path, self.redactor.text(markdown))
         return path
 
     def events(self) -> list[dict[str, Any]]:
@@ -113,5 +140,5 @@ class Incident:
 
         text, self.last_postmortem_problem = reports.render_postmortem_safely(
             self.events(), {**self.read_plan(), "incident_id": self.id}, template)
-        _atomic_write(self.postmortem_path, self.redactor.text(text), self.folder)
+        self._write(self.postmortem_path, self.redactor.text(text))
         return self.postmortem_path

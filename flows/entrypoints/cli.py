@@ -543,7 +543,8 @@ def timeline_verify(
     dropped, inserted or reordered, the head is missing or garbage, the record is unsigned or was
     rewritten, or it was signed by a key not trusted here (STANCH_TIMELINE_PUBKEYS; this
     installation's own key is always trusted). With the PostgreSQL store, an incident id is
-    checked as the database holds it (lines, stored head and signed head)."""
+    checked as the database holds it (lines, stored head and signed head); an id it does not hold
+    is exit 2 (never the local working copy), a path with a '/' is checked as that folder."""
     import tempfile
 
     from flows.engine.checkpoints import chain_only as check_chain
@@ -654,36 +655,70 @@ def incidents(
 
 @app.command()
 def export(incident: Annotated[str, typer.Argument(help="Incident id.")],
-           out: Annotated[Path, typer.Argument(help="Folder to write <incident>/ into.")]) -> None:
-    """Write an incident's record in folder form into OUT/<incident>/ — timeline, head, signed
-    checkpoint, plan, meta, reports, post-mortem, scorecard — byte-compatible with the folder
-    store, so `stanch timeline verify OUT/<incident>` checks it with no database. Works on both
-    stores (STANCH_STORE a folder or postgresql://…). Refuses to write into a non-empty folder."""
+           out: Annotated[Path, typer.Argument(help="Folder to write the incident's folder (named after its id) "
+                                               "into.")]) -> None:
+    """Write an incident's record in folder form into OUT/INC-…/ (a folder named after the
+    incident) — timeline, head, signed checkpoint, plan, meta, reports, post-mortem, scorecard —
+    byte-compatible with the folder store, so `stanch timeline verify OUT/INC-…` checks it with no
+    database. Works on both stores (STANCH_STORE a folder or postgresql://…). Refuses to write
+    into a non-empty folder; a folder that cannot be written (OUT a file, no permission, disk
+    full) is one line, exit 2, and nothing is left half-written."""
     import shutil
 
     from flows.engine.incident import Incident
     from flows.store import current, export_record
 
     target = out / incident
-    if target.exists() and any(target.iterdir()):
-        raise _fail(f"{target} exists and is not empty: export into a new folder (nothing was written)")
     try:
+        if out.exists() and not out.is_dir():
+            raise _fail(f"cannot export into {out}: it is a file, not a folder (nothing was written)")
+        if target.exists() and any(target.iterdir()):
+            raise _fail(f"{target} exists and is not empty: export into a new folder (nothing was written)")
         settings = _settings()
         remote = current()
         if remote is not None:
             if not remote.exists(incident):
                 raise _fail(f"no incident {incident!r} in {remote.display}")
-            count = export_record(remote, incident, target)
             source = remote.display
+            count = _export_whole(target, lambda into: export_record(remote, incident, into))
         else:
             inc = Incident.open_existing(settings.store_dir, incident)
-            shutil.copytree(inc.folder, target, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.tmp", "*.sync"))
-            count, source = len(inc.events()), str(inc.folder)
+            source = str(inc.folder)
+
+            def copy(into: Path) -> int:
+                shutil.copytree(inc.folder, into, ignore=shutil.ignore_patterns("*.tmp", "*.sync"))
+                return len(inc.events())
+            count = _export_whole(target, copy)
     except StanchError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot export into {target}: {exc.strerror or exc} (nothing was written)") from None
     console.print(f"exported {incident} ({count} events) from {source} to {target}\n"
                   f"check it with: stanch timeline verify {target}", markup=False, soft_wrap=True)
+
+
+def _export_whole(target: Path, write: Any) -> int:
+    """``write(folder)`` into a staging folder beside ``target``, then rename it to ``target``
+    (absent or empty): an export is whole or absent. On OSError the staging folder and any parent
+    folders this call created are removed before it is raised."""
+    import shutil
+
+    created = None  # the outermost parent folder this export creates
+    for parent in [target.parent, *target.parent.parents]:
+        if parent.exists():
+            break
+        created = parent
+    staging = target.with_name(f".{target.name}.export-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        count: int = write(staging)
+        os.replace(staging, target)
+        return count
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
 
 
 def _postmortem_template(inc: Any) -> Path | None:
@@ -745,6 +780,7 @@ def store_migrate() -> None:
     from flows.store import current
     from flows.store.postgres import SCHEMA_VERSION
 
+    _settings()  # a bad STANCH_STORE (another URL scheme) is one line naming it
     remote = current()
     if remote is None:
         raise _fail("STANCH_STORE is not a postgresql:// URL: the folder store has no schema to migrate")

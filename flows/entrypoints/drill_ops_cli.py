@@ -8,7 +8,7 @@ Owns: the argument parsing and output of these commands; reading lives in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,26 @@ def _store() -> Path:
     from integrations.settings import StanchSettings
 
     return StanchSettings().store_dir
+
+
+def _history(scenario: str | None) -> list[Any]:
+    """The drills recorded in the store; a store that cannot be read (an unreachable database, a bad
+    setting) is one line on stderr and exit 2, never a traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from flows.drills.history import history
+    from flows.entrypoints.config_errors import settings_problem
+    from integrations.errors import StanchError
+    from integrations.settings import StanchSettings
+
+    try:
+        return list(history(_store(), scenario))
+    except (ValidationError, SettingsError) as exc:
+        print_error(settings_problem(exc, StanchSettings))
+    except StanchError as exc:
+        print_error(str(exc))
+    raise typer.Exit(2)
 
 
 def _where() -> str:
@@ -34,9 +54,9 @@ def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario na
     """Past drills, oldest first: date, score, time to contain vs target, failed probes, trend."""
     from rich.table import Table
 
-    from flows.drills.history import fmt_seconds, history, trend
+    from flows.drills.history import fmt_seconds, trend
 
-    rows = history(_store(), scenario)
+    rows = _history(scenario)
     if not rows:
         console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}", markup=False)
         raise typer.Exit(0)
@@ -56,9 +76,9 @@ def report_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario nam
                    "drill-report")) -> None:
     """Write a trend chart (trend.png) and a Markdown table (history.md); with PREFECT_API_URL
     set, also attach them as a Prefect artifact."""
-    from flows.drills.history import history, publish_artifact, write_report
+    from flows.drills.history import publish_artifact, write_report
 
-    rows = history(_store(), scenario)
+    rows = _history(scenario)
     if not rows:
         print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}")
         raise typer.Exit(1)

@@ -46,7 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 
-from flows.engine.incident import Incident, new_incident_id
+from flows.engine.incident import Incident, IncidentNotFound, new_incident_id
 from flows.engine.redaction import Redactor
 from flows.entrypoints.slack.commands import (
     CHANNEL_ID,
@@ -95,6 +95,14 @@ __all__ = [
 from flows.engine.runbooks import REPO_RUNBOOKS
 
 log = logging.getLogger("stanch.slack_app")
+
+
+def _problem(exc: StanchError) -> str:
+    """What a Slack user is told of ``exc``: an unknown incident in store-neutral words (never the
+    server's folders or the database's address), anything else as it says."""
+    return exc.public if isinstance(exc, IncidentNotFound) else str(exc)
+
+
 EVENTS_PATH = "/slack/events"
 APPROVE_ACTION = "stanch_approve"
 DENY_ACTION = "stanch_deny"
@@ -277,7 +285,7 @@ class StanchSlack:
             try:
                 ack(response_type="ephemeral", text=render_status(self.store, ref))
             except StanchError as exc:
-                ack(response_type="ephemeral", text=f":warning: {escape(str(exc))}")
+                ack(response_type="ephemeral", text=f":warning: {escape(_problem(exc))}")
         elif cmd.name == "run":
             not_after = time.monotonic() + self.config.start_timeout  # the start bound counts from here
             channel = str(body.get("channel_id") or "")
@@ -455,7 +463,7 @@ class StanchSlack:
             parse_command(f"{verb} {incident_id} {step}")  # the same id checks as the slash command
             inc = Incident.open_existing(self.store, incident_id)
         except StanchError as exc:
-            say(f":warning: {escape(str(exc))}")
+            say(f":warning: {escape(_problem(exc))}")
             return
         ctx = approval_context(inc, step)
         if ctx is None:
@@ -493,7 +501,7 @@ class StanchSlack:
                                         comment=f"via Slack {via}")
                 outcome = wait_outcome(self.store, incident_id, nonce, timeout=self.decision_wait)
         except StanchError as exc:
-            say(f":warning: {escape(str(exc))}")
+            say(f":warning: {escape(_problem(exc))}")
             return
         except Exception as exc:
             log.exception("slack: could not submit %s for %s/%s", verb, incident_id, step)

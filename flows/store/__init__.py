@@ -10,8 +10,10 @@ same folder as the engine's local working copy, its head following the lines it 
 
 With PostgreSQL the database is the record: every timeline append goes through its chain
 (``flows.store.postgres``), every document is written to it, and a process that opens an
-incident first brings its working copy up to date from it — so a run started by a worker on one
-machine is resumed, approved, verified or exported from any other.
+incident first makes its working copy equal to it (lines missing appended, a copy that is longer
+or disagrees rewritten) — so a run started by a worker on one machine is resumed, approved,
+verified or exported from any other. A database that cannot be reached is ``StoreUnavailable``
+(``flows.store.postgres``), a configuration error.
 
 Must not touch: Prefect, boto3, Slack, the engine (the engine calls in, never the reverse).
 """
@@ -76,9 +78,9 @@ def _write(path: Path, body: bytes) -> None:
 
 
 def materialize(store: PostgresStore, incident: str, folder: Path) -> int:
-    """Bring ``folder`` (``<dir>/<incident>``) up to the database: missing timeline lines are
-    appended (the database's lines are the record: a local file that disagrees is rewritten) and
-    every document is written. Returns the number of events."""
+    """Make ``folder`` (``<dir>/<incident>``) the database's record: its timeline lines (missing
+    ones appended; a local file that disagrees — longer, or diverging — is rewritten: the database
+    is the record) and every document. Returns the number of events."""
     from flows.store.postgres import HEAD_DOC
     count = sync_timeline(store, incident, folder)
     for name, doc in store.documents(incident).items():
@@ -116,8 +118,12 @@ def mirror(folder: Path, path: Path) -> None:
 
 
 def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
-    """Append the database's timeline lines the local ``timeline.jsonl`` lacks (under an exclusive
-    flock, so two local writers never interleave), and its head record; the number of events."""
+    """Make the local ``timeline.jsonl`` the database's lines (under an exclusive flock, so two
+    local writers never interleave), and write its head record; the number of events. The
+    database is the record: the lines the copy lacks are appended, and a copy that disagrees —
+    longer than the database (events deleted there), or its next line not the database's next
+    — is rewritten from the database (so ``timeline show``, ``postmortem`` and ``resume`` see
+    what the database holds)."""
     import fcntl
 
     from flows.store.postgres import _HEAD_WIDTH, HEAD_DOC
@@ -130,16 +136,22 @@ def sync_timeline(store: PostgresStore, incident: str, folder: Path) -> int:
             fh.seek(0)
             local = fh.read().count(b"\n")
             new = list(store.lines(incident, after=local))
-            if new and new[0][0] != local + 1:  # the working copy diverged: the database is the record
+            if new:
+                diverged = new[0][0] != local + 1
+            else:  # nothing after the copy's end: is the database as long as the copy?
+                head = store.head(incident) if local else None
+                diverged = bool(local) and (head[0] if head else 0) < local
+            if diverged:  # the database is the record
                 fh.truncate(0)
                 new, local = list(store.lines(incident)), 0
             if new:
                 fh.write(b"".join(line + b"\n" for _, line in new))
                 fh.flush()
-            if new:  # the head of the lines written (the database's may already be further on)
-                seq, last = new[-1]
+                seq, last = new[-1]  # the head of the lines written (the database's may already be further on)
                 record = f"{seq} {json.loads(last)['hash']}".ljust(_HEAD_WIDTH - 1).encode() + b"\n"
                 _write(folder / HEAD_DOC, record)  # under the lock: a reader sees lines and head agree
+            elif diverged:
+                (folder / HEAD_DOC).unlink(missing_ok=True)  # the database holds no lines: no head
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
     return local + len(new)

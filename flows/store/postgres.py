@@ -18,11 +18,13 @@ Must not touch: Prefect, boto3, Slack, the engine's modules (it stores bytes it 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors, sql
@@ -54,6 +56,12 @@ _HEAD_WIDTH = 96  # the folder's fixed-width head record, so an export is byte-i
 Make = Callable[[int, str], tuple[dict[str, Any], bytes]]
 
 
+class StoreUnavailable(ConfigurationError):
+    """The store's database cannot be reached or refuses the connection (wrong host, port,
+    database, role or password): a configuration problem (exit 2), named by the URL without its
+    password and psycopg's first line of explanation — never a traceback."""
+
+
 class ChainConflict(RuntimeError):
     """Too many concurrent appends in a row (should not happen: each retry sees a newer head)."""
 
@@ -83,17 +91,31 @@ class PostgresStore:
 
     @property
     def display(self) -> str:
-        """The URL without a password, for messages."""
-        head, sep, tail = self.url.partition("@")
+        """The URL without a password (``user:password@`` or a ``password=`` parameter), for messages."""
+        url = re.sub(r"([?&]password=)[^&]*", r"\1***", self.url)
+        head, sep, tail = url.rpartition("@")
         if not sep:
-            return self.url
+            return url
         scheme, _, user = head.partition("://")
         return f"{scheme}://{user.split(':', 1)[0]}@{tail}"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection; ``StoreUnavailable`` when the database cannot be reached or
+        refuses it (so every command says so in one line, exit 2, whatever it was doing)."""
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:  # OperationalError (refused, unknown host/database/role), bad URL
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            why = lines[0] if lines else type(exc).__name__
+            password = urlsplit(self.url).password if "://" in self.url else None
+            if password:
+                why = why.replace(password, "***")
+            raise StoreUnavailable(f"cannot connect to the store {self.display}: {why}") from None
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn = self._connect()
             self._local.conn = conn
         if not self._ready:
             with self._lock:
@@ -144,7 +166,7 @@ class PostgresStore:
 
     def migrate(self) -> tuple[int, int]:
         """Migrate now (``stanch store migrate``): (version before, version after)."""
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        conn = self._connect()
         try:
             before = self._migrate(conn)
             self._ready = True

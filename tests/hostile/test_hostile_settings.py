@@ -15,10 +15,14 @@ CASES = sorted((Path(__file__).parent / "settings").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_hostile_setting_is_one_clear_line(path: Path, tmp_path: Path) -> None:
+def test_hostile_setting_is_one_clear_line(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     case = json.loads(path.read_text(encoding="utf-8"))
-    env = {"STANCH_HOME": str(tmp_path), **case["env"]}
+    env = {"STANCH_HOME": str(tmp_path / "home"), **case["env"]}
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     result = CliRunner().invoke(app, ["incidents"], env=env)
+    assert not list(cwd.iterdir()), "a bad setting created something in the working directory"
     out = result.output
     assert result.exit_code == 2, out
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)

@@ -143,7 +143,10 @@ def test_list_and_status_with_no_incidents(offline: SlackHarness) -> None:
     resp, _ = offline.command("status")
     assert _ack(resp)["text"] == "No incidents yet."
     resp, _ = offline.command("status INC-NOPE")
-    assert "no incident 'INC-NOPE'" in str(_ack(resp)["text"])
+    text = str(_ack(resp)["text"])
+    # store-neutral: never the server's folders (nor a database's address) in a reply to Slack
+    assert text == ":warning: no incident 'INC-NOPE' in the incident store", text
+    assert str(offline.store) not in text and "/" not in text
 
 
 def test_click_on_unknown_incident_is_explained(offline: SlackHarness) -> None:
@@ -151,6 +154,7 @@ def test_click_on_unknown_incident_is_explained(offline: SlackHarness) -> None:
     assert resp.status == 200
     out = offline.wait_response(url)[0]
     assert out["response_type"] == "ephemeral" and "no incident 'INC-NOPE'" in out["text"]
+    assert str(offline.store) not in out["text"] and "looked in" not in out["text"]
 
 
 def test_parse_and_dedupe_units(tmp_path: object) -> None:
