@@ -100,7 +100,14 @@ log = logging.getLogger("stanch.slack_app")
 def _problem(exc: StanchError) -> str:
     """What a Slack user is told of ``exc``: an unknown incident in store-neutral words (never the
     server's folders or the database's address), anything else as it says."""
-    return exc.public if isinstance(exc, IncidentNotFound) else str(exc)
+    from flows.store.postgres import StoreUnavailable  # here: the folder store never imports psycopg
+
+    if isinstance(exc, IncidentNotFound):
+        return exc.public
+    if isinstance(exc, StoreUnavailable):
+        log.error("slack: %s", exc)  # the address is for the operator's log, not for Slack
+        return "the incident store cannot be reached right now; the stanch operators see why in the app's log"
+    return str(exc)
 
 
 EVENTS_PATH = "/slack/events"
@@ -275,17 +282,16 @@ class StanchSlack:
                      _retry_num(dict(request.headers)), key)
             return
         user = str(body.get("user_id") or "")
-        if cmd.name == "list":
-            ack(response_type="ephemeral", text=render_list(self.store))
-        elif cmd.name == "status":
-            ref = cmd.args[0] if cmd.args else latest_incident(self.store)
-            if ref is None:
-                ack(response_type="ephemeral", text="No incidents yet.")
-                return
-            try:
-                ack(response_type="ephemeral", text=render_status(self.store, ref))
+        if cmd.name in ("list", "status"):
+            try:  # the store may be unreachable (StoreUnavailable): one line, like every other refusal
+                if cmd.name == "list":
+                    text = render_list(self.store)
+                else:
+                    ref = cmd.args[0] if cmd.args else latest_incident(self.store)
+                    text = "No incidents yet." if ref is None else render_status(self.store, ref)
             except StanchError as exc:
-                ack(response_type="ephemeral", text=f":warning: {escape(_problem(exc))}")
+                text = f":warning: {escape(_problem(exc))}"
+            ack(response_type="ephemeral", text=text)
         elif cmd.name == "run":
             not_after = time.monotonic() + self.config.start_timeout  # the start bound counts from here
             channel = str(body.get("channel_id") or "")

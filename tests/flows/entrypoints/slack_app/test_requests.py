@@ -224,3 +224,23 @@ def test_list_and_status_read_the_postgres_store_not_the_local_folder(pg_store: 
     assert text.startswith("*INC-PG-WAIT* · `compromised-dependency` · DRILL · waiting for approval"), text
     resp, _ = offline.command("status INC-PG-DONE")
     assert "*INC-PG-DONE*" in str(_ack(resp)["text"]) and "contained" in str(_ack(resp)["text"])
+
+
+def test_list_and_status_with_the_store_unreachable_answer_one_line_without_its_address(
+        offline: SlackHarness, monkeypatch: object) -> None:
+    """The PostgreSQL store down: `/stanch list` and `status` answer one line (was an unhandled
+    error in the handler), and Slack is not told the database's address."""
+    import socket
+
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("STANCH_STORE", f"postgresql://postgres:pw-not-for-slack@127.0.0.1:{port}/nowhere")
+    for command in ("list", "status", "status INC-ANY"):
+        resp, _ = offline.command(command)
+        text = str(_ack(resp)["text"])
+        assert text.startswith(":warning: the incident store cannot be reached"), (command, text)
+        assert str(port) not in text and "pw-not-for-slack" not in text and "nowhere" not in text
