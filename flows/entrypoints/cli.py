@@ -828,8 +828,9 @@ def worker(
 ) -> None:
     """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
     `run_deployment`) and scheduled drills (`stanch drill schedule`) in this warm process: ~1 s
-    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL. Exit 1
-    if runs were cut off at shutdown (continue them with `stanch resume`)."""
+    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL (exit 2
+    without it, or when that API does not answer at start-up). Exit 1 if runs were cut off at
+    shutdown (marked Crashed: another worker with --leases takes them over, else `stanch resume`)."""
     from flows.entrypoints.worker import main as worker_main
 
     args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace),
