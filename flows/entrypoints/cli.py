@@ -804,37 +804,46 @@ def cluster_up(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     postgres: Annotated[str, typer.Option(envvar="STANCH_CLUSTER_POSTGRES", help="PostgreSQL server URL "
                                           "(no database).")] = "postgresql://postgres@127.0.0.1:5432",
+    prefect_database: Annotated[str, typer.Option(help="Database of the Prefect server (created if "
+                                                  "missing).")] = "stanch_prefect",
+    leases_database: Annotated[str, typer.Option(help="Database of the run leases and, unless STANCH_STORE is "
+                                                 "set, of the incident store (created if missing).")] = "stanch",
     prefect_port: Annotated[int, typer.Option(help="Prefect API/UI port.")] = 4200,
     slack: Annotated[bool, typer.Option(help="Start the Slack app (HTTP, deployment launcher).")] = True,
     slack_port: Annotated[int, typer.Option(help="Slack app port (POST /slack/events).")] = 3000,
     sandbox: Annotated[bool, typer.Option(help="Start the sandbox and point every process at it.")] = True,
 ) -> None:
     """Start a Prefect server on PostgreSQL, workers with run leases, the Slack app and the
-    sandbox on loopback (state and logs in $STANCH_HOME/cluster). The store is $STANCH_STORE."""
-    from flows.entrypoints.cluster import ClusterConfig, up
+    sandbox on loopback (state and logs in $STANCH_HOME/cluster). The store is $STANCH_STORE, else the
+    leases database. Prints the environment a client needs, passwords left out (give them with
+    PGPASSWORD or ~/.pgpass)."""
+    from flows.entrypoints.cluster import ClusterConfig, shown, up
 
     try:
         state = up(ClusterConfig(home=_settings().home, workers=workers, postgres=postgres,
+                                 prefect_database=prefect_database, stanch_database=leases_database,
                                  prefect_port=prefect_port, slack=slack, slack_port=slack_port, sandbox=sandbox))
     except StanchError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"cluster up: Prefect UI {state.prefect_ui_url} · {workers} worker(s) · store {state.store}"
+    console.print(f"cluster up: Prefect UI {state.prefect_ui_url} · {workers} worker(s) · store {shown(state.store)}"
                   + (f" · Slack app {state.slack_url}" if state.slack_url else "") + f" · logs {state.logs}",
                   markup=False, soft_wrap=True)
-    console.print("clients: " + " ".join(f"{k}={v}" for k, v in state.environment().items()), soft_wrap=True)
+    console.print("clients: " + " ".join(f"{k}={shown(v)}" for k, v in state.environment().items()),
+                  soft_wrap=True, markup=False)
 
 
 @cluster_app.command("down")
 def cluster_down() -> None:
-    """Stop the local cluster (workers finish or hand over their runs) and the sandbox."""
+    """Stop the local cluster (workers get their grace to finish, then hand over their runs) and
+    the sandbox it started. Without a cluster, nothing is stopped."""
     from flows.entrypoints.cluster import down
 
-    console.print("cluster down" if down(_settings().home) else "no cluster was running")
+    console.print("cluster down" if down(_settings().home) else "no cluster is running")
 
 
 @cluster_app.command("status")
 def cluster_status() -> None:
-    """The local cluster's processes, URLs and health (JSON)."""
+    """The local cluster's processes, URLs (no passwords) and health (JSON)."""
     from flows.entrypoints.cluster import status
 
     console.print_json(json.dumps(status(_settings().home), default=str))
@@ -856,8 +865,9 @@ def worker(
 ) -> None:
     """Execute runs of the `stanch-runbook/stanch` deployment (started by the Slack app or
     `run_deployment`) and scheduled drills (`stanch drill schedule`) in this warm process: ~1 s
-    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL. Exit 1
-    if runs were cut off at shutdown (continue them with `stanch resume`)."""
+    from trigger to first action, vs ~4 s for a subprocess per run. Needs PREFECT_API_URL (exit 2
+    without it, or when that API does not answer at start-up). Exit 1 if runs were cut off at
+    shutdown (marked Crashed: another worker with --leases takes them over, else `stanch resume`)."""
     from flows.entrypoints.worker import main as worker_main
 
     args = ["--max-concurrent", str(max_concurrent), "--poll", str(poll), "--grace", str(grace),

@@ -5,10 +5,18 @@ PostgreSQL, created if missing), N ``stanch worker`` processes executing ``stanc
 with run leases in a second database (a dead worker's incidents are taken over), optionally the
 Slack app (``STANCH_SLACK_LAUNCHER=deployment``: slash commands become ``run_deployment`` calls)
 and the sandbox (moto + Slack stand-in). Each process logs to ``<home>/cluster/logs/<name>.log``;
-``<home>/cluster/cluster.json`` holds the URLs and pids. ``down`` stops them (workers get SIGINT
-and their grace period; the rest SIGTERM then SIGKILL), newest first. The incident store is passed
-through untouched: ``STANCH_STORE`` (a folder, or ``postgresql://…`` with the PostgreSQL store) as
-given, else the PostgreSQL store in the ``stanch`` database (beside the run leases). One timeline
+``<home>/cluster/cluster.json`` (mode 0600: its URLs may carry a database password) holds the URLs
+and pids. ``down`` stops the Slack app, then every worker at once: SIGINT and ``worker_grace`` s
+(``--grace``, 20 s by default) to let their runs finish, then they mark the rest Crashed and expire
+their leases (handed over at once); ``down`` SIGKILLs a worker only ``STOP_MARGIN`` s after its
+grace; then the Prefect server (SIGTERM, then SIGKILL) and the sandbox, if this cluster started it.
+``postgres`` is a server URL without a database: the Prefect server's database is
+``prefect_database`` (``stanch_prefect``), the run leases' ``stanch_database`` (``stanch``), both
+created if missing. Every URL shown to a person (``up``'s output, ``status``, errors) has its
+password removed; the processes get the real URLs through their environment (never their command
+line). The incident store is passed through untouched: ``STANCH_STORE`` (a folder, or
+``postgresql://…`` with the PostgreSQL store) as given, else the PostgreSQL store in the ``stanch``
+database (beside the run leases). One timeline
 signing key serves every process: ``STANCH_TIMELINE_KEY`` as given, else the cluster home's
 installation key (``<home>/keys/timeline-ed25519.pem``, created if missing), handed to every worker
 and the Slack app; its public half is in the client environment (``STANCH_TIMELINE_PUBKEYS``), so a
@@ -16,7 +24,8 @@ record written by any worker verifies from any shell.
 
 Production runs the same topology under systemd (docs/operations.md).
 
-Owns: ``ClusterConfig``, ``ClusterState``, ``up``, ``down``, ``status``, database creation.
+Owns: ``ClusterConfig``, ``ClusterState``, ``up``, ``down``, ``status``, database creation, ``shown`` (a URL
+without its password).
 Must not touch: what a worker does (``flows.entrypoints.worker``), the engine, the store backends.
 """
 
@@ -44,12 +53,17 @@ from integrations.sandbox.state import process_alive
 
 STATE_FILE = "cluster.json"
 DEPLOYMENT = "stanch-runbook/stanch"
+WORKER_GRACE = 20.0
+"""Default ``--grace`` of a cluster's workers: seconds their runs get to finish after ``down``."""
+STOP_MARGIN = 10.0
+"""What ``down`` adds to a worker's grace before SIGKILL: marking leftover runs Crashed, expiring their
+leases and exiting take well under this."""
 _http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1.0, read=3.0), retries=False)
 
 
 class ClusterConfig(BaseModel):
     """What ``up`` starts. ``postgres`` is a server URL without a database (its user must be
-    allowed to CREATE DATABASE the first time)."""
+    allowed to CREATE DATABASE the first time); ``up`` refuses one naming a database."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +75,8 @@ class ClusterConfig(BaseModel):
     workers: int = Field(default=2, ge=0, le=32)
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_poll: float = Field(default=0.5, gt=0)
+    worker_grace: float = Field(default=WORKER_GRACE, ge=0, description="A worker's --grace: seconds its runs "
+                                "get to finish after `down` before they are marked Crashed and handed over.")
     lease_ttl: float = Field(default=10.0, gt=0)
     lease_renew: float = Field(default=2.0, gt=0)
     slack: bool = Field(default=True, description="Start the Slack app (HTTP, deployment launcher).")
@@ -89,6 +105,8 @@ class ClusterState(BaseModel):
     pids: dict[str, int] = Field(default_factory=dict)  # name -> pid, in start order
     logs: Path
     started_at: datetime
+    worker_grace: float = WORKER_GRACE  # the workers' --grace: `down` waits this + STOP_MARGIN before SIGKILL
+    sandbox_started: bool = True  # False: the sandbox was up before the cluster, `down` leaves it running
 
     def environment(self) -> dict[str, str]:
         """What a client process (CLI, run_deployment, `stanch approve`, `stanch timeline verify`)
@@ -110,6 +128,16 @@ def read_state(home: Path) -> ClusterState | None:
         return ClusterState.model_validate_json(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def shown(url: str) -> str:
+    """``url`` fit to print: a ``postgresql…://user:password@…`` URL without its password (as ``stanch
+    store migrate`` shows it); anything else (a folder, an http URL) unchanged."""
+    if not url.startswith("postgresql"):
+        return url
+    from flows.store.postgres import PostgresStore
+
+    return PostgresStore(url).display
 
 
 def database_url(server: str, database: str) -> str:
@@ -207,17 +235,31 @@ def up(config: ClusterConfig) -> ClusterState:
     if current is not None and any(process_alive(pid) for pid in current.pids.values()):
         raise ConfigurationError(f"a cluster is already up for {home} (Prefect {current.prefect_api_url}); "
                                  "`stanch cluster down` first")
+    if urlsplit(config.postgres).path.strip("/"):
+        raise ConfigurationError(f"--postgres {shown(config.postgres)} names a database: give the server only "
+                                 "(postgresql://user@host:port) and choose the databases with --prefect-database "
+                                 f"(now {config.prefect_database}) and --leases-database "
+                                 f"(now {config.stanch_database})")
     why = postgres_reachable(config.postgres)
     if why:
-        raise ConfigurationError(f"PostgreSQL at {config.postgres} is not reachable: {why}")
-    ensure_database(config.postgres, config.prefect_database)
-    ensure_database(config.postgres, config.stanch_database)
+        raise ConfigurationError(f"PostgreSQL at {shown(config.postgres)} is not reachable: {why}")
+    try:
+        ensure_database(config.postgres, config.prefect_database)
+        ensure_database(config.postgres, config.stanch_database)
+    except psycopg.Error as exc:  # e.g. no CREATEDB right: one line, no traceback
+        raise ConfigurationError(f"PostgreSQL at {shown(config.postgres)}: cannot create the databases "
+                                 f"{config.prefect_database}/{config.stanch_database}: {type(exc).__name__}: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
     logs = cdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = base_environment(config)
+    sandbox_started = False
     if config.sandbox:
+        from integrations.sandbox import read_state as sandbox_state
         from integrations.sandbox import up as sandbox_up
 
+        before = sandbox_state(home)
+        sandbox_started = before is None or not process_alive(before.pid)  # else it is not ours to stop
         env.update(sandbox_up(home).environment())
     # the incident record in PostgreSQL (the stanch database, beside the leases) unless told otherwise
     store = config.store or env.get("STANCH_STORE") or database_url(config.postgres, config.stanch_database)
@@ -231,7 +273,8 @@ def up(config: ClusterConfig) -> ClusterState:
     leases_url = database_url(config.postgres, config.stanch_database)
     state = ClusterState(home=home, prefect_api_url=api_url, prefect_ui_url=f"http://127.0.0.1:{port}",
                          prefect_database_url=pg_async, leases_url=leases_url, store=store, logs=logs,
-                         started_at=datetime.now(UTC), timeline_key_file=key_file, timeline_pubkey=pubkey)
+                         started_at=datetime.now(UTC), timeline_key_file=key_file, timeline_pubkey=pubkey,
+                         worker_grace=config.worker_grace, sandbox_started=sandbox_started)
     deadline = time.monotonic() + config.start_timeout
     try:
         server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": pg_async,
@@ -268,7 +311,11 @@ def up(config: ClusterConfig) -> ClusterState:
             _wait("the Slack app", lambda: _listening(f"http://127.0.0.1:{slack_port}/"), proc,
                   logs / "slack-app.log", deadline)
     except BaseException:
-        down(home, sandbox=config.sandbox)
+        down(home, sandbox=False)
+        if sandbox_started:  # stopped here: `down` stops only what a state file records
+            from integrations.sandbox import down as sandbox_down
+
+            sandbox_down(home)
         raise
     return state
 
@@ -299,12 +346,19 @@ def _client_env(config: ClusterConfig, state: ClusterState) -> dict[str, str]:
             "PREFECT_HOME": str(cluster_dir(state.home) / "prefect-client")}
 
 
+def worker_argv(state: ClusterState, config: ClusterConfig, name: str) -> list[str]:
+    """A cluster worker's command line. The lease database comes from its environment
+    (``STANCH_WORKER_LEASES``): a password on a command line is readable by every local user."""
+    return [sys.executable, "-m", "flows.entrypoints.worker", "--worker-name", name,
+            "--max-concurrent", str(config.worker_concurrency), "--poll", str(config.worker_poll),
+            "--grace", str(state.worker_grace), "--lease-ttl", str(config.lease_ttl),
+            "--renew", str(config.lease_renew)]
+
+
 def _spawn_worker(state: ClusterState, config: ClusterConfig, name: str,
                   env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = _spawn(name, [sys.executable, "-m", "flows.entrypoints.worker", "--worker-name", name,
-                         "--max-concurrent", str(config.worker_concurrency), "--poll", str(config.worker_poll),
-                         "--leases", state.leases_url, "--lease-ttl", str(config.lease_ttl),
-                         "--renew", str(config.lease_renew)], env, state.logs, cluster_dir(state.home))
+    env = {**env, "STANCH_WORKER_LEASES": state.leases_url}
+    proc = _spawn(name, worker_argv(state, config, name), env, state.logs, cluster_dir(state.home))
     state.pids[name] = proc.pid
     _write(state)
     return proc
@@ -321,9 +375,14 @@ def add_worker(state: ClusterState, config: ClusterConfig, name: str) -> int:
 
 
 def _write(state: ClusterState) -> None:
+    """``cluster.json``, mode 0600 from its first byte (its URLs may carry a password), replaced atomically."""
     path = cluster_dir(state.home) / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2))
+    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(state.model_dump_json(indent=2))
     tmp.replace(path)
 
 
@@ -338,33 +397,58 @@ def _ours(pid: int) -> bool:
 
 def stop_process(pid: int, *, timeout: float, sig: int = signal.SIGTERM) -> None:
     """``sig`` to ``pid``'s process group, then SIGKILL after ``timeout`` s (only a process ``up`` started)."""
-    if not (process_alive(pid) and _ours(pid)):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-    deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if process_alive(pid):
+    stop_processes([pid], timeout=timeout, sig=sig)
+
+
+def stop_processes(pids: list[int], *, timeout: float, sig: int = signal.SIGTERM) -> None:
+    """``sig`` to every one's process group at once (one signal each: a worker's second one cuts its
+    grace short), then SIGKILL to those still alive ``timeout`` s later (only processes ``up`` started)."""
+    mine = [pid for pid in pids if process_alive(pid) and _ours(pid)]
+    for pid in mine:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while process_alive(pid) and time.monotonic() < deadline + 5:
-            time.sleep(0.05)
+            os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while any(process_alive(pid) for pid in mine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in mine:
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    while any(process_alive(pid) for pid in mine) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
 
 
-def down(home: Path, *, sandbox: bool = True, worker_grace: float = 30.0) -> bool:
-    """Stop everything ``up`` started for ``home``, newest first; True if something was running."""
+def worker_stop_timeout(state: ClusterState) -> float:
+    """How long ``down`` waits for a worker before SIGKILL: its grace plus ``STOP_MARGIN``, so a
+    worker always gets to mark its leftover runs Crashed and hand them over."""
+    return state.worker_grace + STOP_MARGIN
+
+
+def down(home: Path, *, sandbox: bool = True, worker_grace: float | None = None) -> bool:
+    """Stop everything ``up`` started for ``home`` — the Slack app (and anything else) newest first,
+    then every worker at once (all stopping: none takes over another's runs; they hand them over
+    together, through their expired leases, to the next workers), then the Prefect server (which the
+    stopping workers need) — then the sandbox if the cluster started it (and ``sandbox``); True if
+    something was running. No cluster state: nothing is touched (a sandbox of ``stanch sandbox up``
+    stays up). ``worker_grace``: seconds to wait for the workers before SIGKILL (default
+    ``worker_stop_timeout``)."""
     home = Path(home).resolve()
     state = read_state(home)
-    running = False
-    if state is not None:
-        for name, pid in reversed(list(state.pids.items())):
-            running = running or process_alive(pid)
-            # workers: SIGINT is what Prefect's own workers need; ours treat SIGTERM/SIGINT alike
-            stop_process(pid, timeout=worker_grace if name.startswith("worker") else 10.0, sig=signal.SIGINT
-                         if name.startswith("worker") else signal.SIGTERM)
-        (cluster_dir(home) / STATE_FILE).unlink(missing_ok=True)
-    if sandbox:
+    if state is None:
+        return False
+    newest_first = list(reversed(state.pids.items()))
+    running = any(process_alive(pid) for _, pid in newest_first)
+    workers = [pid for name, pid in newest_first if name.startswith("worker")]
+    for name, pid in newest_first:
+        if not name.startswith("worker") and name != "prefect-server":
+            stop_process(pid, timeout=10.0)
+    # workers: SIGINT is what Prefect's own workers need; ours treat SIGTERM/SIGINT alike
+    stop_processes(workers, timeout=worker_stop_timeout(state) if worker_grace is None else worker_grace,
+                   sig=signal.SIGINT)
+    if "prefect-server" in state.pids:
+        stop_process(state.pids["prefect-server"], timeout=10.0)
+    (cluster_dir(home) / STATE_FILE).unlink(missing_ok=True)
+    if sandbox and state.sandbox_started:
         from integrations.sandbox import down as sandbox_down
 
         running = sandbox_down(home) or running
@@ -372,12 +456,13 @@ def down(home: Path, *, sandbox: bool = True, worker_grace: float = 30.0) -> boo
 
 
 def status(home: Path) -> dict[str, Any]:
-    """The state file plus, per process, whether it is alive (and the server's health)."""
+    """The state file plus, per process, whether it is alive (and the server's health); URLs
+    without passwords."""
     state = read_state(home)
     if state is None:
         return {"up": False}
     procs = {name: {"pid": pid, "alive": process_alive(pid)} for name, pid in state.pids.items()}
     return {"up": any(p["alive"] for p in procs.values()), "prefect_ui": state.prefect_ui_url,
             "prefect_api": state.prefect_api_url, "healthy": _healthy(state.prefect_api_url),
-            "store": state.store, "leases": state.leases_url, "slack": state.slack_url, "processes": procs,
-            "logs": str(state.logs)}
+            "store": shown(state.store), "leases": shown(state.leases_url), "slack": state.slack_url,
+            "processes": procs, "logs": str(state.logs)}

@@ -27,8 +27,12 @@ dead run Crashed in Prefect and creates a take-over run of the same incident wit
 (same parameters and store, run name = incident id, idempotency key ``stanch-takeover:<old run
 id>``), which any worker then executes: finished steps and fan-out items are not repeated
 (``flows.engine.resume``). A worker that finds a lease of its own taken (it stalled past the TTL)
-calls ``on_lease_lost`` (the CLI: exit at once, so a run never executes twice).
-Entry: ``python -m flows.entrypoints.worker`` / ``main(argv)``.
+calls ``on_lease_lost`` (the CLI: exit at once, so a run never executes twice). On a graceful stop
+the runs still going after ``grace`` are marked Crashed and their leases expired (not released, also
+when their threads end before the process does), so another worker takes them over at once.
+Entry: ``python -m flows.entrypoints.worker`` / ``main(argv)``: refuses to start (exit 2, one line)
+without ``PREFECT_API_URL`` (a temporary server nobody else reaches would never get a run) and when
+the API does not answer within ``--register-timeout`` s or a signal stops it first.
 
 Must not touch: the flow body (``flows.engine.runtime``), how runs are requested (``flows.entrypoints.slack``), the
 ``serve``-based runner (``flows.entrypoints.deploy``), Prefect's own worker/runner machinery.
@@ -43,6 +47,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -142,6 +147,7 @@ class Worker:
         self.takeovers: list[tuple[UUID, UUID]] = []  # (dead run, take-over run) started by this worker
         self._lease_thread: threading.Thread | None = None
         self._halted = threading.Event()
+        self._handed_over: set[UUID] = set()  # cut off by stop(): their expired leases are for another worker
 
     # -- deployment ---------------------------------------------------------------------------
     @property
@@ -292,14 +298,20 @@ class Worker:
             log.exception("flow run %s: engine failed", record.name)
             self.mark_crashed(flow_run_id, f"stanch worker: {record.error}")
         finally:
-            with self._idle:  # first no longer active, then no lease: a renewal never mistakes it for lost
-                self._active.pop(flow_run_id, None)
-                self._idle.notify_all()
-            if self.leases is not None:
-                try:  # finished, suspended or crashed here: nobody should take it over
-                    self.leases.release(flow_run_id, self.worker_name)
-                except Exception:
-                    log.exception("could not release the lease of %s (it expires by itself)", flow_run_id)
+            self._finished(flow_run_id)
+
+    def _finished(self, flow_run_id: UUID) -> None:
+        """A run's thread is done with it: no longer active, then its lease released — unless
+        ``stop()`` already handed it over (marked Crashed, lease expired for another worker to win)."""
+        with self._idle:  # first no longer active, then no lease: a renewal never mistakes it for lost
+            self._active.pop(flow_run_id, None)
+            self._idle.notify_all()
+            handed_over = flow_run_id in self._handed_over
+        if self.leases is not None and not handed_over:
+            try:  # finished, suspended or crashed here: nobody should take it over
+                self.leases.release(flow_run_id, self.worker_name)
+            except Exception:
+                log.exception("could not release the lease of %s (it expires by itself)", flow_run_id)
 
     def mark_crashed(self, flow_run_id: UUID, message: str) -> None:
         """Propose Crashed unless the run already reached a final state (best effort)."""
@@ -436,12 +448,15 @@ class Worker:
 
     def stop(self, grace: float | None = 30.0) -> list[UUID]:
         """Stop polling; wait up to ``grace`` s (None: forever) for running runs; mark the rest
-        Crashed and return their ids (their threads are daemons: they die with the process)."""
+        Crashed, expire their leases (another worker takes them over now, not after the TTL) and
+        return their ids (their threads are daemons: they die with the process)."""
         self._stop.set()
         if self._loop_thread is not None and self._loop_thread is not threading.current_thread():
             self._loop_thread.join(max(5.0, self.poll_interval * 4))
         self.wait_idle(grace)
-        leftover = self.active
+        with self._lock:
+            leftover = list(self._active)
+            self._handed_over.update(leftover)  # a thread ending from now on must not release these leases
         for flow_run_id in leftover:
             log.warning("flow run %s still running at shutdown: marking it Crashed", flow_run_id)
             self.mark_crashed(flow_run_id, "stanch worker stopped while the run was in progress; "
@@ -449,9 +464,24 @@ class Worker:
                                               else "`stanch resume` continues it"))
         self._halted.set()
         if self.leases is not None and leftover:
-            with contextlib.suppress(Exception):  # hand them over now rather than after the TTL
+            try:  # hand them over now rather than after the TTL
                 self.leases.expire(self.worker_name, leftover)
+            except Exception:
+                log.exception("could not expire the leases of the runs cut off (they expire by themselves)")
         return leftover
+
+
+def _api_url() -> str | None:
+    """The Prefect API this process talks to (PREFECT_API_URL, from the environment or a profile)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="Seconds to keep retrying the deployment registration while the API is not up.")
     args = parser.parse_args(argv)
     import prefect  # noqa: F401  (configures logging: its root handler prints ours too)
+
+    api_url = _api_url()
+    if not api_url:  # Prefect would start a temporary server of its own: no run would ever reach it
+        print("error: stanch worker needs PREFECT_API_URL (the Prefect server that the Slack app and "
+              "run_deployment use), e.g. PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr, flush=True)
+        return 2
 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -517,9 +553,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             worker.register()
             break
+        except KeyboardInterrupt:  # a second signal while registering
+            print(f"error: stanch worker stopped before the Prefect API at {api_url} answered", file=sys.stderr,
+                  flush=True)
+            return 2
         except Exception as exc:
             if worker._stop.is_set() or time.monotonic() > deadline:
-                raise
+                what = (f"stopped before the Prefect API at {api_url} answered" if worker._stop.is_set() else
+                        f"gave up: the Prefect API at {api_url} did not answer within {args.register_timeout:g} s")
+                print(f"error: stanch worker {what} ({_first_line(exc)})", file=sys.stderr, flush=True)
+                return 2
             log.info("Prefect API not ready (%s); retrying", type(exc).__name__)
             time.sleep(0.5)
     with_leases = f" with leases (ttl {args.lease_ttl:.0f} s)" if leases else ""

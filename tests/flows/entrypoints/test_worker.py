@@ -15,8 +15,9 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.flow_runs import resume_flow_run, suspend_flow_run
+from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 
+from flows.entrypoints.leases import LeaseStore
 from flows.entrypoints.worker import FLOW_NAME, Worker
 
 RUNBOOK = Path(__file__).parents[1] / "engine" / "runbooks" / "branches.yaml"
@@ -154,3 +155,34 @@ def test_suspended_run_is_picked_up_again_after_resume(tmp_path: Path) -> None:
         assert w.stop(grace=20) == []
     assert final.is_completed(), final.message
     assert counter.read_text() == "2" and w.records[run.id].outcome == "completed"
+
+
+@flow(name="stanch-worker-test-pause", persist_result=False)
+def pausing() -> str:
+    """Waits in pause_flow_run (in-process, as an approval does) for a resume that never comes."""
+    pause_flow_run(timeout=30)
+    return "resumed"
+
+
+def test_a_stop_marks_a_paused_run_crashed_and_hands_it_over(pg_url: str) -> None:
+    """`stanch cluster down` while a run waits for an approval: after the grace the worker marks
+    it Crashed (the server accepts Paused -> Crashed) and expires its lease for another worker."""
+    w = Worker(name="test-pause-stop", poll_interval=0.1, flow=pausing, leases=LeaseStore(pg_url, ttl=30),
+               worker_name="w-pause")
+    w.start()
+    run: Any = run_deployment("stanch-worker-test-pause/test-pause-stop", timeout=0)
+    deadline = time.monotonic() + 20
+    with get_client(sync_client=True) as client:
+        while not ((state := client.read_flow_run(run.id).state) and state.is_paused()):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.1)
+        assert w.stop(grace=0.5) == [run.id]
+        state = client.read_flow_run(run.id).state
+    assert state is not None and state.is_crashed() and "another worker takes it over" in (state.message or ""), state
+    other = LeaseStore(pg_url, ttl=30)
+    try:
+        assert [e.flow_run_id for e in other.take_expired("w-next")] == [run.id]
+    finally:
+        other.close()
+        assert w.leases is not None
+        w.leases.close()
