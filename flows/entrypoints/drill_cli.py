@@ -2,14 +2,19 @@
 
 Owns: the ``drill`` sub-app and ``stanch drill run SCENARIO [--keep] [--store DIR]`` (live
 progress of the run, then a scorecard summary table; exit 0 passed, 1 a probe or target failed,
-2 bad scenario or configuration). drill-ops registers its commands (schedule, history, …) on the
+2 bad scenario or configuration, 130 interrupted: one ``drill interrupted: …`` line, no
+scorecard). drill-ops registers its commands (schedule, history, …) on the
 same ``drill_app`` from ``flows.entrypoints.drill_ops_cli``. Work lives in ``flows.drills``.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -61,6 +66,38 @@ def _summary(card: dict[str, Any]) -> Table:
     return table
 
 
+@contextmanager
+def _interruptible(stopped: list[str]) -> Iterator[None]:
+    """While a drill runs: the first SIGINT/SIGTERM is recorded in ``stopped`` and raised as
+    ``KeyboardInterrupt`` (the runner then kills the run and the sandbox, writes no scorecard);
+    later ones are ignored so that clean-up is not cut short. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopped:
+            return
+        stopped.append("SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    before = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(why: str) -> NoReturn:
+    """``drill interrupted: <why>`` (one line, literally, on stderr), exit 130 as a shell reports
+    Ctrl-C; no scorecard was written."""
+    if "scorecard" not in why:
+        why += "; no scorecard written"
+    err.print(Text(f"drill interrupted: {why}"), soft_wrap=True)
+    raise typer.Exit(130)
+
+
 @drill_app.command("run")
 def run(
     scenario: Annotated[str, typer.Argument(help="Scenario name (runbooks/drills) or path to its YAML.")],
@@ -84,11 +121,21 @@ def run(
         print_error(str(exc))
         raise typer.Exit(2) from None
     console.print(f"drill [bold]{escape(scenario)}[/] ({escape(str(path))}) — own sandbox, DRILL mode")
+    stopped: list[str] = []
     try:
-        result = run_drill_flow(scenario=str(path), store=str(store) if store else "", keep=keep, echo=True)
+        with _interruptible(stopped):
+            result = run_drill_flow(scenario=str(path), store=str(store) if store else "", keep=keep, echo=True)
     except StanchError as exc:
+        if stopped:
+            _interrupted(stopped[0])
         print_error(str(exc))
         raise typer.Exit(2) from None
+    except BaseException:  # once interrupted, whatever unwinds (e.g. Prefect's API gone too) is that
+        if not stopped:
+            raise
+        _interrupted(stopped[0])
+    if result.get("interrupted"):
+        _interrupted(str(result["interrupted"]))
     console.print()
     console.print(_summary(result["scorecard"]))
     console.print(f"scorecard: {Path(result['folder']) / 'scorecard.md'}")
