@@ -154,3 +154,44 @@ def test_inputs_are_filled_for_a_runbook_without_an_inventory_input(tmp_path: Pa
                                               "notes": str(inventory), "sender": "security@platform.example"}
     with_inventory = run_inputs({}, inventory=inventory, fleet={}, accepts_inventory=True)
     assert with_inventory == ["-i", f"inventory={inventory}"]
+
+
+def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
+        fault_server: tuple[str, FaultInjector]) -> None:
+    """``at:`` counts from the run's ``run.started``, not from when the injector was made (the
+    run starts seconds later); a Slack outage's ``fired`` is the Slack calls it refused: a
+    1-second window nobody called into did not fire."""
+    url, injector = fault_server
+    now = [100.0]
+    injects = [SlackOutage.model_validate({"kind": "slack_outage", "for": "1s", "at": "0s"}),
+               AwsFault(kind="aws_fault", service="iam", operation="*", error="Throttling", at="2s"),
+               SlackOutage.model_validate({"kind": "slack_outage", "at": "5s", "for": "1s"})]
+    with SlackStandIn() as slack:
+        def slack_up() -> bool:
+            return int(urllib3.request("POST", f"{slack.api_url}auth.test",
+                                       headers={"Authorization": f"Bearer {slack.token}"}).status) == 200
+
+        inj = Injector(injects, url, slack.url, clock=lambda: now[0])
+        inj.prepare()
+        now[0] = 103.0  # 3 s of sandbox start and process start: the run has not started yet
+        inj.tick(set(), None)
+        assert slack_up() and injector.rules() == []
+        inj.tick(set(), None, run_started=True)  # run.started at 103
+        assert slack_up() is False  # the first window is open: this call is refused
+        now[0] = 104.5
+        inj.tick(set(), None)
+        assert slack_up() and [r.code for r in injector.rules()] == []  # 1 s window closed; iam due at 105
+        now[0] = 105.0
+        inj.tick(set(), None)
+        assert [r.code for r in injector.rules()] == ["Throttling"]
+        now[0] = 108.0
+        inj.tick(set(), None)  # the second window opens (108) and nobody calls Slack in it
+        now[0] = 109.5
+        inj.tick(set(), None)
+        records = inj.finish(run_succeeded=True)
+    assert [(r.kind, r.fired, r.survived) for r in records] == [
+        ("slack_outage", 1, 1), ("aws_fault", 0, 0), ("slack_outage", 0, 0)]
+    from flows.drills.scorecard import inject_result
+
+    assert inject_result(records[2].fired, records[2].survived) == "did not fire"
+
