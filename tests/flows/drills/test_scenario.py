@@ -163,6 +163,47 @@ def test_hostile_files_are_refused_located(tmp_path: Path) -> None:
         f"{binary}:2:8: error[DR001]: not UTF-8: byte 0xff cannot be decoded (invalid start byte)"]
     with pytest.raises(RunbookError):
         load_scenario(binary)
+    (hint,) = [d.hint for d in validate_scenario_file(binary)]
+    assert hint == "save the scenario as UTF-8"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: x\ntitle: X\nrunbook: compromised-dependency\nrunbook: leaked-access-key\n",
+     "4:1: error[DR002]: duplicate key 'runbook' (first defined at 3:1)"),
+    ("name: x\ntitle: X\nrunbook: [a, b]\n", "3:10: error[DR003]: runbook: Input should be a valid string"),
+])
+def test_user_key_names_are_never_reworded(text: str, expected: str) -> None:
+    """Only the loader's generic wording ("runbook is … bytes", "save the runbook as UTF-8") is
+    said of a scenario; the user's own key ``runbook`` stays ``runbook`` in messages and paths."""
+    got = [d.format() for d in validate_scenario_text(text, "s.yaml")]
+    assert f"s.yaml:{expected}" in got, got
+    assert not any("'scenario'" in g or "error[DR003]: scenario:" in g for g in got), got
+
+
+def test_validate_and_drill_run_give_the_same_codes(tmp_path: Path) -> None:
+    """The same broken scenario file gets the same DR diagnostics from `stanch validate` and
+    `stanch drill run`: one whose YAML does not parse but whose top-level keys are a scenario's,
+    anywhere; one that is not even a mapping, in a ``drills`` folder. A broken runbook stays RB."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nrunbook: compromised-dependency\ntitle: [unclosed\n", encoding="utf-8")
+    (tmp_path / "drills").mkdir()
+    listed = tmp_path / "drills" / "listed.yaml"
+    listed.write_text("- name: x\n- runbook: compromised-dependency\n", encoding="utf-8")
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text("name: r\nsteps: [unclosed\n", encoding="utf-8")
+    runner = CliRunner()
+
+    def codes(output: str) -> list[str]:
+        return [line.split(": error[")[0] + line.split(": error[")[1][:6] for line in output.splitlines()
+                if ": error[" in line]
+
+    for path, code in ((broken, "DR001"), (listed, "DR003")):
+        validated = runner.invoke(app, ["validate", str(path)])
+        run = runner.invoke(app, ["drill", "run", str(path), "--store", str(tmp_path / "store")])
+        assert validated.exit_code == run.exit_code == 1, (validated.output, run.output)
+        assert codes(validated.output) == codes(run.output) != [], (validated.output, run.output)
+        assert codes(run.output)[0].endswith(f"{code}]"), run.output
+    assert "error[RB001]" in runner.invoke(app, ["validate", str(runbook)]).output
 
 
 GRID = """name: g
