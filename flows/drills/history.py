@@ -44,10 +44,10 @@ class HistoryRow:
                    None if target is None else float(target), failed)
 
 
-def _raw_scorecards(store: Path) -> Iterator[bytes]:
+def _raw_scorecards(store: Path, folder_only: bool = False) -> Iterator[bytes]:
     from flows.store import current
 
-    remote = current()
+    remote = None if folder_only else current()
     if remote is not None:  # the database is the record (the folder is only a working copy)
         yield from remote.named("scorecard.json").values()
         return
@@ -60,12 +60,14 @@ def _raw_scorecards(store: Path) -> Iterator[bytes]:
             continue  # no scorecard: a live incident
 
 
-def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[str, Any]]:
+def iter_scorecards(store: Path, scenario: str | None = None, *,
+                    folder_only: bool = False) -> Iterator[dict[str, Any]]:
     """Every readable ``scorecard.json`` in the store (of ``scenario`` when given), oldest first:
-    the folder ``store``, or the PostgreSQL store when ``STANCH_STORE`` names one. An incident
-    without a scorecard (a live one) or with an unreadable one is skipped."""
+    the folder ``store``, or the PostgreSQL store when ``STANCH_STORE`` names one (``folder_only``:
+    always the folder, as ``--store DIR`` means). An incident without a scorecard (a live one) or
+    with an unreadable one is skipped."""
     cards: list[dict[str, Any]] = []
-    for raw in _raw_scorecards(store):
+    for raw in _raw_scorecards(store, folder_only):
         try:
             card = json.loads(raw)
         except ValueError:
@@ -79,8 +81,8 @@ def iter_scorecards(store: Path, scenario: str | None = None) -> Iterator[dict[s
     return iter(cards)
 
 
-def history(store: Path, scenario: str | None = None) -> list[HistoryRow]:
-    return [HistoryRow.of(c) for c in iter_scorecards(store, scenario)]
+def history(store: Path, scenario: str | None = None, *, folder_only: bool = False) -> list[HistoryRow]:
+    return [HistoryRow.of(c) for c in iter_scorecards(store, scenario, folder_only=folder_only)]
 
 
 def trend(scores: list[int]) -> str:
@@ -95,8 +97,11 @@ def trend(scores: list[int]) -> str:
 
 
 def fmt_seconds(value: float | None) -> str:
+    """A duration for people: ``—`` (none), ``500ms`` (under a second), ``45s``, ``5m00s``."""
     if value is None:
         return "—"
+    if 0 < value < 1:
+        return f"{max(1, round(value * 1000))}ms"
     minutes, seconds = divmod(round(value), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 

@@ -21,8 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from flows.drills.history import fmt_seconds
 from flows.entrypoints.drill_ops_cli import register
-from flows.entrypoints.terminal import console, print_diagnostics, print_error
+from flows.entrypoints.terminal import console, err, print_diagnostics, print_error
 from integrations.errors import RunbookError, StanchError
 
 drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.", no_args_is_help=True)
@@ -30,7 +31,8 @@ drill_app = typer.Typer(help="Tabletop drills: run, schedule, history and trend.
 
 def _summary(card: dict[str, Any]) -> Table:
     """The scorecard as a table; every text that comes from the drill (details, descriptions) is
-    shown literally (``Text``), never as Rich markup."""
+    shown literally (``Text``), never as Rich markup. Targets are formatted as in ``drill history``
+    (``5m00s``); a run that never contained says ``not contained``."""
     ok, fail = Text("pass", "green"), Text("FAIL", "bold red")
     table = Table(title=f"Drill {card['scenario']}: {'PASSED' if card['passed'] else 'FAILED'} "
                         f"— score {card['score']}/100", title_justify="left")
@@ -42,13 +44,14 @@ def _summary(card: dict[str, Any]) -> Table:
     target = card.get("target_time_to_contain_s")
     ttc = card.get("time_to_contain_s")
     met = target is None or (ttc is not None and ttc <= target)
+    measured = f"{ttc:g}s" if ttc is not None else "not contained"
     table.add_row("time to contain", ok if met else fail,
-                  f"{ttc}s (target {target}s)" if target is not None else f"{ttc}s")
+                  f"{measured} (target {fmt_seconds(target)})" if target is not None else measured)
     if card.get("target_time_to_first_decision_s") is not None:
         tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
         met = tfd is not None and tfd <= tgt
         table.add_row("time to first decision", ok if met else fail,
-                      f"{tfd if tfd is not None else 'no decision'}{'s' if tfd is not None else ''} (target {tgt}s)")
+                      f"{f'{tfd:g}s' if tfd is not None else 'no decision'} (target {fmt_seconds(tgt)})")
     for a in card.get("approvers", []):
         answered = a.get("response_s") is not None
         table.add_row(Text(f"approver {a['user']}"), a["decision"] if answered else Text("never answered", "yellow"),

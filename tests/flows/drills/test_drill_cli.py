@@ -195,3 +195,19 @@ def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
 
     assert inject_result(records[2].fired, records[2].survived) == "did not fire"
 
+
+def test_summary_says_not_contained_and_formats_targets() -> None:
+    """A drill that never contained shows ``not contained`` (never ``Nones``); targets are
+    formatted like `drill history` (300.0 s: 5m00s, 0.5 s: 500ms)."""
+    from rich.console import Console
+
+    from flows.entrypoints.drill_cli import _summary
+
+    card = {"scenario": "acm-access-denied", "passed": False, "score": 59, "probes": [],
+            "time_to_contain_s": None, "target_time_to_contain_s": 300.0,
+            "time_to_first_decision_s": 1.25, "target_time_to_first_decision_s": 0.5}
+    console = Console(width=200, record=True)
+    console.print(_summary(card))
+    text = console.export_text()
+    assert "not contained (target 5m00s)" in text and "None" not in text, text
+    assert "1.25s (target 500ms)" in text, text
