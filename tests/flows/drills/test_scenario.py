@@ -127,6 +127,18 @@ def test_schema_is_current_and_models_mirror_the_sandbox() -> None:
         assert f"| {code} |" in doc, f"{code} ({title}) missing from docs/drills.md"
 
 
+def test_docs_list_every_fleet_variant() -> None:
+    """docs/drills.md's variant table and the example's comment name exactly the variants a
+    scenario may use (FleetSpec), which are the sandbox's (VARIANTS) plus grid."""
+    variants = list(typing.get_args(FleetSpec.model_fields["variant"].annotation))
+    doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
+    table = doc.split("### Fleet variants", 1)[1].split("###", 1)[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")]
+    assert sorted(rows) == sorted(variants)
+    comment = next(line for line in doc.splitlines() if line.strip().startswith("variant: default"))
+    assert sorted(v.strip() for v in comment.split("#", 1)[1].split("|")) == sorted(variants)
+
+
 def test_seconds() -> None:
     assert [seconds("500ms"), seconds("30s"), seconds("5m"), seconds("1h"), seconds(2), seconds(None)] == [
         0.5, 30.0, 300.0, 3600.0, 2.0, None]
