@@ -74,7 +74,9 @@ def test_history_and_report_match_the_scorecards(prefect_server: None, tmp_path:
     assert data["scores"] == [c[3] for c in CARDS]
     assert data["time_to_contain_s"] == [c[5] for c in CARDS]
     assert data["dates"] == [c[2] for c in CARDS]
-    assert data["target_time_to_contain_s"] == 600
+    assert data["scenarios"] == ["clean-run"] * 3 and data["passed"] == [c[4] for c in CARDS]
+    assert data["targets"] == [{"target_s": 600, "scenarios": ["clean-run"], "label": "target 10m00s (clean-run)"}]
+    assert data["not_contained"] == []
     assert data["layout"]["legend_covers_a_point"] is False and data["layout"]["time_scale"] == "linear"
     assert all(0.05 < h < 0.95 for h in data["layout"]["time_points_height"]), data["layout"]
     table = (tmp_path / "rep" / "history.md").read_text()
@@ -128,3 +130,35 @@ def test_history_and_report_read_the_store_given(tmp_path: Path, monkeypatch) ->
     res = runner.invoke(app, ["drill", "report", "clean-run", "--store", str(store), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "history.md").read_text().count("| clean-run |") == 3
+
+
+def test_report_over_several_scenarios(tmp_path: Path) -> None:
+    """Scenarios with different targets, minutes apart, one drill that never contained: one
+    series per scenario (points of two scenarios never joined), a labelled target line per
+    distinct target, the non-contained drill marked (not dropped), date tick labels (not `30`)."""
+    from flows.drills.history import render_chart
+
+    store = tmp_path / "s"
+    cards = [("INC-1", "clean", "2026-12-06T08:00:00+00:00", 100, True, 9.5, 300),
+             ("INC-2", "acm-access-denied", "2026-12-06T08:01:30+00:00", 59, False, None, 300),
+             ("INC-3", "approver-silent", "2026-12-06T08:03:00+00:00", 64, False, 5.2, 0.5),
+             ("INC-4", "clean", "2026-12-06T08:04:30+00:00", 100, True, 8.0, 300)]
+    for inc, scenario, started, score, passed, ttc, target in cards:
+        (store / inc).mkdir(parents=True)
+        (store / inc / "scorecard.json").write_text(json.dumps(
+            {"scenario": scenario, "incident_id": inc, "started_at": started, "score": score, "passed": passed,
+             "time_to_contain_s": ttc, "target_time_to_contain_s": target, "probes": []}))
+    rows = history(store)
+    data = render_chart(rows, tmp_path / "trend.png")
+    assert json.loads(Image.open(tmp_path / "trend.png").info["stanch-data"]) == data
+    assert data["scores"] == [c[3] for c in cards] and data["time_to_contain_s"] == [c[5] for c in cards]
+    assert data["scenarios"] == [c[1] for c in cards]
+    assert data["series"] == {"clean": [0, 3], "acm-access-denied": [1], "approver-silent": [2]}
+    assert [(t["target_s"], t["scenarios"], t["label"]) for t in data["targets"]] == [
+        (0.5, ["approver-silent"], "target 500ms (approver-silent)"),
+        (300, ["clean", "acm-access-denied"], "target 5m00s (clean, acm-access-denied)")]
+    assert data["not_contained"] == ["2026-12-06T08:01:30+00:00"]
+    layout = data["layout"]
+    assert layout["legend_covers_a_point"] is False and layout["time_scale"] == "log"
+    assert len(layout["time_points_height"]) == 3 and all(0.0 < h < 1.0 for h in layout["time_points_height"])
+    assert layout["x_tick_labels"] and all(t.startswith("2026-12-06") for t in layout["x_tick_labels"]), layout
