@@ -225,6 +225,26 @@ def _runbook_facts(runbook: Path) -> tuple[str, str | None, bool]:
     return loaded.name, loaded.severity, "inventory" in loaded.inputs
 
 
+#: actions that tell people rather than contain: not counted for time to last containment
+NOTIFICATION_ACTIONS = ("slack.", "aws.ses.", "aws.sns.")
+
+
+def containment_steps(runbook: Path) -> set[str]:
+    """The runbook's containment steps: a mutating action that is not a notification
+    (``NOTIFICATION_ACTIONS``); the scorecard's time to last containment ends at the last of them."""
+    from flows.engine.spec import load_runbook
+    from integrations.base import default_registry
+
+    registry = default_registry()
+    out = set()
+    for step in load_runbook(runbook, registry).runbook.steps:
+        action = str(getattr(step, "action", "") or "")
+        spec = registry.get(action) if action and action in registry.names() else None
+        if spec is not None and spec.mutating and not action.startswith(NOTIFICATION_ACTIONS):
+            out.add(step.id)
+    return out
+
+
 def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) -> tuple[bool, str]:
     """Post the scorecard in the incident's thread: (posted, "ts … in …" or the problem)."""
     from slack_sdk import WebClient
@@ -373,7 +393,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             card = contract.build_scorecard(
                 scenario, incident_id=inc, timeline=events,
                 probe_results={"before": before_results, "after": after_results, "continuous": continuous},
-                injects=records, started_at=started, finished_at=finished, harness_problems=approvers.errors)
+                injects=records, started_at=started, finished_at=finished, harness_problems=approvers.errors,
+                containment_steps=containment_steps(runbook))
             markdown = contract.render_markdown(card)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "scorecard.json").write_text(

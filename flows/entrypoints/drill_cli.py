@@ -47,6 +47,9 @@ def _summary(card: dict[str, Any]) -> Table:
     measured = f"{ttc:g}s" if ttc is not None else "not contained"
     table.add_row("time to contain", ok if met else fail,
                   f"{measured} (target {fmt_seconds(target)})" if target is not None else measured)
+    if card.get("time_to_last_containment_s") is not None:  # not a target: no pass/fail
+        table.add_row("time to last containment", "", f"{card['time_to_last_containment_s']:g}s (last containment "
+                      "step done; time to contain also waits for later approvals)")
     if card.get("target_time_to_first_decision_s") is not None:
         tfd, tgt = card.get("time_to_first_decision_s"), card["target_time_to_first_decision_s"]
         met = tfd is not None and tfd <= tgt
