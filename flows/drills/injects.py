@@ -4,7 +4,8 @@ Owns: ``InjectRecord`` (what the scorecard shows: kind, description, fired, surv
 ``Injector``, which the runner calls on every tick with the run's timeline, and ``install`` (the
 probes' call counters, before the run). Triggers: an offset from the run's start (``at: 30s``,
 counted from the run's ``run.started`` event, which the runner passes in with ``run_started``;
-nothing offset fires before it),
+nothing offset fires before it; ``at: 0s`` is the same as no trigger: at once, before the run's
+first call),
 ``on: {step_started: X}`` or ``at_step: X`` (the same: when step X starts, read from the
 incident's timeline, since the run is a child process), ``on: {calls: N, operation: Op}`` (a
 latency-only, 0 ms rule on the drill's moto counts the calls of ``Op``; the inject arms once it
@@ -203,8 +204,8 @@ class Injector:
             return step in started_steps
         if inj.on is not None and inj.on.calls:
             return calls.get(i, 0) >= inj.on.calls
-        if inj.at is None and not getattr(inj, "from_", None):
-            return True  # no trigger, no offset: at once, before the run makes its first call
+        if not _seconds(inj.at) and not getattr(inj, "from_", None):
+            return True  # no trigger, no offset (or at: 0s): at once, before the run makes its first call
         if self.t0 is None:
             return False  # an offset counts from the run's run.started
         return self.clock() - self.t0 >= (_seconds(inj.at) or 0.0)

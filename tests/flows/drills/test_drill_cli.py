@@ -160,10 +160,10 @@ def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
         fault_server: tuple[str, FaultInjector]) -> None:
     """``at:`` counts from the run's ``run.started``, not from when the injector was made (the
     run starts seconds later); a Slack outage's ``fired`` is the Slack calls it refused: a
-    1-second window nobody called into did not fire."""
+    1-second window nobody called into did not fire. ``at: 0s`` is at once (slack-down)."""
     url, injector = fault_server
     now = [100.0]
-    injects = [SlackOutage.model_validate({"kind": "slack_outage", "for": "1s", "at": "0s"}),
+    injects = [SlackOutage.model_validate({"kind": "slack_outage", "for": "1s", "at": "1s"}),
                AwsFault(kind="aws_fault", service="iam", operation="*", error="Throttling", at="2s"),
                SlackOutage.model_validate({"kind": "slack_outage", "at": "5s", "for": "1s"})]
     with SlackStandIn() as slack:
@@ -177,15 +177,15 @@ def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
         inj.tick(set(), None)
         assert slack_up() and injector.rules() == []
         inj.tick(set(), None, run_started=True)  # run.started at 103
-        assert slack_up() is False  # the first window is open: this call is refused
-        now[0] = 104.5
+        assert slack_up() and injector.rules() == []
+        now[0] = 104.0
         inj.tick(set(), None)
-        assert slack_up() and [r.code for r in injector.rules()] == []  # 1 s window closed; iam due at 105
+        assert slack_up() is False  # the first window (104-105) is open: this call is refused
         now[0] = 105.0
         inj.tick(set(), None)
-        assert [r.code for r in injector.rules()] == ["Throttling"]
+        assert slack_up() and [r.code for r in injector.rules()] == ["Throttling"]  # closed; iam due at 105
         now[0] = 108.0
-        inj.tick(set(), None)  # the second window opens (108) and nobody calls Slack in it
+        inj.tick(set(), None)  # the second window opens (108-109) and nobody calls Slack in it
         now[0] = 109.5
         inj.tick(set(), None)
         records = inj.finish(run_succeeded=True)
@@ -194,6 +194,9 @@ def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
     from flows.drills.scorecard import inject_result
 
     assert inject_result(records[2].fired, records[2].survived) == "did not fire"
+    at_once = Injector([SlackOutage.model_validate({"kind": "slack_outage", "at": "0s", "for": "run"})], url, None,
+                       clock=lambda: now[0])
+    assert at_once._due(0, at_once.injects[0], set(), {})  # before run.started
 
 
 def test_summary_says_not_contained_and_formats_targets() -> None:
