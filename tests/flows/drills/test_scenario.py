@@ -117,8 +117,8 @@ def test_stanch_validate_reports_scenario_diagnostics(tmp_path: Path) -> None:
 
 def test_schema_is_current_and_models_mirror_the_sandbox() -> None:
     assert schema.main(["--check"]) == 0, "run `make docs` (python -m flows.drills.schema)"
-    # Drills seed the flagship's fleets; the runbook-library variants (leaked-key, tenants, …) seed other
-    # services and have no drill scenarios yet — every drill variant must still be one the sandbox knows.
+    # Every drill variant is one the sandbox seeds: the flagship's fleets and the runbook-library
+    # variants (leaked-key, tenants, ci-action, signing: the bundled *-clean and approver-silent drills).
     drill_variants = set(typing.get_args(FleetSpec.model_fields["variant"].annotation))
     assert drill_variants - {"grid"} == set(VARIANTS)  # grid is generated: integrations.sandbox.fleet_grid
     assert all(code.startswith("DR") for code in DRILL_CODES)
