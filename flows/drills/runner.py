@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,13 @@ MAX_RESUMES = 3
 
 class DrillInterrupted(Exception):
     """The drill was stopped from outside (Ctrl-C, SIGTERM): no scorecard is written."""
+
+
+#: called with the reason once an interrupted drill has cleaned up (run killed, sandbox stopped,
+#: ``.drills/<incident>`` removed), before ``run_drill`` returns; ``stanch drill run`` uses it to
+#: exit at once when the Prefect API went away with the process group (the flow engine would
+#: otherwise retry recording the flow run's end for minutes)
+on_interrupted: list[Callable[[str], None]] = []
 
 
 @dataclass
@@ -412,6 +420,8 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
         why = str(exc) if isinstance(exc, DrillInterrupted) else "SIGINT (Ctrl-C)"
+        for hook in list(on_interrupted):
+            hook(f"{why}; the run and the drill's sandbox were stopped, no scorecard written")
         return DrillResult(incident_id=inc, folder=folder, scorecard=None, exit_code=130,
                            interrupted=f"{why}; the run and the drill's sandbox were stopped, no scorecard written")
     if not keep:

@@ -9,7 +9,10 @@ same ``drill_app`` from ``flows.entrypoints.drill_ops_cli``. Work lives in ``flo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,7 +79,9 @@ def _summary(card: dict[str, Any]) -> Table:
 def _interruptible(stopped: list[str]) -> Iterator[None]:
     """While a drill runs: the first SIGINT/SIGTERM is recorded in ``stopped`` and raised as
     ``KeyboardInterrupt`` (the runner then kills the run and the sandbox, writes no scorecard);
-    later ones are ignored so that clean-up is not cut short. Main thread only."""
+    later ones are ignored so that clean-up is not cut short. Once the runner has cleaned up, the
+    process exits at once if the Prefect API went away too (``_exit_if_prefect_gone``). Main
+    thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -87,12 +92,57 @@ def _interruptible(stopped: list[str]) -> Iterator[None]:
         stopped.append("SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name)
         raise KeyboardInterrupt
 
+    from flows.drills import runner
+
     before = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    runner.on_interrupted.append(_exit_if_prefect_gone)
     try:
         yield
     finally:
+        runner.on_interrupted.remove(_exit_if_prefect_gone)
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def _prefect_gone() -> bool:
+    """Whether this process's Prefect API went away: its temporary server died with the process
+    group on Ctrl-C (it gets the same SIGINT: given half a second to stop listening), or the API
+    does not answer ``/health`` within a second."""
+    import time
+
+    import httpx
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    time.sleep(0.5)
+    servers = [s for s in SubprocessASGIServer._instances.values() if s.server_process is not None]
+    if any(s.server_process is not None and s.server_process.poll() is not None for s in servers):
+        return True
+    urls = [s.api_url for s in servers] or ([str(PREFECT_API_URL.value())] if PREFECT_API_URL.value() else [])
+    for url in urls:
+        try:
+            if httpx.get(f"{url.rstrip('/')}/health", timeout=1.0).status_code != 200:
+                return True
+        except httpx.HTTPError:
+            return True
+    return False
+
+
+def _exit_if_prefect_gone(why: str) -> None:
+    """Runner hook after an interrupted drill cleaned up: with the Prefect API gone, nothing is
+    left to record, and Prefect's engine would retry for minutes and print tracebacks: say so in
+    one line and exit 130 now (any temporary Prefect server of ours is stopped first)."""
+    if not _prefect_gone():
+        return  # the flow run ends normally; run() prints the line
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        with contextlib.suppress(Exception):  # already gone: nothing to stop
+            server.stop()
+    err.print(Text(f"drill interrupted: {why}"), soft_wrap=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _interrupted(why: str) -> NoReturn:

@@ -137,7 +137,10 @@ def test_ctrl_c_in_the_drill_kills_the_run(fakes: dict[str, Any], tmp_path: Path
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner.time, "sleep", interrupted)
+    told: list[str] = []  # `stanch drill run` exits from here when the Prefect API went away too
+    monkeypatch.setattr(runner, "on_interrupted", [told.append])
     result = runner.run_drill(SCENARIO, store=tmp_path, incident_id="INC-T3", tick=0.0)
+    assert told == [result.interrupted]
     assert result.exit_code == 130 and result.interrupted.startswith("SIGINT (Ctrl-C)")
     assert fakes["procs"][0].killed and fakes["commands"] == ["run"]
     assert not (tmp_path / "INC-T3" / "scorecard.json").exists() and not (tmp_path / ".drills" / "INC-T3").exists()
