@@ -2,7 +2,10 @@
 
 Owns: ``InjectRecord`` (what the scorecard shows: kind, description, fired, survived, retried),
 ``Injector``, which the runner calls on every tick with the run's timeline, and ``install`` (the
-probes' call counters, before the run). Triggers: an offset from the start (``at: 30s``),
+probes' call counters, before the run). Triggers: an offset from the run's start (``at: 30s``,
+counted from the run's ``run.started`` event, which the runner passes in with ``run_started``;
+nothing offset fires before it; ``at: 0s`` is the same as no trigger: at once, before the run's
+first call),
 ``on: {step_started: X}`` or ``at_step: X`` (the same: when step X starts, read from the
 incident's timeline, since the run is a child process), ``on: {calls: N, operation: Op}`` (a
 latency-only, 0 ms rule on the drill's moto counts the calls of ``Op``; the inject arms once it
@@ -14,9 +17,11 @@ run and put back when the trigger fires — the run's scope did not see it, the 
 What an AWS fault did is read back from the sandbox at the end (``finish``): ``fired`` (calls it
 faulted or delayed), ``retried`` (of those, the same call came again) and ``survived`` (of those,
 the same call then succeeded); the fault rules are then removed, so the after-probes read a
-healthy sandbox. Effects go only through the sandbox's control endpoints (``/_fault`` on moto
-and on the Slack stand-in, ``/_killpoint`` on moto), the drill's own inventory file, or a
-SIGKILL of the run process the runner started.
+healthy sandbox. A Slack outage's ``fired`` is the Slack calls it refused (503), read back from
+the Slack stand-in's call record (``/_calls``) for its window; none refused: it did not fire.
+Effects go only through the sandbox's control endpoints (``/_fault`` on moto and on the Slack
+stand-in, ``/_killpoint`` on moto), the drill's own inventory file, or a SIGKILL of the run
+process the runner started.
 
 Must not touch: any process or endpoint that is not this drill's.
 """
@@ -125,18 +130,21 @@ class Injector:
     """Arms each inject when its trigger is met; the runner supplies the sandbox and the run's pid."""
 
     def __init__(self, injects: list[Any], moto_url: str, slack_root: str | None,
-                 clock: Callable[[], float] = time.monotonic, inventory: Path | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, inventory: Path | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.injects = injects
         self.inventory = inventory
         self.moto_url = moto_url.rstrip("/")
         self.slack_root = slack_root
         self.clock = clock
-        self.t0 = clock()
+        self.wall = wall
+        self.t0: float | None = None  # the run's run.started (run_started); offsets count from it
         self.records = [InjectRecord(kind=i.kind, description=describe(i)) for i in injects]
         self._armed = [False] * len(injects)
         self._fault_ids: dict[int, str] = {}
         self._outage_from: dict[int, float] = {}  # slack_outage due, its window opens at this clock time
         self._outage_until: dict[int, float | None] = {}
+        self._windows: dict[int, list[list[float | None]]] = {}  # slack_outage -> [opened, closed] (wall)
         self.killed = 0  # kills of the run process done by us or by a kill point we set
         self._kill_ids: dict[int, str] = {}
         self._counters: dict[int, str] = {}  # inject -> latency-only rule counting its trigger's calls
@@ -184,17 +192,29 @@ class Injector:
         return {i: fired.get(rid, 0) for i, rid in self._counters.items()}
 
     # -- triggers
+    def run_started(self) -> None:
+        """The run's ``run.started`` was seen: time offsets (``at:``, ``from:`` without a trigger)
+        count from now. Only the first call counts (a resume does not restart the clock)."""
+        if self.t0 is None:
+            self.t0 = self.clock()
+
     def _due(self, i: int, inj: Any, started_steps: set[str], calls: dict[int, int]) -> bool:
         step = _step_trigger(inj)
         if step is not None:
             return step in started_steps
         if inj.on is not None and inj.on.calls:
             return calls.get(i, 0) >= inj.on.calls
-        offset = _seconds(inj.at) or 0.0
-        return self.clock() - self.t0 >= offset
+        if not _seconds(inj.at) and not getattr(inj, "from_", None):
+            return True  # no trigger, no offset (or at: 0s): at once, before the run makes its first call
+        if self.t0 is None:
+            return False  # an offset counts from the run's run.started
+        return self.clock() - self.t0 >= (_seconds(inj.at) or 0.0)
 
-    def tick(self, started_steps: set[str], run_pid: int | None) -> bool:
-        """Arm what is due; returns True if this tick SIGKILLed the run."""
+    def tick(self, started_steps: set[str], run_pid: int | None, run_started: bool = False) -> bool:
+        """Arm what is due (``run_started``: the run's ``run.started`` is in its timeline); returns
+        True if this tick SIGKILLed the run."""
+        if run_started:
+            self.run_started()
         killed = False
         waiting = [i for i in self._counters if not self._armed[i]]
         calls = self._calls_seen() if waiting else {}
@@ -257,7 +277,7 @@ class Injector:
         if self.slack_root is None:
             raise ConfigurationError("slack_outage needs the drill's Slack stand-in")
         _call("POST", f"{self.slack_root}/_fault", {"method": "*", "count": 10**9, "status": 503})
-        self.records[i].fired += 1
+        self._windows.setdefault(i, []).append([self.wall(), None])  # fired: the calls refused in it
         length = None if inj.for_ == "run" else _seconds(inj.for_)
         self._outage_until[i] = None if length is None else self.clock() + length
 
@@ -265,6 +285,19 @@ class Injector:
         if self.slack_root is not None:
             _call("DELETE", f"{self.slack_root}/_fault")
         self._outage_until.pop(i, None)
+        for window in self._windows.get(i, []):
+            if window[1] is None:
+                window[1] = self.wall()
+
+    def _refused_slack_calls(self) -> None:
+        """Each Slack outage's ``fired``: the calls the stand-in answered 503 inside its windows."""
+        if not self._windows or self.slack_root is None:
+            return
+        calls = _call("GET", f"{self.slack_root}/_calls").get("calls", [])
+        refused = [float(c.get("time", 0)) for c in calls if c.get("status") == 503]
+        for i, windows in self._windows.items():
+            self.records[i].fired = sum(1 for t in refused for lo, hi in windows
+                                        if lo is not None and lo <= t and (hi is None or t <= hi))
 
     def kill_points_fired(self) -> int:
         """How many of our kill points fired since the last call (the run died on one)."""
@@ -292,6 +325,7 @@ class Injector:
         self._outage_from.clear()
         for i in list(self._outage_until):
             self._end_outage(i)
+        self._refused_slack_calls()
         if self._fault_ids:
             rules = _call("GET", f"{self.moto_url}/_fault")
             rules = rules.get("rules", rules) if isinstance(rules, dict) else rules

@@ -13,10 +13,16 @@ How a drill runs (each step is the real thing, nothing is mocked):
    runner watches the incident's timeline: it arms injects on their triggers, answers approvals
    as each scenario approver (``submit_decision`` with ``slack:U…``, the path Slack clicks take;
    ``silent`` never answers, so the approval expires), runs continuous probes at the interval.
-   After a kill, the run is continued with ``stanch resume INCIDENT`` (same child-process way).
+   After the scenario's own kill (a SIGKILL the injector sent or a kill point that fired, each
+   counted once), the run is continued with ``stanch resume INCIDENT`` (same child-process way,
+   at most ``MAX_RESUMES`` times); a run stopped by SIGINT/SIGTERM is never resumed (``after_exit``).
+   Interrupted (Ctrl-C / SIGTERM in this process, or the run stopped by one): the run is killed,
+   the sandbox stopped, ``<store>/.drills/<incident>`` removed (unless ``keep``) and no scorecard
+   written; ``DrillResult.exit_code`` is 130 and ``interrupted`` says why.
 4. After-probes, ``build_scorecard``; ``scorecard.json``/``scorecard.md`` into the incident
    folder, the scorecard posted in the incident's Slack thread (``slack.header`` event), a Prefect
-   markdown artifact. ``exit_code`` 0 when everything passed, 1 otherwise.
+   markdown artifact (a failure there is one line on stderr, not an error: the scorecard is the
+   record). ``exit_code`` 0 when everything passed, 1 otherwise.
 
 The store: a folder, or PostgreSQL (``store_url``; ``run_drill_flow`` passes ``STANCH_STORE``
 through when it is ``postgresql://…``): then the run and its resumes write the database (their
@@ -34,11 +40,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,14 +68,44 @@ from integrations.settings import StanchSettings
 _CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
 
 
+#: exit codes of a run that was stopped from outside (SIGINT/SIGTERM, or exited 128+N on one): an
+#: interruption of the drill, never the scenario's own kill (that is a SIGKILL the runner causes)
+_INTERRUPTED = {-signal.SIGINT: "SIGINT (Ctrl-C)", -signal.SIGTERM: "SIGTERM",
+                128 + signal.SIGINT: "SIGINT (Ctrl-C)", 128 + signal.SIGTERM: "SIGTERM"}
+MAX_RESUMES = 3
+
+
+class DrillInterrupted(Exception):
+    """The drill was stopped from outside (Ctrl-C, SIGTERM): no scorecard is written."""
+
+
+#: called with the reason once an interrupted drill has cleaned up (run killed, sandbox stopped,
+#: ``.drills/<incident>`` removed), before ``run_drill`` returns; ``stanch drill run`` uses it to
+#: exit at once when the Prefect API went away with the process group (the flow engine would
+#: otherwise retry recording the flow run's end for minutes)
+on_interrupted: list[Callable[[str], None]] = []
+
+
 @dataclass
 class DrillResult:
     incident_id: str
     folder: Path
-    scorecard: Any
-    exit_code: int
+    scorecard: Any  # None when the drill was interrupted
+    exit_code: int  # 0 passed, 1 failed, 130 interrupted (no scorecard)
     injects: list[InjectRecord] = field(default_factory=list)
     slack: str = ""  # "ts <ts> in <channel>" of the posted scorecard, or why it was not posted
+    interrupted: str = ""  # why the drill stopped before its scorecard (then exit_code 130)
+
+
+def after_exit(code: int, *, scenario_kills: int, resumes: int) -> str:
+    """What the runner does when the run process exited with ``code``: ``"resume"`` (the
+    scenario's own kill stopped it: ``scenario_kills`` kills since the last exit, i.e. a SIGKILL
+    the injector sent or a kill point that fired; at most ``MAX_RESUMES``), ``"interrupted"`` (it
+    was stopped from outside: SIGINT/SIGTERM, the drill is being interrupted — never resumed) or
+    ``"done"`` (it finished, or died of something the scenario did not do)."""
+    if code in _INTERRUPTED:
+        return "interrupted"
+    return "resume" if scenario_kills > 0 and resumes < MAX_RESUMES else "done"
 
 
 def _events(folder: Path) -> list[dict[str, Any]]:
@@ -195,6 +233,26 @@ def _runbook_facts(runbook: Path) -> tuple[str, str | None, bool]:
     return loaded.name, loaded.severity, "inventory" in loaded.inputs
 
 
+#: actions that tell people rather than contain: not counted for time to last containment
+NOTIFICATION_ACTIONS = ("slack.", "aws.ses.", "aws.sns.")
+
+
+def containment_steps(runbook: Path) -> set[str]:
+    """The runbook's containment steps: a mutating action that is not a notification
+    (``NOTIFICATION_ACTIONS``); the scorecard's time to last containment ends at the last of them."""
+    from flows.engine.spec import load_runbook
+    from integrations.base import default_registry
+
+    registry = default_registry()
+    out = set()
+    for step in load_runbook(runbook, registry).runbook.steps:
+        action = str(getattr(step, "action", "") or "")
+        spec = registry.get(action) if action and action in registry.names() else None
+        if spec is not None and spec.mutating and not action.startswith(NOTIFICATION_ACTIONS):
+            out.add(step.id)
+    return out
+
+
 def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) -> tuple[bool, str]:
     """Post the scorecard in the incident's thread: (posted, "ts … in …" or the problem)."""
     from slack_sdk import WebClient
@@ -218,14 +276,23 @@ def _post_to_slack(sb: DrillSandbox, folder: Path, markdown: str, channel: str) 
     return True, f"ts {resp.get('ts')} in {resp.get('channel')} (thread {where.get('thread_ts', 'none')})"
 
 
-def _artifact(incident_id: str, markdown: str) -> None:
+def _artifact(incident_id: str, markdown: str) -> str:
+    """The Prefect markdown artifact of the scorecard; "" or one line saying why it is missing.
+    A failure here (e.g. the Prefect API went away) is not the drill's: scorecard.md is the record."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is None:
-        return  # outside a flow run (plain CLI call): scorecard.md is the record
-    create_markdown_artifact(markdown=markdown, key=f"drill-{incident_id.lower()}"[:64].replace("_", "-"),
-                             description=f"Drill scorecard for {incident_id}")
+        return ""  # outside a flow run (plain CLI call): scorecard.md is the record
+    try:
+        create_markdown_artifact(markdown=markdown, key=f"drill-{incident_id.lower()}"[:64].replace("_", "-"),
+                                 description=f"Drill scorecard for {incident_id}")
+    except Exception as exc:  # any Prefect/HTTP error: one line, the scorecard stands
+        note = f"drill {incident_id}: no Prefect artifact ({type(exc).__name__}: {str(exc)[:200]}); " \
+               "scorecard.md is the record"
+        print(note, file=sys.stderr)
+        return note
+    return ""
 
 
 def _counters(scenario: Any) -> list[dict[str, Any]]:
@@ -253,91 +320,110 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
     # where the run's timeline is written: the store itself, or with PostgreSQL the run's working copy
     live = home / "sandbox" / "incidents" / inc if store_url else folder
     started = datetime.now(UTC)
-    with DrillSandbox(home / "sandbox", scenario.fleet.sandbox_variant()) as sb:
-        assert sb.state is not None
-        install(sb.moto_url, _counters(scenario))  # before anything runs: a counter sees every call
-        before_results = _run_probes(scenario.probes.before, _probe_context(sb, live, {}))
-        before_obs = {r.name: r.observed for r in before_results}
-        env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
-               "STANCH_STORE": store_url or str(store), "PYTHONPATH": str(REPO)}
-        # the run's home is inside the store: it signs with this installation's key (verifiable here)
-        env.update(key_for_children(StanchSettings()))
-        env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
-        env["STANCH_RUN_TAGS"] = f"scenario:{scenario.name}"  # tags the runbook's own flow run
-        if scenario.approval_expires:
-            env["STANCH_DRILL_APPROVAL_EXPIRES"] = str(contract.seconds(scenario.approval_expires))
-        env["PREFECT_API_URL"] = _prefect_api_url()
-        inputs = run_inputs(scenario.inputs, inventory=sb.state.inventory_path, fleet=sb.fleet(),
-                            accepts_inventory=accepts_inventory)
-        runbook_path = str(runbook)
-        cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
-        injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
-                            inventory=sb.state.inventory_path)
-        injector.prepare()
-        approvers = _Approvers(list(scenario.approvers), store, inc)
-        continuous: list[Any] = []
-        interval = contract.seconds(getattr(scenario.probes, "interval", None) or "2s") or 2.0
-        next_probe = time.monotonic() + interval
-        deadline = time.monotonic() + timeout
-        resumes = 0
-        out = None if echo else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=str(home))
-        try:
-            while True:
-                events = _events(live)
-                started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
-                killed = injector.tick(started_steps, proc.pid if proc.poll() is None else None)
-                approvers.tick(events)
-                if scenario.probes.continuous and time.monotonic() >= next_probe:
-                    continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, live, before_obs))
-                    next_probe = time.monotonic() + interval
-                code = proc.poll()
-                if code is not None:
-                    killed = killed or code == -9 or injector.kill_points_fired() > 0
-                    if killed and resumes < 3:
-                        resumes += 1
-                        proc = subprocess.Popen([*_CLI, "resume", inc], env=env, stdout=out, stderr=out, cwd=str(home))
-                        continue
-                    break
-                if time.monotonic() > deadline:
+    try:
+        with DrillSandbox(home / "sandbox", scenario.fleet.sandbox_variant()) as sb:
+            assert sb.state is not None
+            install(sb.moto_url, _counters(scenario))  # before anything runs: a counter sees every call
+            before_results = _run_probes(scenario.probes.before, _probe_context(sb, live, {}))
+            before_obs = {r.name: r.observed for r in before_results}
+            env = {**os.environ, **sb.state.environment(), "STANCH_HOME": str(home / "sandbox"),
+                   "STANCH_STORE": store_url or str(store), "PYTHONPATH": str(REPO)}
+            # the run's home is inside the store: it signs with this installation's key (verifiable here)
+            env.update(key_for_children(StanchSettings()))
+            env.setdefault("STANCH_SLACK_CHANNEL", "#incident")
+            env["STANCH_RUN_TAGS"] = f"scenario:{scenario.name}"  # tags the runbook's own flow run
+            if scenario.approval_expires:
+                env["STANCH_DRILL_APPROVAL_EXPIRES"] = str(contract.seconds(scenario.approval_expires))
+            env["PREFECT_API_URL"] = _prefect_api_url()
+            inputs = run_inputs(scenario.inputs, inventory=sb.state.inventory_path, fleet=sb.fleet(),
+                                accepts_inventory=accepts_inventory)
+            runbook_path = str(runbook)
+            cmd = [*_CLI, "run", runbook_path, "--drill", "--incident-id", inc, "--initiator", "drill", *inputs]
+            injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
+                                inventory=sb.state.inventory_path)
+            injector.prepare()
+            approvers = _Approvers(list(scenario.approvers), store, inc)
+            continuous: list[Any] = []
+            interval = contract.seconds(getattr(scenario.probes, "interval", None) or "2s") or 2.0
+            next_probe = time.monotonic() + interval
+            deadline = time.monotonic() + timeout
+            resumes = 0
+            scenario_kills = 0  # kills the scenario caused since the run process last exited
+            out = None if echo else subprocess.DEVNULL
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=str(home))
+            try:
+                while True:
+                    events = _events(live)
+                    started_steps = {str(e["step"]) for e in events if e["kind"] == "step.started"}
+                    run_started = any(e["kind"] == "run.started" for e in events)
+                    if injector.tick(started_steps, proc.pid if proc.poll() is None else None, run_started):
+                        scenario_kills += 1
+                    approvers.tick(events)
+                    if scenario.probes.continuous and time.monotonic() >= next_probe:
+                        continuous += _run_probes(scenario.probes.continuous, _probe_context(sb, live, before_obs))
+                        next_probe = time.monotonic() + interval
+                    code = proc.poll()
+                    if code is not None:
+                        # read on every exit, so a kill point counts once, for the exit it caused
+                        scenario_kills += injector.kill_points_fired()
+                        action = after_exit(code, scenario_kills=scenario_kills, resumes=resumes)
+                        if action == "interrupted":
+                            raise DrillInterrupted(f"the run was stopped by {_INTERRUPTED[code]}")
+                        scenario_kills = 0
+                        if action == "resume":
+                            resumes += 1
+                            proc = subprocess.Popen([*_CLI, "resume", inc], env=env, stdout=out, stderr=out,
+                                                    cwd=str(home))
+                            continue
+                        break
+                    if time.monotonic() > deadline:
+                        proc.kill()
+                        proc.wait()
+                        break
+                    time.sleep(tick)
+            except BaseException:  # never leave a run of ours behind (Ctrl-C, a probe error, …)
+                if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-                    break
-                time.sleep(tick)
-        except BaseException:  # never leave a run of ours behind (Ctrl-C, a probe error, …)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise
-        for t in approvers.threads:
-            t.join(timeout=35)
-        approvers.errors += [f"a scripted approver's decision was still pending after 35 s ({t.name})"
-                             for t in approvers.threads if t.is_alive()]
-        if store_url:  # the database is the record: this process's working copy from it
-            materialize(open_store(store_url), inc, folder)
-        events = _events(folder)
-        outcome = next(((e.get("data") or {}).get("outcome") for e in reversed(events)
-                        if e["kind"] == "run.finished"), None)
-        records = injector.finish(run_succeeded=outcome == "succeeded")
-        after_results = _run_probes(scenario.probes.after, _probe_context(sb, folder, before_obs))
-        finished = datetime.now(UTC)
-        card = contract.build_scorecard(
-            scenario, incident_id=inc, timeline=events,
-            probe_results={"before": before_results, "after": after_results, "continuous": continuous},
-            injects=records, started_at=started, finished_at=finished, harness_problems=approvers.errors)
-        markdown = contract.render_markdown(card)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "scorecard.json").write_text(
-            json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-        (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
-        posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
-        if not posted:
-            (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")
-        if store_url:  # the PostgreSQL store keeps the scorecard too
-            for name in ("scorecard.json", "scorecard.md", "scorecard.slack-error.txt"):
-                if (folder / name).is_file():
-                    open_store(store_url).put(inc, name, (folder / name).read_bytes())
-        _artifact(inc, markdown)
+                raise
+            for t in approvers.threads:
+                t.join(timeout=35)
+            approvers.errors += [f"a scripted approver's decision was still pending after 35 s ({t.name})"
+                                 for t in approvers.threads if t.is_alive()]
+            if store_url:  # the database is the record: this process's working copy from it
+                materialize(open_store(store_url), inc, folder)
+            events = _events(folder)
+            outcome = next(((e.get("data") or {}).get("outcome") for e in reversed(events)
+                            if e["kind"] == "run.finished"), None)
+            records = injector.finish(run_succeeded=outcome == "succeeded")
+            after_results = _run_probes(scenario.probes.after, _probe_context(sb, folder, before_obs))
+            finished = datetime.now(UTC)
+            card = contract.build_scorecard(
+                scenario, incident_id=inc, timeline=events,
+                probe_results={"before": before_results, "after": after_results, "continuous": continuous},
+                injects=records, started_at=started, finished_at=finished, harness_problems=approvers.errors,
+                containment_steps=containment_steps(runbook))
+            markdown = contract.render_markdown(card)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "scorecard.json").write_text(
+                json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+            (folder / "scorecard.md").write_text(markdown, encoding="utf-8")
+            posted, slack_note = _post_to_slack(sb, folder, markdown, env["STANCH_SLACK_CHANNEL"])
+            if not posted:
+                (folder / "scorecard.slack-error.txt").write_text(slack_note + "\n", encoding="utf-8")
+            if store_url:  # the PostgreSQL store keeps the scorecard too
+                for name in ("scorecard.json", "scorecard.md", "scorecard.slack-error.txt"):
+                    if (folder / name).is_file():
+                        open_store(store_url).put(inc, name, (folder / name).read_bytes())
+            _artifact(inc, markdown)
+    except (KeyboardInterrupt, DrillInterrupted) as exc:  # stopped from outside: no scorecard, nothing left
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+        why = str(exc) if isinstance(exc, DrillInterrupted) else "SIGINT (Ctrl-C)"
+        for hook in list(on_interrupted):
+            hook(f"{why}; the run and the drill's sandbox were stopped, no scorecard written")
+        return DrillResult(incident_id=inc, folder=folder, scorecard=None, exit_code=130,
+                           interrupted=f"{why}; the run and the drill's sandbox were stopped, no scorecard written")
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
     return DrillResult(incident_id=inc, folder=folder, scorecard=card, exit_code=0 if card.passed else 1,
@@ -359,7 +445,9 @@ def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False,
     call gets a new incident id; ``echo`` shows the run's progress on stdout. The flow run is tagged
     ``runbook:``/``drill``/``severity:``/``scenario:`` (``run_drill``). Returns the scorecard
     as JSON plus ``exit_code`` (1: a probe or target failed). The flow run completes either way
-    (a failed drill is a result, not a crash); it fails only when the drill could not run."""
+    (a failed drill is a result, not a crash); it fails only when the drill could not run. An
+    interrupted drill (Ctrl-C, SIGTERM) returns ``exit_code`` 130, ``interrupted`` (why) and no
+    scorecard (``scorecard`` None): nothing is written that history or scoring would count."""
     from integrations.settings import StanchSettings
 
     settings = StanchSettings()
@@ -368,4 +456,5 @@ def run_drill_flow(scenario: str = "clean", store: str = "", keep: bool = False,
     url = None if store else settings.store_url
     result = run_drill(contract.resolve_scenario(scenario), store=target, keep=keep, echo=echo, store_url=url)
     return {"incident_id": result.incident_id, "folder": str(result.folder), "exit_code": result.exit_code,
-            "scorecard": result.scorecard.model_dump(mode="json")}
+            "scorecard": result.scorecard.model_dump(mode="json") if result.scorecard is not None else None,
+            "interrupted": result.interrupted}

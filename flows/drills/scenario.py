@@ -90,11 +90,28 @@ class ScenarioDiagnostic(Diagnostic):
         return DRILL_CODES[self.code]
 
 
+#: the loader's generic wording about "the runbook" file (``flows.engine.spec.loader``), as said of
+#: a scenario; only these phrases change, never a key name or value quoted in a message
+_GENERIC = (("runbook is ", "scenario is "), ("cannot read runbook", "cannot read scenario"),
+            ("save the runbook as", "save the scenario as"))
+
+
+def _about_scenario(text: str | None) -> str | None:
+    if text is None:
+        return None
+    for old, new in _GENERIC:  # each is how the loader's message or hint starts
+        if text.startswith(old):
+            return new + text[len(old):]
+    return text
+
+
 def _dr(d: Diagnostic) -> ScenarioDiagnostic:
-    """A loader diagnostic (RB0xx) as the scenario's DR0xx, message unchanged."""
+    """A loader diagnostic (RB0xx) as the scenario's DR0xx; only the loader's generic wording
+    about the file ("runbook is … bytes", "cannot read runbook", "save the runbook as UTF-8") is
+    said of a scenario — a user's key (``duplicate key 'runbook'``) or field path stays as written."""
     code = d.code if d.code.startswith("DR") else "DR" + d.code[2:]
-    return ScenarioDiagnostic(d.file, d.line, d.col, code, d.message.replace("runbook", "scenario"),
-                              d.severity, d.hint)
+    return ScenarioDiagnostic(d.file, d.line, d.col, code, _about_scenario(d.message) or "", d.severity,
+                              _about_scenario(d.hint))
 
 
 # ------------------------------------------------------------------ durations
@@ -346,7 +363,7 @@ def _shape_diagnostics(exc: ValidationError, data: dict[str, Any], smap: SourceM
         loc = tuple("from" if p == "from_" else "for" if p == "for_" else "with" if p == "with_" else p
                     for p in err["loc"])
         path, rest = _resolve(loc, data)
-        where = _dotted(path).replace("runbook", "scenario")
+        where = _dotted(path) if path else "scenario"  # the top level; a field path stays as written
         kind = err["type"]
         code = "DR003"
         at_value = True
@@ -563,19 +580,32 @@ def load_scenario(path: str | Path) -> Scenario:
 SCENARIO_KEYS = frozenset({"runbook", "probes", "injects", "fleet", "approvers", "targets", "approval_expires"})
 
 
+_TOP_KEY = re.compile(r"^(['\"]?)([A-Za-z_][\w-]*)\1[ \t]*:", re.MULTILINE)
+
+
 def is_scenario_file(path: str | Path) -> bool:
-    """Whether ``stanch validate`` should read ``path`` as a drill scenario rather than a runbook:
-    it lives in a folder named ``drills``, or its top level is a mapping with a scenario key
-    (``runbook:``, ``probes:``, ``injects:`` …) and no ``steps:``. Parsed with the runbook loader's
-    limits, so a hostile file costs no more here than when it is validated."""
+    """Whether ``stanch validate`` should read ``path`` as a drill scenario rather than a runbook
+    (and so report the DR codes ``stanch drill run`` reports for it): it lives in a folder named
+    ``drills``, or its top level is a mapping with a scenario key (``runbook:``, ``probes:``,
+    ``injects:`` …) and no ``steps:``. When the YAML does not parse, the same rule is applied to
+    the keys written at the start of a line (column 1), so a scenario with a syntax error still
+    gets DR001 in both commands. A file that is neither (e.g. a top-level list outside a
+    ``drills`` folder) is read as a runbook. Parsed with the runbook loader's limits, so a hostile
+    file costs no more here than when it is validated."""
     path = Path(path)
     if path.resolve().parent.name == "drills":
         return True
     text, _ = read_runbook(path)
     if text is None:
         return False
-    data = load_yaml(text, str(path)).data
-    return isinstance(data, dict) and "steps" not in data and bool(SCENARIO_KEYS & set(map(str, data)))
+    doc = load_yaml(text, str(path))
+    if doc.data is None and doc.diagnostics:  # does not parse: the keys as written at the top level
+        keys = {m.group(2) for m in _TOP_KEY.finditer(text)}
+    elif isinstance(doc.data, dict):
+        keys = set(map(str, doc.data))
+    else:
+        return False
+    return "steps" not in keys and bool(SCENARIO_KEYS & keys)
 
 
 def resolve_scenario(ref: str) -> Path:

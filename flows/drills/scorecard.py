@@ -6,6 +6,9 @@ docs/drills.md), ``build_scorecard`` (timeline + probe results + inject records 
 Measures, from the incident's timeline: time to contain = first ``run.started`` -> last
 ``run.finished`` with outcome ``succeeded`` (None when the run never succeeded); time to first
 decision = first ``approval.requested`` -> first ``approval.approved``/``approval.denied``;
+time to last containment = first ``run.started`` -> the last ``step.succeeded`` of a containment
+step (the runner names them: mutating, not a notification), which excludes waiting for a later
+clean-up approval that time to contain includes;
 per-approver response times; engine retries (``item.retrying``). From the runner's inject
 records: per inject fired / survived / retried as the sandbox saw them (AWS retries). A
 before-probe that only records a baseline for an after-probe (``needs_before``) is shown, not
@@ -16,7 +19,7 @@ Must not touch: files, Slack, Prefect, boto3 — the runner writes and posts wha
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -92,6 +95,9 @@ class Scorecard(_M):
     time_to_first_decision_s: float | None
     target_time_to_first_decision_s: float | None
     probes: list[ProbeLine]
+    # first run.started -> last step.succeeded of a containment step (mutating, not a notification);
+    # not a target, shown beside time to contain (which also waits for e.g. a clean-up approval)
+    time_to_last_containment_s: float | None = None
     approvers: list[ApproverLine]
     injects: list[InjectLine]
     retries: int  # engine + AWS
@@ -164,11 +170,14 @@ def _baseline_probes(scenario: Scenario) -> set[str]:
 
 def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict[str, Any]],
                     probe_results: dict[str, list[Any]], injects: list[Any], started_at: datetime,
-                    finished_at: datetime, harness_problems: Sequence[str] = ()) -> Scorecard:
+                    finished_at: datetime, harness_problems: Sequence[str] = (),
+                    containment_steps: Collection[str] = ()) -> Scorecard:
     """Score one drill. ``probe_results[phase]`` are ``ProbeResult``s in the order of
     ``scenario.probes.<phase>`` (continuous: repeated rounds of that list); ``injects`` are the
     runner's ``InjectRecord``s (or dicts with kind, description, fired, survived);
-    ``harness_problems``: what the runner could not do as scripted (any one fails the drill)."""
+    ``harness_problems``: what the runner could not do as scripted (any one fails the drill);
+    ``containment_steps``: the runbook's steps that contain (mutating, not a notification), for
+    ``time_to_last_containment_s``."""
     probes: list[ProbeLine] = []
     baselines = _baseline_probes(scenario)
     for phase in ("before", "continuous", "after"):
@@ -184,6 +193,9 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
     outcome = str((finishes[-1].get("data") or {}).get("outcome", "unknown")) if finishes else "unfinished"
     contained = outcome == "succeeded" and started is not None
     ttc = round((_ts(finishes[-1]["ts"]) - _ts(started["ts"])).total_seconds(), 3) if contained and started else None
+    contained_at = [e for e in timeline if e.get("kind") == "step.succeeded" and e.get("step") in containment_steps]
+    ttlc = (round((_ts(contained_at[-1]["ts"]) - _ts(started["ts"])).total_seconds(), 3)
+            if contained_at and started is not None else None)
     requested = _first(timeline, "approval.requested")
     decided = _first(timeline, "approval.approved", "approval.denied")
     ttfd = (round((_ts(decided["ts"]) - _ts(requested["ts"])).total_seconds(), 3)
@@ -224,7 +236,7 @@ def build_scorecard(scenario: Scenario, *, incident_id: str, timeline: list[dict
         passed=all(p.passed for p in scored) and all(targets_met) and not harness_problems,
         time_to_contain_s=ttc, target_time_to_contain_s=target_ttc,
         time_to_first_decision_s=ttfd, target_time_to_first_decision_s=target_ttfd,
-        probes=probes, approvers=approvers, injects=inject_lines,
+        time_to_last_containment_s=ttlc, probes=probes, approvers=approvers, injects=inject_lines,
         retries=engine_retries + aws_retries, retries_engine=engine_retries, retries_aws=aws_retries,
         weights=dict(WEIGHTS), components={k: round(v, 4) for k, v in components.items()},
         harness_problems=list(harness_problems))
@@ -278,6 +290,11 @@ def render_markdown(sc: Scorecard) -> str:
         f"| time to first decision | {_secs(sc.time_to_first_decision_s)} | "
         f"{_secs(sc.target_time_to_first_decision_s)} | "
         f"{_met(sc.time_to_first_decision_s, sc.target_time_to_first_decision_s, bool(sc.approvers))} |",
+        f"| time to last containment | {_secs(sc.time_to_last_containment_s)} | — | n/a |",
+        "",
+        "Time to contain runs from the first `run.started` to the last `run.finished` that succeeded, so it "
+        "includes waiting for approvals after containment (e.g. a clean-up gate); time to last containment "
+        "ends at the last containment step that succeeded (mutating, not a notification).",
         "",
         "## Probes",
         "",

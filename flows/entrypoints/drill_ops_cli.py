@@ -14,14 +14,18 @@ import typer
 
 from flows.entrypoints.terminal import console, print_diagnostics, print_error
 
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="Incident store folder to read (as `drill run --store DIR`; default: STANCH_STORE or "
+                    "<STANCH_HOME>/incidents).")]
 
-def _store() -> Path:
+
+def _store(given: Path | None = None) -> Path:
     from integrations.settings import StanchSettings
 
-    return StanchSettings().store_dir
+    return given if given is not None else StanchSettings().store_dir
 
 
-def _history(scenario: str | None) -> list[Any]:
+def _history(scenario: str | None, given: Path | None = None) -> list[Any]:
     """The drills recorded in the store; a store that cannot be read (an unreachable database, a bad
     setting) is one line on stderr and exit 2, never a traceback."""
     from pydantic import ValidationError
@@ -33,7 +37,7 @@ def _history(scenario: str | None) -> list[Any]:
     from integrations.settings import StanchSettings
 
     try:
-        return list(history(_store(), scenario))
+        return list(history(_store(given), scenario, folder_only=given is not None))
     except (ValidationError, SettingsError) as exc:
         print_error(settings_problem(exc, StanchSettings))
     except StanchError as exc:
@@ -41,46 +45,51 @@ def _history(scenario: str | None) -> list[Any]:
     raise typer.Exit(2)
 
 
-def _where() -> str:
-    """Where history is read from, for messages: the PostgreSQL store (no password) or the folder."""
+def _where(given: Path | None = None) -> str:
+    """Where history is read from, for messages: ``--store DIR``, else the PostgreSQL store (no
+    password) or the folder."""
     from flows.store import current
 
-    remote = current()
-    return remote.display if remote is not None else str(_store())
+    remote = None if given is not None else current()
+    return remote.display if remote is not None else str(_store(given))
 
 
 def history_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
-                ) -> None:
-    """Past drills, oldest first: date, score, time to contain vs target, failed probes, trend."""
+                store: StoreOpt = None) -> None:
+    """Past drills, oldest first: date, score, passed/FAILED, time to contain vs target, failed
+    probes, trend."""
     from rich.table import Table
+    from rich.text import Text
 
     from flows.drills.history import fmt_seconds, trend
 
-    rows = _history(scenario)
+    rows = _history(scenario, store)
     if not rows:
-        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}", markup=False)
+        console.print(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where(store)}",
+                      markup=False)
         raise typer.Exit(0)
     table = Table(box=None, pad_edge=False)
-    for col in ("date (UTC)", "scenario", "score", "contain", "target", "failed probes"):
+    for col in ("date (UTC)", "scenario", "score", "result", "contain", "target", "failed probes"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        score = f"[green]{r.score}[/]" if r.passed else f"[red]{r.score}[/]"
-        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M}", r.scenario, score, fmt_seconds(r.time_to_contain_s),
-                      fmt_seconds(r.target_time_to_contain_s), ", ".join(r.failed_probes) or "—")
+    for r in rows:  # the verdict in words too: colour is lost when piped
+        style = "green" if r.passed else "bold red"
+        table.add_row(f"{r.started_at:%Y-%m-%d %H:%M}", Text(r.scenario), Text(str(r.score), style),
+                      Text("passed" if r.passed else "FAILED", style), fmt_seconds(r.time_to_contain_s),
+                      fmt_seconds(r.target_time_to_contain_s), Text(", ".join(r.failed_probes) or "—"))
     console.print(table)
     console.print(f"trend: {trend([r.score for r in rows])}  ({len(rows)} drill{'s' if len(rows) != 1 else ''})")
 
 
 def report_cmd(scenario: Annotated[str | None, typer.Argument(help="Scenario name (default: all).")] = None,
                out: Annotated[Path, typer.Option("--out", help="Folder for trend.png and history.md.")] = Path(
-                   "drill-report")) -> None:
+                   "drill-report"), store: StoreOpt = None) -> None:
     """Write a trend chart (trend.png) and a Markdown table (history.md); with PREFECT_API_URL
     set, also attach them as a Prefect artifact."""
     from flows.drills.history import publish_artifact, write_report
 
-    rows = _history(scenario)
+    rows = _history(scenario, store)
     if not rows:
-        print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where()}")
+        print_error(f"no drills recorded{f' for {scenario}' if scenario else ''} in {_where(store)}")
         raise typer.Exit(1)
     chart, table, _ = write_report(rows, out, scenario)
     console.print(f"chart: {chart}\ntable: {table}")

@@ -154,3 +154,63 @@ def test_inputs_are_filled_for_a_runbook_without_an_inventory_input(tmp_path: Pa
                                               "notes": str(inventory), "sender": "security@platform.example"}
     with_inventory = run_inputs({}, inventory=inventory, fleet={}, accepts_inventory=True)
     assert with_inventory == ["-i", f"inventory={inventory}"]
+
+
+def test_offsets_count_from_run_started_and_an_outage_fires_per_refused_call(
+        fault_server: tuple[str, FaultInjector]) -> None:
+    """``at:`` counts from the run's ``run.started``, not from when the injector was made (the
+    run starts seconds later); a Slack outage's ``fired`` is the Slack calls it refused: a
+    1-second window nobody called into did not fire. ``at: 0s`` is at once (slack-down)."""
+    url, injector = fault_server
+    now = [100.0]
+    injects = [SlackOutage.model_validate({"kind": "slack_outage", "for": "1s", "at": "1s"}),
+               AwsFault(kind="aws_fault", service="iam", operation="*", error="Throttling", at="2s"),
+               SlackOutage.model_validate({"kind": "slack_outage", "at": "5s", "for": "1s"})]
+    with SlackStandIn() as slack:
+        def slack_up() -> bool:
+            return int(urllib3.request("POST", f"{slack.api_url}auth.test",
+                                       headers={"Authorization": f"Bearer {slack.token}"}).status) == 200
+
+        inj = Injector(injects, url, slack.url, clock=lambda: now[0])
+        inj.prepare()
+        now[0] = 103.0  # 3 s of sandbox start and process start: the run has not started yet
+        inj.tick(set(), None)
+        assert slack_up() and injector.rules() == []
+        inj.tick(set(), None, run_started=True)  # run.started at 103
+        assert slack_up() and injector.rules() == []
+        now[0] = 104.0
+        inj.tick(set(), None)
+        assert slack_up() is False  # the first window (104-105) is open: this call is refused
+        now[0] = 105.0
+        inj.tick(set(), None)
+        assert slack_up() and [r.code for r in injector.rules()] == ["Throttling"]  # closed; iam due at 105
+        now[0] = 108.0
+        inj.tick(set(), None)  # the second window opens (108-109) and nobody calls Slack in it
+        now[0] = 109.5
+        inj.tick(set(), None)
+        records = inj.finish(run_succeeded=True)
+    assert [(r.kind, r.fired, r.survived) for r in records] == [
+        ("slack_outage", 1, 1), ("aws_fault", 0, 0), ("slack_outage", 0, 0)]
+    from flows.drills.scorecard import inject_result
+
+    assert inject_result(records[2].fired, records[2].survived) == "did not fire"
+    at_once = Injector([SlackOutage.model_validate({"kind": "slack_outage", "at": "0s", "for": "run"})], url, None,
+                       clock=lambda: now[0])
+    assert at_once._due(0, at_once.injects[0], set(), {})  # before run.started
+
+
+def test_summary_says_not_contained_and_formats_targets() -> None:
+    """A drill that never contained shows ``not contained`` (never ``Nones``); targets are
+    formatted like `drill history` (300.0 s: 5m00s, 0.5 s: 500ms)."""
+    from rich.console import Console
+
+    from flows.entrypoints.drill_cli import _summary
+
+    card = {"scenario": "acm-access-denied", "passed": False, "score": 59, "probes": [],
+            "time_to_contain_s": None, "target_time_to_contain_s": 300.0,
+            "time_to_first_decision_s": 1.25, "target_time_to_first_decision_s": 0.5}
+    console = Console(width=200, record=True)
+    console.print(_summary(card))
+    text = console.export_text()
+    assert "not contained (target 5m00s)" in text and "None" not in text, text
+    assert "1.25s (target 500ms)" in text, text

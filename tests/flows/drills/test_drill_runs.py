@@ -206,8 +206,8 @@ def test_killed_slack_down_and_silent_approver(prefect_server: None, store: Path
     assert slack.exit_code == 0 and card["passed"], (slack.folder / "scorecard.md").read_text()
     kinds = [e["kind"] for e in _events(slack)]
     assert "slack.unavailable" in kinds and "slack.header" not in kinds
-    assert slack.slack.startswith("ts ") and (card["injects"][0]["fired"], card["injects"][0]["result"]) == (
-        1, "survived")
+    refused = card["injects"][0]["fired"]  # Slack calls the outage refused (each retried before giving up)
+    assert slack.slack.startswith("ts ") and refused >= 1 and card["injects"][0]["result"] == "survived", refused
 
     # U0LEAD1 approves through the real approval path; U0LEAD2 never answers: the gate expires
     card = _card(gated)

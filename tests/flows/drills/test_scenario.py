@@ -117,14 +117,26 @@ def test_stanch_validate_reports_scenario_diagnostics(tmp_path: Path) -> None:
 
 def test_schema_is_current_and_models_mirror_the_sandbox() -> None:
     assert schema.main(["--check"]) == 0, "run `make docs` (python -m flows.drills.schema)"
-    # Drills seed the flagship's fleets; the runbook-library variants (leaked-key, tenants, …) seed other
-    # services and have no drill scenarios yet — every drill variant must still be one the sandbox knows.
+    # Every drill variant is one the sandbox seeds: the flagship's fleets and the runbook-library
+    # variants (leaked-key, tenants, ci-action, signing: the bundled *-clean and approver-silent drills).
     drill_variants = set(typing.get_args(FleetSpec.model_fields["variant"].annotation))
     assert drill_variants - {"grid"} == set(VARIANTS)  # grid is generated: integrations.sandbox.fleet_grid
     assert all(code.startswith("DR") for code in DRILL_CODES)
     doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
     for code, title in DRILL_CODES.items():
         assert f"| {code} |" in doc, f"{code} ({title}) missing from docs/drills.md"
+
+
+def test_docs_list_every_fleet_variant() -> None:
+    """docs/drills.md's variant table and the example's comment name exactly the variants a
+    scenario may use (FleetSpec), which are the sandbox's (VARIANTS) plus grid."""
+    variants = list(typing.get_args(FleetSpec.model_fields["variant"].annotation))
+    doc = (Path(__file__).parents[3] / "docs" / "drills.md").read_text(encoding="utf-8")
+    table = doc.split("### Fleet variants", 1)[1].split("###", 1)[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")]
+    assert sorted(rows) == sorted(variants)
+    comment = next(line for line in doc.splitlines() if line.strip().startswith("variant: default"))
+    assert sorted(v.strip() for v in comment.split("#", 1)[1].split("|")) == sorted(variants)
 
 
 def test_seconds() -> None:
@@ -163,6 +175,47 @@ def test_hostile_files_are_refused_located(tmp_path: Path) -> None:
         f"{binary}:2:8: error[DR001]: not UTF-8: byte 0xff cannot be decoded (invalid start byte)"]
     with pytest.raises(RunbookError):
         load_scenario(binary)
+    (hint,) = [d.hint for d in validate_scenario_file(binary)]
+    assert hint == "save the scenario as UTF-8"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: x\ntitle: X\nrunbook: compromised-dependency\nrunbook: leaked-access-key\n",
+     "4:1: error[DR002]: duplicate key 'runbook' (first defined at 3:1)"),
+    ("name: x\ntitle: X\nrunbook: [a, b]\n", "3:10: error[DR003]: runbook: Input should be a valid string"),
+])
+def test_user_key_names_are_never_reworded(text: str, expected: str) -> None:
+    """Only the loader's generic wording ("runbook is … bytes", "save the runbook as UTF-8") is
+    said of a scenario; the user's own key ``runbook`` stays ``runbook`` in messages and paths."""
+    got = [d.format() for d in validate_scenario_text(text, "s.yaml")]
+    assert f"s.yaml:{expected}" in got, got
+    assert not any("'scenario'" in g or "error[DR003]: scenario:" in g for g in got), got
+
+
+def test_validate_and_drill_run_give_the_same_codes(tmp_path: Path) -> None:
+    """The same broken scenario file gets the same DR diagnostics from `stanch validate` and
+    `stanch drill run`: one whose YAML does not parse but whose top-level keys are a scenario's,
+    anywhere; one that is not even a mapping, in a ``drills`` folder. A broken runbook stays RB."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nrunbook: compromised-dependency\ntitle: [unclosed\n", encoding="utf-8")
+    (tmp_path / "drills").mkdir()
+    listed = tmp_path / "drills" / "listed.yaml"
+    listed.write_text("- name: x\n- runbook: compromised-dependency\n", encoding="utf-8")
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text("name: r\nsteps: [unclosed\n", encoding="utf-8")
+    runner = CliRunner()
+
+    def codes(output: str) -> list[str]:
+        return [line.split(": error[")[0] + line.split(": error[")[1][:6] for line in output.splitlines()
+                if ": error[" in line]
+
+    for path, code in ((broken, "DR001"), (listed, "DR003")):
+        validated = runner.invoke(app, ["validate", str(path)])
+        run = runner.invoke(app, ["drill", "run", str(path), "--store", str(tmp_path / "store")])
+        assert validated.exit_code == run.exit_code == 1, (validated.output, run.output)
+        assert codes(validated.output) == codes(run.output) != [], (validated.output, run.output)
+        assert codes(run.output)[0].endswith(f"{code}]"), run.output
+    assert "error[RB001]" in runner.invoke(app, ["validate", str(runbook)]).output
 
 
 GRID = """name: g

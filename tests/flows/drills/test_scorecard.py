@@ -183,3 +183,24 @@ def test_a_scripted_step_the_harness_could_not_do_fails_the_drill_and_says_why()
     old = clean.model_dump(mode="json")
     del old["harness_problems"]
     assert Scorecard.model_validate(old).harness_problems == []
+
+
+def test_time_to_last_containment_ends_at_the_last_containment_step() -> None:
+    """approver-silent: the key is Inactive after 0.6 s, the run ends at 5.2 s after the clean-up
+    approval expired: time to contain 5.2 s (it waits for the gate), time to last containment
+    0.6 s (a later notification does not count); the runner names leaked-access-key's steps."""
+    from flows.drills.runner import containment_steps
+    from flows.engine.runbooks import resolve_runbook
+
+    steps = containment_steps(resolve_runbook("leaked-access-key"))
+    assert {"deactivate-key", "deny-user"} <= steps and not {"find-key", "tell-security", "close-out"} & steps
+    sc = load_scenario(resolve_scenario("approver-silent"))
+    timeline = [_ev(0, "run.started"), _ev(0.4, "step.succeeded", "find-key"),
+                _ev(0.6, "step.succeeded", "deactivate-key"), _ev(1.0, "step.succeeded", "tell-security"),
+                _ev(5.2, "run.finished", outcome="succeeded")]
+    card = build_scorecard(sc, incident_id="I", timeline=timeline, probe_results={}, injects=[], started_at=T0,
+                           finished_at=T0 + timedelta(seconds=6), containment_steps=steps)
+    assert (card.time_to_contain_s, card.time_to_last_containment_s) == (5.2, 0.6)
+    assert "| time to last containment | 0.6s | — | n/a |" in render_markdown(card)
+    assert build_scorecard(sc, incident_id="I", timeline=timeline, probe_results={}, injects=[], started_at=T0,
+                           finished_at=T0).time_to_last_containment_s is None  # no containment step named

@@ -155,6 +155,7 @@ def test_email_probe(registry: ProbeRegistry, ctx: ProbeContext, world: Any) -> 
     audience = fleet.audiences["desktop-users"]
     r = registry.run("ses.one_email_per_address", {}, ctx)
     assert not r.passed and f"{audience.emails[0]}: 0 e-mails" in r.detail
+    assert r.observed == {e: 0 for e in audience.emails}  # what failed is observed, not `{}`
     ses = _clients(ctx, DESKTOP)("ses")
 
     def send(to: list[str]) -> None:
