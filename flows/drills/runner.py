@@ -62,7 +62,7 @@ from flows.engine.run_labels import run_tags
 from flows.engine.runtime import label_current_run
 from flows.engine.timeline_keys import key_for_children
 from flows.store import materialize, open_store
-from integrations.errors import StanchError
+from integrations.errors import InputError, StanchError
 from integrations.settings import StanchSettings
 
 _CLI = [sys.executable, "-m", "flows.entrypoints.cli"]
@@ -137,10 +137,12 @@ def _prefect_api_url() -> str:
 class _Approvers:
     """Answers each ``approval.requested`` as the scenario says (once per step and approver)."""
 
-    def __init__(self, behaviours: list[Any], store: Path, incident_id: str) -> None:
+    def __init__(self, behaviours: list[Any], store: Path, incident_id: str, api_url: str) -> None:
         self.behaviours = behaviours
         self.store = store
         self.incident_id = incident_id
+        self.api_url = api_url  # the Prefect API the run was started against (its PREFECT_API_URL)
+        self.patience = 120.0  # seconds a scripted approver keeps trying to reach the paused run
         self.done: set[tuple[str, str]] = set()
         self.threads: list[threading.Thread] = []
         self.errors: list[str] = []
@@ -162,15 +164,33 @@ class _Approvers:
                 t.start()
                 self.threads.append(t)
 
+    def _api(self, meta: dict[str, Any]) -> Any:
+        """Exactly the server the run was started against — not whatever Prefect settings this
+        thread sees (a new thread does not inherit a settings context, e.g. a test harness's; a
+        decision sent elsewhere never reaches the paused run, which then waits out its gate)."""
+        from flows.engine.approvals import prefect_api
+        from flows.engine.decisions import PrefectApi
+
+        configured = prefect_api()
+        return configured if configured is not None and configured.url == self.api_url else PrefectApi(self.api_url)
+
     def _decide(self, b: Any, step: str) -> None:
-        from flows.engine.approvals import submit_decision
+        from flows.engine.decisions import submit_decision
 
         time.sleep(contract.seconds(b.after) or 0.0)
-        try:
-            submit_decision(self.store, self.incident_id, step, f"slack:{b.user}", b.decision == "approve",
-                            "drill approver", wait=30.0, nonce=uuid.uuid4().hex)
-        except StanchError as exc:  # shown on the scorecard, which then fails (build_scorecard)
-            self.errors.append(f"scripted approver {b.user} could not {b.decision} {step}: {exc}")
+        give_up = time.monotonic() + self.patience
+        while True:  # like a person clicking again: one slow or failed call (a loaded server) is not the end
+            try:
+                submit_decision(self.store, self.incident_id, step, f"slack:{b.user}", b.decision == "approve",
+                                "drill approver", wait=30.0, nonce=uuid.uuid4().hex, api_of=self._api)
+                return
+            except InputError:
+                return  # the run no longer waits for this step (decided, expired or finished): nothing to do
+            except StanchError as exc:  # shown on the scorecard, which then fails (build_scorecard)
+                if time.monotonic() >= give_up:
+                    self.errors.append(f"scripted approver {b.user} could not {b.decision} {step}: {exc}")
+                    return
+                time.sleep(1.0)
 
 
 def _probe_context(sb: DrillSandbox, folder: Path, before: dict[str, Any]) -> Any:
@@ -342,7 +362,7 @@ def run_drill(scenario_path: Path, *, store: Path, incident_id: str | None = Non
             injector = Injector(list(scenario.injects), sb.moto_url, sb.slack_root,
                                 inventory=sb.state.inventory_path)
             injector.prepare()
-            approvers = _Approvers(list(scenario.approvers), store, inc)
+            approvers = _Approvers(list(scenario.approvers), store, inc, env["PREFECT_API_URL"])
             continuous: list[Any] = []
             interval = contract.seconds(getattr(scenario.probes, "interval", None) or "2s") or 2.0
             next_probe = time.monotonic() + interval
