@@ -10,7 +10,9 @@ about a second); the rules of who may approve live in ``flows.engine.approval_po
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from flows.engine.decisions import OUTCOMES, PrefectApi, auth_headers, pending_a
 from flows.engine.run_api import current_api_url
 from flows.engine.spec.models import Approval
 from integrations.settings import StanchSettings
+
+log = logging.getLogger("stanch.approvals")
 
 __all__ = ["OUTCOMES", "ApprovalDecision", "await_approval", "pending_approval", "prefect_api", "submit_decision",
            "wait_outcome"]
@@ -105,6 +109,10 @@ def _group_members(settings: StanchSettings, approval: Approval) -> tuple[dict[s
     return members, None
 
 
+#: the Prefect server's answer when a pause key is proposed a second time
+_PAUSE_REPLAYED = "already made this state transition"
+
+
 def _expire_later(flow_run_id: UUID, step_id: str, seconds: float, done: threading.Event) -> threading.Thread:
     """At expiry, resume the paused run with a deny from 'expiry' (a caught pause timeout would
     still end the run Failed, see DESIGN.md), retrying while the pause is being proposed."""
@@ -116,7 +124,9 @@ def _expire_later(flow_run_id: UUID, step_id: str, seconds: float, done: threadi
         while not done.is_set():
             try:
                 resume_flow_run(flow_run_id, run_input=decision)
-                return
+                # delivered; but if the waiting side had to propose its pause again (a new key,
+                # see ``_PAUSE_REPLAYED``), it waits for an answer under that key: answer again
+                done.wait(5.0)
             except Exception:
                 done.wait(0.5)
 
@@ -181,8 +191,19 @@ def await_approval(engine: Any, step: PlannedStep, message: str | None = None
     try:
         while not tally.decided:
             n += 1
-            decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(expires) + 120,
-                                      poll_interval=1, key=f"{step.id}-{n}")
+            try:
+                decision = pause_flow_run(wait_for_input=ApprovalDecision, timeout=int(expires) + 120,
+                                          poll_interval=1, key=f"{step.id}-{n}")
+            except Exception as exc:
+                # a loaded server (SQLite 'database is locked', client retries) can commit the pause
+                # and then refuse the client's retry of it: propose it again under a new key (the
+                # expiry keeps answering until the approval is decided), a bounded number of times
+                if _PAUSE_REPLAYED not in str(exc) or n >= 10:
+                    raise
+                log.warning("approval %s: pause %s-%s was replayed by the client (%s); pausing again",
+                            step.id, step.id, n, exc)
+                time.sleep(1.0)
+                continue
             if decision is None:  # pragma: no cover - only without wait_for_input
                 continue
             if decision.approver == "expiry":

@@ -174,6 +174,32 @@ def test_expiry_denies_and_is_recorded(tmp_path: Path) -> None:
     assert "approval expired after 2s" in (tmp_path / "INC-EXPIRE" / "reports" / "approve-delete.md").read_text()
 
 
+def test_a_pause_the_server_refuses_as_replayed_is_proposed_again_and_still_expires(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded Prefect server can commit a pause and refuse the client's retry of it ("This run
+    has already made this state transition"): CI once saw the run aborted there. The wait pauses
+    again under a new key and the expiry keeps answering, so the gate still expires as it should.
+    (Prefect's pause_flow_run is wrapped to raise that refusal once; our code is not mocked.)"""
+    import flows.engine.approvals as approvals
+
+    real = approvals.pause_flow_run
+    calls: list[str] = []
+
+    def replayed_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(kwargs.get("key")))
+        if len(calls) == 1:
+            raise RuntimeError("Pause: This run has already made this state transition.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(approvals, "pause_flow_run", replayed_once)
+    state = run_runbook(str(HERE / "approval-expiry.yaml"), {}, "INC-REPLAY", str(tmp_path), False,
+                        "cli:U0ONCALL", return_state=True)
+    assert state.is_failed()  # the gate expired (denied), not an aborted run
+    kinds = [e["kind"] for e in _events(tmp_path / "INC-REPLAY")]
+    assert "approval.expired" in kinds and "run.aborted" not in kinds, kinds
+    assert calls == ["approve-delete-1", "approve-delete-2"], calls
+
+
 def test_cli_identity_is_the_key_not_the_flag(tmp_path: Path, approver_keys: dict[str, Path]) -> None:
     """One shell holding U0LEAD1's key cannot also approve as U0LEAD2: the run checks each CLI
     decision's Ed25519 signature against the key listed for the id it names, and says why not."""
