@@ -42,14 +42,14 @@ lint: install
 	$(UV) run --frozen --no-sync mypy flows integrations
 
 # Two xdist workers: the machine has 2 cores; each worker starts its own temporary Prefect server.
-# loadgroup: tests go to whichever worker is free, except an xdist_group("cpu-heavy") — the
-# 4-drills-at-once e2e and the Slack burst — which one worker runs in turn: side by side they
-# starved each other (74 s instead of 7 s, 145 s instead of 20 s) and the suite swung 313 -> 361 s.
+# worksteal: an idle worker takes queued tests from the busy one, so the long e2e tests do not end up
+# queued behind each other on one worker while the other idles. (--dist loadgroup with the heavy
+# drill runs and the Slack burst in one group was tried: 3 of 5 full runs then hit load stalls.)
 PYTEST_WORKERS ?= 2
 
 test: lint
 	@$(UV) run --frozen --no-sync python -m compileall -q flows integrations
-	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 docs: install
 	$(UV) run --frozen --no-sync python -m flows.engine.spec.schema

@@ -27,10 +27,6 @@ from typer.testing import CliRunner
 from flows.drills.runner import DrillResult, run_drill
 from flows.entrypoints.cli import app
 
-# CPU-heavy (4 drills at once, each a sandbox process and a `stanch run` child): one xdist worker
-# runs this group in turn, so these never starve each other's temporary Prefect servers (a burst
-# beside 4 drills took 74 s instead of 7 s, the drills 145 s instead of 20 s); Makefile: --dist loadgroup
-pytestmark = pytest.mark.xdist_group("cpu-heavy")
 HERE = Path(__file__).parent / "scenarios"
 BUNDLED = Path(__file__).parents[3] / "runbooks" / "drills"
 THROTTLED = 2  # IAM calls throttled in iam-throttling-30pct with STANCH_SANDBOX_FAULT_SEED=7 (repeatable)

@@ -311,7 +311,6 @@ def test_a_retry_after_a_lost_answer_creates_no_second_run(env: LaunchEnv, prefe
     assert len(runs) == 1 and runs[0].state_type.value == "COMPLETED", runs
 
 
-@pytest.mark.xdist_group("cpu-heavy")  # not beside the drill runs (tests/flows/drills/test_drill_runs.py)
 def test_a_burst_of_run_commands_starts_every_announced_run_once(env: LaunchEnv, prefect_server: None) -> None:
     n = 10
     # a temporary SQLite Prefect server on a loaded 2-core box answers a burst with 503s ("database is
