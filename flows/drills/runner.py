@@ -253,13 +253,11 @@ def _runbook_facts(runbook: Path) -> tuple[str, str | None, bool]:
     return loaded.name, loaded.severity, "inventory" in loaded.inputs
 
 
-#: actions that tell people rather than contain: not counted for time to last containment
-NOTIFICATION_ACTIONS = ("slack.", "aws.ses.", "aws.sns.")
-
-
 def containment_steps(runbook: Path) -> set[str]:
     """The runbook's containment steps: a mutating action that is not a notification
-    (``NOTIFICATION_ACTIONS``); the scorecard's time to last containment ends at the last of them."""
+    (``flows.engine.reports.NOTIFY_FAMILIES``, as the post-mortem's exposure counts them); the
+    scorecard's time to last containment ends at the last of them."""
+    from flows.engine.reports import NOTIFY_FAMILIES
     from flows.engine.spec import load_runbook
     from integrations.base import default_registry
 
@@ -268,7 +266,7 @@ def containment_steps(runbook: Path) -> set[str]:
     for step in load_runbook(runbook, registry).runbook.steps:
         action = str(getattr(step, "action", "") or "")
         spec = registry.get(action) if action and action in registry.names() else None
-        if spec is not None and spec.mutating and not action.startswith(NOTIFICATION_ACTIONS):
+        if spec is not None and spec.mutating and not action.startswith(NOTIFY_FAMILIES):
             out.add(step.id)
     return out
 

@@ -249,7 +249,7 @@ def _interruptions(events: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-_NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not containing anything
+NOTIFY_FAMILIES = ("slack.", "aws.ses.", "aws.sns.")  # telling people is not containing anything
 
 
 def _z(ts: datetime | None) -> str | None:
@@ -552,7 +552,7 @@ def postmortem_context(events: list[dict[str, Any]], plan_json: dict[str, Any]) 
     ttc_detect = (last_containment - detected_from).total_seconds() if (detected_from and last_containment) else None
     waiting = _waiting_for_people(events)
     exposure = _exposure(assets, {s["id"] for s in steps.values() if s["mutating"]
-                                  and not str(s["action"] or "").startswith(_NOTIFY_FAMILIES)},
+                                  and not str(s["action"] or "").startswith(NOTIFY_FAMILIES)},
                          detected_from or start_ts,
                          "live_from" if live_from else "advisory published" if published else "run start")
     total = (end_ts - start_ts).total_seconds() if (start_ts and end_ts) else None
