@@ -21,11 +21,6 @@ os.environ["STANCH_PYPI_URL"] = ""
 # Slack 5xx/connection retries back off 0.02*2^n s, not slack_sdk's 0.5*2^n (+1 s jitter): the
 # Slack-down drill and outage tests make dozens of calls against a 503-ing stand-in (same retry count).
 os.environ["STANCH_SLACK_RETRY_BACKOFF"] = "0.02"
-# A request to a temporary (SQLite) Prefect server on a saturated 2-core box now and then gets no
-# answer; Prefect's client retries it after a ReadTimeout, by default after 60 s — seen as 60 s
-# stalls inside a run (a note step taking 62.5 s, a first approval decided after 63 s). 15 s: the
-# retry comes sooner (a replayed pause is handled by flows.engine.approvals). Children inherit it.
-os.environ.setdefault("PREFECT_API_REQUEST_TIMEOUT", "15")
 # Runs sign their timelines by default with the installation key <STANCH_HOME>/keys/…: a test that
 # sets no STANCH_HOME of its own gets a temporary one (never ./.stanch in the checkout).
 os.environ.setdefault("STANCH_HOME", tempfile.mkdtemp(prefix="stanch-test-home-"))
